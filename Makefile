@@ -1,0 +1,53 @@
+# sft_tf: `make demo` and `make test` are the two commands a new machine needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Where the demo looks for the Fashion-MNIST IDX files (Debian package, then the keras.datasets cache).
+FMNIST_DEB   := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+FMNIST_KERAS := $(HOME)/.keras/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install data demo test test-all lint format clean
+
+$(STAMP): pyproject.toml setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+# The demo data: Debian's dataset-fashion-mnist when we are root with apt, else the keras.datasets
+# download (needs the network once; it caches in ~/.keras/datasets).
+data: install
+	@if [ -f $(FMNIST_DEB) ] || [ -f $(FMNIST_KERAS) ]; then \
+	  echo "Fashion-MNIST: present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -q dataset-fashion-mnist || \
+	    (apt-get update -q && apt-get install -y -q dataset-fashion-mnist); \
+	else \
+	  $(BIN)/python -c "import keras; keras.datasets.fashion_mnist.load_data()"; \
+	fi
+
+demo: data
+	$(BIN)/sft-tf demo --workdir=runs/demo
+
+# The default suite: a few minutes on 2 cores.
+test: data
+	$(BIN)/pytest -m "not slow"
+
+# Everything, slow tests included: what CI runs.
+test-all: data
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info

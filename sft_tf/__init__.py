@@ -1,0 +1,3 @@
+"""sft_tf: fine-tune a pretrained keras.applications image model and export it for TF Serving."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,145 @@
+"""sft-tf: fine-tune a pretrained keras.applications image model and export it for TF Serving.
+
+Usage: sft-tf COMMAND [--flags] [FILES...]
+
+Commands:
+  train      fine-tune in two phases (head, then top blocks), evaluate, export
+             sft-tf train --config=configs/NAME.py --workdir=DIR [--config.a.b=VALUE ...]
+  pretrain   train a backbone from scratch on a source task, for train to start from
+             sft-tf pretrain --config=configs/NAME.py --workdir=DIR
+  evaluate   test-set metrics of a workdir's model, or of an export
+             sft-tf evaluate --workdir=DIR | --model=saved_models/NAME --config=configs/NAME.py
+  export     (re)export a finished workdir's model as a new version
+             sft-tf export --workdir=DIR
+  predict    top-k class names and scores for image files, from an export only
+             sft-tf predict --model=saved_models/NAME [--version=N] [--json] IMAGE...
+  demo       offline demo: pretrain, fine-tune, from-scratch baseline, export, predict
+             sft-tf demo --config=configs/fashion_mnist.py --workdir=runs/demo
+
+All flags: sft-tf --helpfull. Config fields and their meaning: sft_tf/config_lib.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from sft_tf.errors import UserError
+
+COMMANDS = ("train", "pretrain", "evaluate", "export", "predict", "demo")
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (configs/*.py).", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: config, logs, weights, metrics.")
+_STRATEGY = flags.DEFINE_enum(
+    "strategy",
+    None,
+    ["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"],
+    "Distribution strategy; overrides config.runtime.strategy.",
+)
+_MODEL = flags.DEFINE_string("model", None, "Export root (saved_models/NAME) or a version folder.")
+_VERSION = flags.DEFINE_integer("version", None, "Export version for predict (default: newest).")
+_JSON = flags.DEFINE_bool("json", False, "predict: print JSON instead of a table.")
+
+
+def _require(value, flag: str, command: str):
+    if not value:
+        raise UserError(f"`sft-tf {command}` needs --{flag}")
+    return value
+
+
+def _config(command: str):
+    from sft_tf import config_lib
+
+    config = _require(_CONFIG.value, "config", command)
+    if _STRATEGY.value:
+        config.runtime.strategy = _STRATEGY.value
+    config_lib.validate(config, command)
+    return config
+
+
+def _print_predictions(results: list[dict], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    width = max(len(r["file"]) for r in results)
+    for r in results:
+        if "error" in r:
+            print(f"{r['file']:<{width}}  ERROR {r['error']}")
+        else:
+            ranked = "  ".join(f"{c} {s:.3f}" for c, s in zip(r["classes"], r["scores"]))
+            print(f"{r['file']:<{width}}  {ranked}")
+
+
+def _dispatch(command: str, args: list[str]) -> int:
+    # Imported here so `sft-tf --help` and flag errors answer without loading TensorFlow.
+    from sft_tf import export, train
+
+    if command == "train":
+        train.run(_config(command), _require(_WORKDIR.value, "workdir", command))
+    elif command == "pretrain":
+        train.pretrain(_config(command), _require(_WORKDIR.value, "workdir", command))
+    elif command == "evaluate":
+        if _MODEL.value:
+            path = export.resolve_export(_MODEL.value, _VERSION.value)
+            metrics = train.evaluate_export(path, _config(command))
+        else:
+            metrics = train.evaluate_workdir(_require(_WORKDIR.value, "workdir or --model", command))
+        print(json.dumps({k: v for k, v in metrics.items() if k != "confusion_matrix"}, indent=2))
+    elif command == "export":
+        path = train.export_workdir(_require(_WORKDIR.value, "workdir", command))
+        print(f"Exported {path}")
+    elif command == "predict":
+        if not args:
+            raise UserError("`sft-tf predict` needs image files or folders after the flags")
+        if _MODEL.value:
+            root = _MODEL.value
+        else:
+            workdir = Path(_require(_WORKDIR.value, "model or --workdir", command))
+            metrics_path = workdir / "metrics.json"
+            if not metrics_path.is_file():
+                raise UserError(f"{metrics_path} not found; pass --model=saved_models/NAME")
+            root = json.loads(metrics_path.read_text()).get("export") or ""
+            if not root:
+                raise UserError(f"{workdir} has no export; pass --model=saved_models/NAME")
+        files = []
+        for arg in args:
+            p = Path(arg)
+            files += sorted(str(f) for f in p.rglob("*") if f.is_file()) if p.is_dir() else [arg]
+        results = export.predict_files(export.resolve_export(root, _VERSION.value), files)
+        _print_predictions(results, _JSON.value)
+        return 1 if all("error" in r for r in results) else 0
+    elif command == "demo":
+        from sft_tf import demo
+
+        demo.run(_config("train"), _require(_WORKDIR.value, "workdir", command))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """absl entry point: argv[1] is the command, the rest are positional arguments."""
+    if len(argv) < 2 or argv[1] not in COMMANDS:
+        given = argv[1] if len(argv) > 1 else "nothing"
+        print(
+            f"sft-tf: error: expected a command ({', '.join(COMMANDS)}), got {given}; "
+            "see sft-tf --help",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return _dispatch(argv[1], argv[2:])
+    except UserError as e:
+        print(f"sft-tf: error: {e}", file=sys.stderr)
+        return 2
+
+
+def run() -> None:
+    """Console-script entry point (`sft-tf`, `python -m sft_tf`)."""
+    # absl's --help prints the __main__ module's docstring: make it this one.
+    sys.modules["__main__"].__doc__ = __doc__
+    app.run(lambda argv: sys.exit(main(argv)))

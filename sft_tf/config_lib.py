@@ -1,0 +1,254 @@
+"""The configuration schema: every field, its default and what it means, in one place.
+
+Config files in `configs/` start from `base_config()` and change what their experiment needs.
+Code reads fields directly (`config.phase2.learning_rate`), never `config.get(key, default)`: a
+field that is not declared here does not exist, and `lock_config=True` turns a mistyped override
+into an error.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+from ml_collections import config_dict
+
+from sft_tf import backbones, data
+from sft_tf.errors import UserError
+
+COMMANDS_NEEDING_DATA = ("train", "pretrain", "evaluate")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Returns the whole schema with defaults; configs override what they need."""
+    c = ml_collections.ConfigDict()
+    # Experiment name; also the export folder: <export.dir>/<name>/<version>/.
+    c.name = "model"
+    # Seeds weight init, shuffling, few-shot sampling and augmentation.
+    c.seed = 0
+
+    c.model = ml_collections.ConfigDict()
+    # A keras.applications class name, e.g. "EfficientNetB0", "MobileNetV2", "ResNet50".
+    c.model.backbone = "EfficientNetB0"
+    # "imagenet" (Keras downloads them), "" for random init, or a weights file: the
+    # backbone.weights.h5 written by `sft-tf pretrain`, or a Keras "no top" weights file.
+    c.model.weights = "imagenet"
+    # Square input size in pixels; images are resized to it in the input pipeline and in the export.
+    c.model.image_size = 224
+    # Width multiplier of MobileNet, MobileNetV2 and MobileNetV3 (None: the backbone's default 1.0).
+    c.model.alpha = config_dict.placeholder(float)
+    # Global pooling of the base's feature map: "avg" or "max".
+    c.model.pooling = "avg"
+    # Dropout rate between the pooled features and the new Dense head.
+    c.model.dropout = 0.2
+
+    c.data = ml_collections.ConfigDict()
+    # Dataset specs: "folder:PATH" (one sub-folder per class) or "fashion_mnist:SPLIT[:DIR]"
+    # (SPLIT is train or test; DIR holds the IDX files, default: Debian's then Keras's location).
+    c.data.train = ""
+    # Optional; "" means no validation during training.
+    c.data.validation = ""
+    # Optional; "" means no test evaluation (and no test accuracy in metrics.json).
+    c.data.test = ""
+    # Images per optimizer step summed over all replicas; the only batch size there is.
+    c.data.global_batch_size = 32
+    # Optional comma-separated subset of class names or ids, e.g. "5,6,7,8,9" or "cat,dog";
+    # labels are renumbered in this order. Applies to every split.
+    c.data.classes = config_dict.placeholder(str)
+    # Optional few-shot sampling: keep this many training examples per class (seeded).
+    c.data.examples_per_class = config_dict.placeholder(int)
+    # Comma-separated training augmentations from: flip, translate, rotate, zoom, contrast.
+    c.data.augment = "flip"
+
+    # Phase 1: the base is frozen, only the new head trains.
+    c.phase1 = ml_collections.ConfigDict()
+    c.phase1.epochs = 5
+    # Peak learning rate (Adam); cosine decay to zero over the phase.
+    c.phase1.learning_rate = 1e-3
+    # Linear warm-up from zero to the peak over this many epochs (may be fractional).
+    c.phase1.warmup_epochs = 0.0
+
+    # Phase 2: the top blocks of the base are unfrozen and training continues at a lower rate.
+    c.phase2 = ml_collections.ConfigDict()
+    # 0 skips phase 2.
+    c.phase2.epochs = 5
+    c.phase2.learning_rate = 1e-4
+    c.phase2.warmup_epochs = 1.0
+    # How many of the base's top blocks to unfreeze (whole blocks); -1 unfreezes the whole base.
+    c.phase2.unfreeze_blocks = 2
+    # "frozen": BatchNorm layers keep their statistics and scale (inference mode), the safe
+    # default for small datasets; "train": BN in unfrozen blocks adapts to the new data.
+    c.phase2.batchnorm = "frozen"
+    # With batchnorm="train", re-estimate BN statistics on this many training batches after the
+    # phase (0 turns it off): short runs leave BN moving averages far from the data's.
+    c.phase2.recalibration_batches = 50
+
+    # Source pretraining (`sft-tf pretrain`): train the backbone from random init on a source
+    # task, then save it for `train` as model.weights=<workdir>/backbone.weights.h5.
+    c.pretrain = ml_collections.ConfigDict()
+    c.pretrain.train = ""
+    c.pretrain.test = ""
+    # Optional comma-separated source classes (names or ids), as data.classes.
+    c.pretrain.classes = config_dict.placeholder(str)
+    c.pretrain.epochs = 5
+    c.pretrain.learning_rate = 2e-3
+    # Batches used to re-estimate BatchNorm statistics before saving the backbone.
+    c.pretrain.recalibration_batches = 50
+
+    c.export = ml_collections.ConfigDict()
+    # Export root; "" skips the export. Exports go to <dir>/<name>/<version>/.
+    c.export.dir = "saved_models"
+    # How many class names and scores each prediction returns (capped at the class count).
+    c.export.top_k = 5
+
+    c.runtime = ml_collections.ConfigDict()
+    # auto | default | one_device | mirrored | multi_worker | tpu (the --strategy flag wins).
+    c.runtime.strategy = "auto"
+    return c
+
+
+def _fail(message: str) -> None:
+    raise UserError(message)
+
+
+def _check_spec(field: str, value: str, required: bool) -> None:
+    if not value:
+        if required:
+            _fail(f"config.{field} is empty; set it, e.g. --config.{field}=folder:/data/train")
+        return
+    data.parse_spec(value, field=f"config.{field}")
+
+
+def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
+    """Checks values and cross-field rules; raises UserError naming the field and the fix.
+
+    Args:
+      config: a config built on `base_config()`.
+      command: the CLI command about to run; decides which data fields are required.
+
+    Raises:
+      UserError: on the first invalid field.
+    """
+    if not _NAME_RE.match(config.name):
+        _fail(
+            f"config.name={config.name!r} must be a folder name (letters, digits, _ . -); "
+            "it names the export folder"
+        )
+    m = config.model
+    spec = backbones.get(m.backbone)
+    if m.image_size < spec.min_size:
+        _fail(
+            f"config.model.image_size={m.image_size} is below {m.backbone}'s minimum "
+            f"{spec.min_size}; use >= {spec.min_size}"
+        )
+    if m.alpha is not None and "alpha" not in spec.options:
+        _fail(f"config.model.alpha is set but {m.backbone} has no width multiplier; unset it")
+    if m.pooling not in ("avg", "max"):
+        _fail(f"config.model.pooling={m.pooling!r} must be 'avg' or 'max'")
+    if not 0.0 <= m.dropout < 1.0:
+        _fail(f"config.model.dropout={m.dropout} must be in [0, 1)")
+    if m.weights not in ("imagenet", "") and command != "pretrain":
+        if not Path(m.weights).is_file() and "://" not in m.weights:
+            _fail(
+                f"config.model.weights={m.weights!r} is not a file; use 'imagenet', '' "
+                "(random init) or the backbone.weights.h5 written by `sft-tf pretrain`"
+            )
+    d = config.data
+    if d.global_batch_size < 1:
+        _fail(f"config.data.global_batch_size={d.global_batch_size} must be >= 1")
+    if d.examples_per_class is not None and d.examples_per_class < 1:
+        _fail(f"config.data.examples_per_class={d.examples_per_class} must be >= 1 or unset")
+    data.parse_augment(d.augment, field="config.data.augment")
+    needs_train = command == "train"
+    _check_spec("data.train", d.train, required=needs_train)
+    _check_spec("data.validation", d.validation, required=False)
+    _check_spec("data.test", d.test, required=command == "evaluate")
+    for phase in ("phase1", "phase2"):
+        p = config[phase]
+        if p.epochs < 0:
+            _fail(f"config.{phase}.epochs={p.epochs} must be >= 0")
+        if p.learning_rate <= 0:
+            _fail(f"config.{phase}.learning_rate={p.learning_rate} must be > 0")
+        if not 0 <= p.warmup_epochs <= max(p.epochs, 0):
+            _fail(
+                f"config.{phase}.warmup_epochs={p.warmup_epochs} must be between 0 and "
+                f"{phase}.epochs={p.epochs}"
+            )
+    if command == "train" and config.phase1.epochs + config.phase2.epochs == 0:
+        _fail("config.phase1.epochs and config.phase2.epochs are both 0; nothing to train")
+    if config.phase2.unfreeze_blocks < -1:
+        _fail(
+            f"config.phase2.unfreeze_blocks={config.phase2.unfreeze_blocks} must be >= 0, "
+            "or -1 for the whole base"
+        )
+    if config.phase2.batchnorm not in ("frozen", "train"):
+        _fail(f"config.phase2.batchnorm={config.phase2.batchnorm!r} must be 'frozen' or 'train'")
+    p = config.pretrain
+    if command == "pretrain":
+        _check_spec("pretrain.train", p.train, required=True)
+        _check_spec("pretrain.test", p.test, required=False)
+        if p.epochs < 1:
+            _fail(f"config.pretrain.epochs={p.epochs} must be >= 1")
+        if p.learning_rate <= 0:
+            _fail(f"config.pretrain.learning_rate={p.learning_rate} must be > 0")
+    if config.export.top_k < 1:
+        _fail(f"config.export.top_k={config.export.top_k} must be >= 1")
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Returns the config as plain JSON-able dicts (placeholders left unset become None)."""
+    return json.loads(config.to_json_best_effort())
+
+
+def save(config: ml_collections.ConfigDict, path: str | Path) -> None:
+    """Writes the resolved config as JSON (temp file + rename, so it is never half-written)."""
+    path = Path(path)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def _merge(target: ml_collections.ConfigDict, values: Mapping[str, Any], prefix: str) -> None:
+    for key, value in values.items():
+        if key not in target:
+            raise UserError(f"{prefix}{key} is not a config field of this sft_tf version")
+        if isinstance(value, Mapping):
+            _merge(target[key], value, f"{prefix}{key}.")
+        else:
+            target[key] = value
+
+
+def load(path: str | Path) -> ml_collections.ConfigDict:
+    """Reads a config.json written by `save` back onto the schema (so new fields get defaults)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} not found; is this a workdir written by `sft-tf train`?")
+    config = base_config()
+    _merge(config, json.loads(path.read_text()), prefix="config.")
+    config.lock()
+    return config
+
+
+def scratch_baseline(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The same experiment trained from random init: the baseline fine-tuning must beat.
+
+    One phase (phase 2) with the whole base open and BatchNorm training, for as many epochs as
+    both fine-tuning phases together, at the source-training learning rate; no export.
+    """
+    scratch = copy.deepcopy(config)
+    scratch.model.weights = ""
+    scratch.phase2.epochs = config.phase1.epochs + config.phase2.epochs
+    scratch.phase1.epochs = 0
+    scratch.phase2.unfreeze_blocks = -1
+    scratch.phase2.batchnorm = "train"
+    scratch.phase2.learning_rate = config.pretrain.learning_rate
+    scratch.phase2.warmup_epochs = min(1.0, scratch.phase2.epochs / 5)
+    scratch.export.dir = ""
+    scratch.name = f"{config.name}_scratch"
+    return scratch

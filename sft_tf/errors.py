@@ -1,0 +1,5 @@
+"""The one exception type the CLI turns into a one-line message and a non-zero exit."""
+
+
+class UserError(Exception):
+    """Bad input from the user: a config field, a dataset, a path. The message names it and the fix."""

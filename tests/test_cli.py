@@ -1,0 +1,119 @@
+"""The real `sft-tf` CLI in subprocesses: train, predict, evaluate, export, and its errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def sft_tf(*args, cwd, check=True):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, "-m", "sft_tf", *args],
+        capture_output=True, text=True, timeout=300, cwd=cwd, env=env,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"sft-tf {args[0]} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def test_help_lists_every_command(tmp_path):
+    out = sft_tf("--help", cwd=tmp_path).stdout
+    for command in ("train", "pretrain", "evaluate", "export", "predict", "demo"):
+        assert f"\n  {command} " in out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, image_folders):
+    """One real `sft-tf train` run on image folders with configs/tiny.py."""
+    cwd = tmp_path_factory.mktemp("cli")
+    result = sft_tf(
+        "train",
+        f"--config={REPO / 'configs' / 'tiny.py'}",
+        f"--config.data.train=folder:{image_folders['train']}",
+        f"--config.data.test=folder:{image_folders['test']}",
+        "--config.phase2.unfreeze_blocks=1",
+        "--workdir=run",
+        cwd=cwd,
+    )
+    return cwd, result
+
+
+def test_train_writes_workdir_and_export(trained):
+    cwd, result = trained
+    assert "Phase 1 (head only, base frozen)" in result.stdout
+    assert "Phase 2 (1 top blocks open: block_16; BatchNorm frozen)" in result.stdout
+    assert "Test accuracy after phase2" in result.stdout
+    config = json.loads((cwd / "run" / "config.json").read_text())
+    assert config["phase2"]["unfreeze_blocks"] == 1
+    metrics = json.loads((cwd / "run" / "metrics.json").read_text())
+    assert metrics["export"] == "saved_models/tiny/1"
+    assert (cwd / "saved_models" / "tiny" / "1" / "saved_model.pb").is_file()
+
+
+def test_predict_from_export_and_workdir(trained, image_folders):
+    cwd, _ = trained
+    cat = sorted((image_folders["test"] / "cat").glob("*.*"))[0]
+    out = sft_tf("predict", "--model=saved_models/tiny", "--json", str(cat), "missing.png", cwd=cwd)
+    results = json.loads(out.stdout)
+    assert results[0]["classes"][0] in ("cat", "dog", "fox") and len(results[0]["scores"]) == 3
+    assert results[1]["file"] == "missing.png" and "error" in results[1]
+    table = sft_tf("predict", "--workdir=run", str(image_folders["test"] / "dog"), cwd=cwd).stdout
+    assert len(table.strip().splitlines()) == 6  # one line per image in the folder
+
+
+def test_evaluate_and_reexport(trained, image_folders):
+    cwd, _ = trained
+    metrics = json.loads(sft_tf("evaluate", "--workdir=run", cwd=cwd).stdout)
+    train_metrics = json.loads((cwd / "run" / "metrics.json").read_text())
+    assert metrics["accuracy"] == train_metrics["phase2"]["test"]["accuracy"]
+    from_export = json.loads(
+        sft_tf(
+            "evaluate",
+            "--model=saved_models/tiny",
+            f"--config={REPO / 'configs' / 'tiny.py'}",
+            f"--config.data.test=folder:{image_folders['test']}",
+            cwd=cwd,
+        ).stdout
+    )
+    assert from_export["accuracy"] == metrics["accuracy"]
+    out = sft_tf("export", "--workdir=run", cwd=cwd).stdout
+    assert "saved_models/tiny/2" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config.model.image_size=16"], "config.model.image_size=16 is below MobileNetV2's minimum 32"),
+        (["--config.data.train=folder:/no/such/dir"], "/no/such/dir is not a directory"),
+        (["--config.model.backbone=ResNet51"], "'ResNet51' is not a keras.applications backbone"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_exports_alone(trained, args, message):
+    cwd, _ = trained
+    before = sorted(p.name for p in (cwd / "saved_models" / "tiny").iterdir())
+    result = sft_tf(
+        "train", f"--config={REPO / 'configs' / 'tiny.py'}", "--workdir=run",
+        "--config.data.train=folder:/tmp", *args, cwd=cwd, check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr
+    assert sorted(p.name for p in (cwd / "saved_models" / "tiny").iterdir()) == before
+
+
+def test_mistyped_config_key_is_an_error(tmp_path):
+    result = sft_tf(
+        "train", f"--config={REPO / 'configs' / 'tiny.py'}", "--workdir=run",
+        "--config.model.backbon=ResNet50", cwd=tmp_path, check=False,
+    )
+    assert result.returncode != 0 and "backbon" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_command(tmp_path):
+    result = sft_tf("fit", cwd=tmp_path, check=False)
+    assert result.returncode == 2 and "expected a command" in result.stderr

@@ -1,0 +1,114 @@
+"""The schema, validation messages, every config file, and config.json round trips."""
+
+import importlib.util
+
+import pytest
+
+from sft_tf import config_lib
+from sft_tf.errors import UserError
+from tests.conftest import REPO
+
+CONFIG_FILES = sorted((REPO / "configs").glob("*.py"))
+
+
+def _load(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def test_schema_has_the_documented_keys():
+    c = config_lib.base_config()
+    for key in (
+        "name", "seed", "model.backbone", "model.weights", "model.image_size", "model.pooling",
+        "model.dropout", "model.alpha", "data.train", "data.validation", "data.test",
+        "data.global_batch_size", "data.classes", "data.examples_per_class", "phase1.epochs",
+        "phase1.learning_rate", "phase2.epochs", "phase2.learning_rate",
+        "phase2.unfreeze_blocks", "phase2.batchnorm", "export.dir",
+    ):
+        node = c
+        for part in key.split("."):
+            assert part in node, key
+            node = node[part]
+    assert c.export.dir == "saved_models" and c.phase2.batchnorm == "frozen"
+
+
+def test_every_schema_field_has_a_comment():
+    source = (REPO / "sft_tf" / "config_lib.py").read_text().splitlines()
+    body = source[next(i for i, l in enumerate(source) if "def base_config" in l) :]
+    body = body[: next(i for i, l in enumerate(body) if l.strip() == "return c")]
+    for i, line in enumerate(body):
+        stripped = line.strip()
+        if stripped.startswith("c.") and "ConfigDict()" not in stripped:
+            # The field's comment is on the lines just above it (shared by a short run of fields).
+            above = [l.strip() for l in body[max(0, i - 4) : i]]
+            assert any(l.startswith("#") for l in above), stripped
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
+def test_config_files_load_and_validate(path):
+    config = _load(path)
+    assert config.name
+    # Configs are runnable documentation: the docstring holds the command.
+    assert "sft-tf " in path.read_text().split('"""')[1]
+    config_lib.validate(config, "pretrain" if config.pretrain.train else "train")
+
+
+def _tiny(**changes):
+    config = _load(REPO / "configs" / "tiny.py")
+    config.data.train = "folder:/tmp"
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            config[section][field] = value
+        else:
+            config[section] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"model__image_size": 16}, "image_size=16 is below MobileNetV2's minimum 32; use >= 32"),
+        ({"model__backbone": "MobilenetV2"}, "did you mean 'MobileNetV2'"),
+        ({"model__pooling": "mean"}, "config.model.pooling='mean' must be 'avg' or 'max'"),
+        ({"model__dropout": 1.0}, r"config.model.dropout=1.0 must be in \[0, 1\)"),
+        ({"model__weights": "/nope.h5"}, "config.model.weights='/nope.h5' is not a file"),
+        ({"data__train": "/data/train"}, "config.data.train='/data/train' is not a dataset spec"),
+        ({"data__train": ""}, "config.data.train is empty"),
+        ({"data__global_batch_size": 0}, "global_batch_size=0 must be >= 1"),
+        ({"phase2__batchnorm": "on"}, "config.phase2.batchnorm='on' must be 'frozen' or 'train'"),
+        ({"phase2__unfreeze_blocks": -2}, "unfreeze_blocks=-2 must be >= 0"),
+        ({"phase1__learning_rate": 0.0}, "phase1.learning_rate=0.0 must be > 0"),
+        ({"name": "my model"}, "config.name='my model' must be a folder name"),
+        ({"data__augment": "blur"}, "unknown \\['blur'\\]"),
+    ],
+)
+def test_validate_names_field_and_fix(changes, message):
+    with pytest.raises(UserError, match=message):
+        config_lib.validate(_tiny(**changes), "train")
+
+
+def test_alpha_only_for_mobilenets():
+    config = _tiny(model__backbone="ResNet50")
+    with pytest.raises(UserError, match="ResNet50 has no width multiplier"):
+        config_lib.validate(config, "train")
+
+
+def test_save_and_load_round_trip(tmp_path):
+    config = _tiny(data__classes="cat,dog", data__examples_per_class=3)
+    config_lib.save(config, tmp_path / "config.json")
+    loaded = config_lib.load(tmp_path / "config.json")
+    assert config_lib.to_dict(loaded) == config_lib.to_dict(config)
+    with pytest.raises(UserError, match="not found"):
+        config_lib.load(tmp_path / "missing.json")
+
+
+def test_scratch_baseline_trains_everything_from_random_init():
+    config = _load(REPO / "configs" / "fashion_mnist.py")
+    scratch = config_lib.scratch_baseline(config)
+    assert scratch.model.weights == "" and scratch.phase1.epochs == 0
+    assert scratch.phase2.epochs == config.phase1.epochs + config.phase2.epochs
+    assert scratch.phase2.unfreeze_blocks == -1 and scratch.phase2.batchnorm == "train"
+    assert scratch.export.dir == "" and config.export.dir == "saved_models"
