@@ -1,4 +1,4 @@
-"""The smallest real run: MobileNetV2 (alpha 0.35) at 32x32, a few steps. Tests and smoke runs use it.
+"""The smallest real run: MobileNetV2 (alpha 0.35) at 32x32, a few steps; tests use it.
 
   sft-tf train --config=configs/tiny.py --workdir=runs/tiny \
       --config.data.train=folder:/path/to/train --config.data.test=folder:/path/to/test

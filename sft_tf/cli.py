@@ -22,6 +22,7 @@ All flags: sft-tf --helpfull. Config fields and their meaning: sft_tf/config_lib
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -89,7 +90,9 @@ def _dispatch(command: str, args: list[str]) -> int:
             path = export.resolve_export(_MODEL.value, _VERSION.value)
             metrics = train.evaluate_export(path, _config(command))
         else:
-            metrics = train.evaluate_workdir(_require(_WORKDIR.value, "workdir or --model", command))
+            metrics = train.evaluate_workdir(
+                _require(_WORKDIR.value, "workdir or --model", command)
+            )
         print(json.dumps({k: v for k, v in metrics.items() if k != "confusion_matrix"}, indent=2))
     elif command == "export":
         path = train.export_workdir(_require(_WORKDIR.value, "workdir", command))
@@ -138,8 +141,38 @@ def main(argv: list[str]) -> int:
         return 2
 
 
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and probes for GPUs with its C++ start-up chatter muted.
+
+    TF 2.21 logs those lines before its log level applies, so TF_CPP_MIN_LOG_LEVEL cannot
+    hide them, and they would bury one-line error messages. Set TF_CPP_MIN_LOG_LEVEL=0 to see
+    them again. Python errors raised by the import are still shown.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
+        import tensorflow  # noqa: F401
+
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # probes CUDA, which logs when absent
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def run() -> None:
     """Console-script entry point (`sft-tf`, `python -m sft_tf`)."""
-    # absl's --help prints the __main__ module's docstring: make it this one.
+    # absl's --help exits 1 and appends its own text; asking for help is not an error.
+    if len(sys.argv) < 2 or sys.argv[1] in ("--help", "-h", "help", "-help"):
+        print(__doc__, end="")
+        sys.exit(0 if len(sys.argv) > 1 else 2)
+    _import_tensorflow_quietly()
+    # absl's usage messages print the __main__ module's docstring: make it this one.
     sys.modules["__main__"].__doc__ = __doc__
     app.run(lambda argv: sys.exit(main(argv)))

@@ -153,12 +153,12 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
         _fail(f"config.model.pooling={m.pooling!r} must be 'avg' or 'max'")
     if not 0.0 <= m.dropout < 1.0:
         _fail(f"config.model.dropout={m.dropout} must be in [0, 1)")
-    if m.weights not in ("imagenet", "") and command != "pretrain":
-        if not Path(m.weights).is_file() and "://" not in m.weights:
-            _fail(
-                f"config.model.weights={m.weights!r} is not a file; use 'imagenet', '' "
-                "(random init) or the backbone.weights.h5 written by `sft-tf pretrain`"
-            )
+    local_weights = m.weights not in ("imagenet", "") and "://" not in m.weights
+    if local_weights and command != "pretrain" and not Path(m.weights).is_file():
+        _fail(
+            f"config.model.weights={m.weights!r} is not a file; use 'imagenet', '' "
+            "(random init) or the backbone.weights.h5 written by `sft-tf pretrain`"
+        )
     d = config.data
     if d.global_batch_size < 1:
         _fail(f"config.data.global_batch_size={d.global_batch_size} must be >= 1")

@@ -225,9 +225,10 @@ def select_classes(examples: Examples, classes: Sequence[str], field: str) -> Ex
         elif c.isdigit() and int(c) < len(examples.class_names):
             ids.append(int(c))
         else:
+            names = examples.class_names
             raise UserError(
                 f"{field}: class {c!r} is not in {examples.origin} (classes: "
-                f"{', '.join(examples.class_names)}; names or ids 0..{len(examples.class_names) - 1})"
+                f"{', '.join(names)}; names or ids 0..{len(names) - 1})"
             )
     if len(set(ids)) != len(ids):
         raise UserError(f"{field}: a class is listed twice in {','.join(classes)}")
@@ -254,22 +255,23 @@ def sample_per_class(examples: Examples, per_class: int | None, seed: int) -> Ex
     return examples.take(np.sort(np.concatenate(keep)))
 
 
-def check_same_classes(reference: Examples, other: Examples, field: str) -> None:
-    """Raises UserError when `other` does not have exactly the reference's classes, in order."""
-    if reference.class_names == other.class_names:
+def check_same_classes(
+    class_names: Sequence[str], other: Examples, field: str, reference: str = "the training data"
+) -> None:
+    """Raises UserError when `other` does not have exactly `class_names`, in order."""
+    if tuple(class_names) == tuple(other.class_names):
         return
-    missing = sorted(set(reference.class_names) - set(other.class_names))
-    extra = sorted(set(other.class_names) - set(reference.class_names))
+    missing = sorted(set(class_names) - set(other.class_names))
+    extra = sorted(set(other.class_names) - set(class_names))
     detail = []
     if missing:
         detail.append(f"missing {missing}")
     if extra:
-        detail.append(f"not in training data {extra}")
+        detail.append(f"not in {reference} {extra}")
     if not detail:
         detail.append("same names in a different order")
     raise UserError(
-        f"{field}={other.origin!r} has different classes from the training data: "
-        f"{'; '.join(detail)}"
+        f"{field}={other.origin!r} has different classes from {reference}: {'; '.join(detail)}"
     )
 
 
@@ -299,7 +301,9 @@ def parse_augment(text: str, field: str = "augment") -> list[str]:
     names = [a.strip() for a in text.split(",") if a.strip()]
     unknown = [a for a in names if a not in AUGMENTATIONS]
     if unknown:
-        raise UserError(f"{field}={text!r}: unknown {unknown}; choose from {', '.join(AUGMENTATIONS)}")
+        raise UserError(
+            f"{field}={text!r}: unknown {unknown}; choose from {', '.join(AUGMENTATIONS)}"
+        )
     return names
 
 

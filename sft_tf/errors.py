@@ -2,4 +2,4 @@
 
 
 class UserError(Exception):
-    """Bad input from the user: a config field, a dataset, a path. The message names it and the fix."""
+    """Bad input: a config field, a dataset, a path. The message names it and the fix."""

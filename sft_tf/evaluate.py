@@ -52,8 +52,6 @@ def classification_metrics(
         "accuracy": round(float(np.mean(predicted == labels)), 4),
         f"top{k}_accuracy": round(float(np.mean((top == labels[:, None]).any(-1))), 4),
         "loss": round(loss, 4),
-        "per_class_recall": {
-            name: round(float(r), 4) for name, r in zip(class_names, recall)
-        },
+        "per_class_recall": {name: round(float(r), 4) for name, r in zip(class_names, recall)},
         "confusion_matrix": confusion.tolist(),
     }

@@ -29,6 +29,7 @@ from sft_tf.errors import UserError
 SIGNATURES = ("serving_default", "serving_images")
 # Max abs difference of probabilities between the reloaded export and the in-memory model.
 PARITY_TOLERANCE = 1e-4
+LABELS_FILE = "assets.extra/labels.txt"
 
 
 def versions(model_root: str | Path) -> list[int]:
@@ -157,6 +158,9 @@ def export_for_serving(
     shutil.rmtree(staging, ignore_errors=True)
     try:
         archive.write_out(str(staging), verbose=False)
+        # The class names beside the graph too, for tools that read files, not signatures.
+        (staging / "assets.extra").mkdir(exist_ok=True)
+        (staging / LABELS_FILE).write_text("\n".join(class_names) + "\n")
         verify_export(staging, model, image_size, list(check_images) or _sample_images(image_size))
         while True:
             version = (versions(root) or [0])[-1] + 1
@@ -169,6 +173,14 @@ def export_for_serving(
                     raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_class_names(export_dir: str | Path) -> list[str]:
+    """The class names stored in an export, in output order."""
+    path = Path(export_dir) / LABELS_FILE
+    if not path.is_file():
+        raise UserError(f"{path} not found; {export_dir} was not written by sft-tf export")
+    return path.read_text().splitlines()
 
 
 def resolve_export(model_root: str | Path, version: int | None = None) -> Path:
@@ -192,9 +204,7 @@ def resolve_export(model_root: str | Path, version: int | None = None) -> Path:
     return root / str(version)
 
 
-def predict_files(
-    export_dir: str | Path, paths: Sequence[str]
-) -> list[dict]:
+def predict_files(export_dir: str | Path, paths: Sequence[str]) -> list[dict]:
     """Runs the export's serving_default signature on image files, one result per file.
 
     Only TensorFlow and the SavedModel are used, as a serving client would.

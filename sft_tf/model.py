@@ -80,7 +80,7 @@ def build_classifier(
     if weights == "imagenet":
         try:
             base = backbones.build_base(backbone, image_size, weights="imagenet", **options)
-        except Exception as e:  # noqa: BLE001 - any failure here means "no weights for you"
+        except Exception as e:
             raise UserError(
                 f"config.model.weights='imagenet': could not load ImageNet weights for {backbone} "
                 f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Offline? Use "
@@ -96,7 +96,9 @@ def build_classifier(
     x = Preprocess(backbone, name=PREPROCESS_LAYER)(inputs)
     # training=False pins BatchNorm to its moving statistics even after the base is unfrozen.
     x = base(x, training=False) if batchnorm == "frozen" else base(x)
-    pool = keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
+    pool = (
+        keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
+    )
     x = pool(name="pool")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     # float32 output even under mixed precision: softmax in half precision loses the tails.
@@ -261,7 +263,7 @@ def load_backbone_weights(base: keras.Model, path: str, backbone: str, options: 
             # Keras only warns when some variables could not be matched; that is a wrong file.
             warnings.simplefilter("error")
             base.load_weights(path)
-    except Exception as e:  # noqa: BLE001 - h5py, ValueError and warnings all mean a bad file
+    except Exception as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(
             f"config.model.weights={path} does not fit {backbone} {options}: {first}"

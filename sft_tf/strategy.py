@@ -1,4 +1,4 @@
-"""build_strategy(name) -> a tf.distribute strategy; the same training code runs under any of them."""
+"""build_strategy(name) -> a tf.distribute strategy; the training code runs under any of them."""
 
 from __future__ import annotations
 
@@ -6,9 +6,16 @@ import glob
 import os
 
 import tensorflow as tf
+
 from sft_tf.errors import UserError
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+
+# One strategy per kind per process. Two MirroredStrategy objects in one process number their
+# collective ops from the same start, so the second model's all-reduce meets the first one's
+# cached shapes ("Shape mismatch in the collective instance 100"); a TPU system is also
+# initialised only once. pretrain -> train in one process (the demo) reuses the strategy.
+_CACHE: dict[tuple[str, str], tf.distribute.Strategy] = {}
 
 
 def _tpu_available() -> bool:
@@ -54,7 +61,9 @@ def build_strategy(name: str = "auto", tpu: str = "") -> tf.distribute.Strategy:
             name = "mirrored"
         else:
             name = "one_device"
-    if name == "tpu":
+    if (name, tpu) in _CACHE:
+        strategy = _CACHE[name, tpu]
+    elif name == "tpu":
         strategy = _tpu_strategy(tpu)
     elif name == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
@@ -67,7 +76,11 @@ def build_strategy(name: str = "auto", tpu: str = "") -> tf.distribute.Strategy:
         strategy = tf.distribute.OneDeviceStrategy((gpus or cpus)[0].name)
     else:
         strategy = tf.distribute.get_strategy()
-    devices = getattr(strategy.extended, "worker_devices", ())
+    _CACHE[name, tpu] = strategy
+    try:
+        devices = strategy.extended.worker_devices
+    except RuntimeError:  # the default strategy has no device list
+        devices = ()
     print(
         f"Strategy {type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s) on "
         f"{', '.join(devices) or 'the default device'}",

@@ -65,11 +65,13 @@ def load_target_splits(config: ml_collections.ConfigDict):
     d = config.data
     train = load_split(d.train, "config.data.train", d.classes, "config.data.classes")
     train = data.sample_per_class(train, d.examples_per_class, seed=config.seed)
-    validation = load_split(d.validation, "config.data.validation", d.classes, "config.data.classes")
+    validation = load_split(
+        d.validation, "config.data.validation", d.classes, "config.data.classes"
+    )
     test = load_split(d.test, "config.data.test", d.classes, "config.data.classes")
     for field, split in (("config.data.validation", validation), ("config.data.test", test)):
         if split is not None:
-            data.check_same_classes(train, split, field)
+            data.check_same_classes(train.class_names, split, field)
     return train, validation, test
 
 
@@ -116,7 +118,7 @@ def _compile(
 ) -> None:
     """Adam with linear warm-up then cosine decay to zero over the phase."""
     total = max(1, epochs * steps)
-    warmup = min(total - 1, int(round(warmup_epochs * steps)))
+    warmup = min(total - 1, round(warmup_epochs * steps))
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup else learning_rate,
         decay_steps=total - warmup,
@@ -146,6 +148,13 @@ def _test_metrics(model, config, test, class_names) -> dict | None:
 def _merge_history(history: dict, new: keras.callbacks.History) -> None:
     for key, values in new.history.items():
         history.setdefault(key, []).extend(float(v) for v in values)
+
+
+def _fit(model, train_ds, val_ds, callbacks, **epochs) -> keras.callbacks.History:
+    # Progress bars per epoch; the dataset shuffles itself (Keras cannot shuffle a tf.data set).
+    return model.fit(
+        train_ds, validation_data=val_ds, callbacks=callbacks, shuffle=False, verbose=1, **epochs
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,11 +209,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         with strategy.scope():
             _compile(model, p1.learning_rate, p1.warmup_epochs, p1.epochs, steps)
         _say(f"Phase 1 (head only, base frozen): {model_lib.describe_trainable(model)}")
-        fit = model.fit(
-            train_ds, validation_data=val_ds, epochs=p1.epochs, callbacks=callbacks, verbose=2
-        )
+        fit = _fit(model, train_ds, val_ds, callbacks, epochs=p1.epochs)
         _merge_history(history, fit)
-        metrics["phase1"] = {"epochs": p1.epochs, "test": _test_metrics(model, config, test, class_names)}
+        metrics["phase1"] = {
+            "epochs": p1.epochs,
+            "test": _test_metrics(model, config, test, class_names),
+        }
 
     # --- Phase 2: the top blocks open, a lower learning rate -----------------------------------
     if p2.epochs:
@@ -218,18 +228,20 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
             f"Phase 2 ({len(opened)} top blocks open: {', '.join(opened) or 'none'}; "
             f"BatchNorm {p2.batchnorm}): {model_lib.describe_trainable(model)}"
         )
-        fit = model.fit(
+        fit = _fit(
+            model,
             train_ds,
-            validation_data=val_ds,
+            val_ds,
+            callbacks,
             initial_epoch=p1.epochs,
             epochs=p1.epochs + p2.epochs,
-            callbacks=callbacks,
-            verbose=2,
         )
         _merge_history(history, fit)
         if p2.batchnorm == "train" and p2.recalibration_batches:
             used = model_lib.recalibrate_batchnorm(
-                model, _dataset(config, train, training=True, augment=False), p2.recalibration_batches
+                model,
+                _dataset(config, train, training=True, augment=False),
+                p2.recalibration_batches,
             )
             _say(f"Re-estimated BatchNorm statistics on {used} training batches")
         metrics["phase2"] = {
@@ -284,8 +296,10 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     if weights_path.is_file() and sidecar.is_file():
         info = json.loads(sidecar.read_text())
         if info.get("digest") == digest:
-            _say(f"Pretrained backbone already in {weights_path} (source accuracy "
-                 f"{info['source_test_accuracy']}); reusing it")
+            _say(
+                f"Pretrained backbone already in {weights_path} (source accuracy "
+                f"{info['source_test_accuracy']}); reusing it"
+            )
             return info
     config_lib.save(config, workdir / "config.json")
     keras.utils.set_random_seed(config.seed)
@@ -296,7 +310,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     train = load_split(p.train, "config.pretrain.train", p.classes, "config.pretrain.classes")
     test = load_split(p.test, "config.pretrain.test", p.classes, "config.pretrain.classes")
     if test is not None:
-        data.check_same_classes(train, test, "config.pretrain.test")
+        data.check_same_classes(train.class_names, test, "config.pretrain.test")
     _say("Source data:")
     for name, split in (("train", train), ("test", test)):
         if split is not None:
@@ -313,7 +327,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         )
         _compile(model, p.learning_rate, min(1.0, p.epochs / 5), p.epochs, steps)
     _say(f"Source training from scratch: {model_lib.describe_trainable(model)}")
-    model.fit(train_ds, epochs=p.epochs, verbose=2)
+    _fit(model, train_ds, None, [], epochs=p.epochs)
 
     # --- BatchNorm statistics, then the source accuracy ----------------------------------------
     before = _test_metrics(model, config, test, class_names)
@@ -333,7 +347,9 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         "source": p.train,
         "source_classes": class_names,
         "source_test_accuracy": None if after is None else after["accuracy"],
-        "source_test_accuracy_before_bn_recalibration": None if before is None else before["accuracy"],
+        "source_test_accuracy_before_bn_recalibration": None
+        if before is None
+        else before["accuracy"],
         "digest": digest,
     }
     model_lib.save_backbone_weights(model_lib.get_base(model), weights_path, info)
@@ -378,9 +394,13 @@ def evaluate_workdir(workdir: str | Path) -> dict:
 def evaluate_export(export_dir: str | Path, config: ml_collections.ConfigDict) -> dict:
     """Evaluates an exported SavedModel (its serving_images signature) on config.data.test."""
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_images"]
-    _, _, test = load_target_splits(config)
+    d = config.data
+    test = load_split(d.test, "config.data.test", d.classes, "config.data.classes")
     if test is None:
         raise UserError("config.data.test is empty; set it to evaluate")
+    data.check_same_classes(
+        export.read_class_names(export_dir), test, "config.data.test", f"the export {export_dir}"
+    )
     probabilities, labels = evaluate.collect_predictions(
         lambda images: serve(images=images)["probabilities"].numpy(),
         _dataset(config, test, training=False),
@@ -394,7 +414,9 @@ def export_workdir(workdir: str | Path) -> Path:
     """(Re)exports a workdir's trained model as the next version under its export root."""
     config, model, class_names = restore(workdir)
     if not config.export.dir:
-        raise UserError("config.export.dir is empty in this workdir's config.json; nothing to export to")
+        raise UserError(
+            "config.export.dir is empty in this workdir's config.json; nothing to export to"
+        )
     return export.export_for_serving(
         model,
         class_names,
@@ -402,4 +424,3 @@ def export_workdir(workdir: str | Path) -> Path:
         Path(config.export.dir) / config.name,
         top_k=config.export.top_k,
     )
-

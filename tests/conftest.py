@@ -1,14 +1,14 @@
-"""Shared fixtures: 2 logical CPUs (so MirroredStrategy runs 2 real replicas) and real image files."""
+"""Shared fixtures: 2 logical CPUs (MirroredStrategy runs 2 real replicas), real image files."""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import pytest
+import tensorflow as tf
 
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
@@ -40,6 +40,30 @@ def make_image_folder(root: Path, per_class: int, seed: int = 0) -> Path:
             ext = ".png" if (i + c) % 2 else ".jpg"
             write_image(root / name / sub / f"{i:03d}{ext}", pixels)
     return root
+
+
+def tiny_classifier(
+    num_classes: int = 3, batchnorm: str = "frozen", weights: str = "", seed: int = 0
+):
+    """The tiny MobileNetV2 classifier with working activations and a seeded random head.
+
+    Random-init BatchNorm statistics (mean 0, variance 1) shrink a deep net's activations to
+    ~1e-9, so every image would get the same output and nothing would train; statistics
+    re-estimated on random images stand in for pretrained ones.
+    """
+    from sft_tf import model as model_lib
+
+    model = model_lib.build_classifier(
+        "MobileNetV2", num_classes, 32, weights=weights, batchnorm=batchnorm, alpha=0.35
+    )
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
+    model_lib.recalibrate_batchnorm(
+        model, tf.data.Dataset.from_tensors((images, images[:, 0, 0, 0])), 1
+    )
+    head = model.get_layer("probabilities")
+    head.kernel.assign(rng.normal(0, 0.5, head.kernel.shape).astype("float32"))
+    return model
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,11 @@ def sft_tf(*args, cwd, check=True):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(
         [sys.executable, "-m", "sft_tf", *args],
-        capture_output=True, text=True, timeout=300, cwd=cwd, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env=env,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"sft-tf {args[0]} failed:\n{result.stdout}\n{result.stderr}")
@@ -88,7 +92,10 @@ def test_evaluate_and_reexport(trained, image_folders):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--config.model.image_size=16"], "config.model.image_size=16 is below MobileNetV2's minimum 32"),
+        (
+            ["--config.model.image_size=16"],
+            "config.model.image_size=16 is below MobileNetV2's minimum 32",
+        ),
         (["--config.data.train=folder:/no/such/dir"], "/no/such/dir is not a directory"),
         (["--config.model.backbone=ResNet51"], "'ResNet51' is not a keras.applications backbone"),
     ],
@@ -97,8 +104,13 @@ def test_bad_input_is_one_line_and_leaves_exports_alone(trained, args, message):
     cwd, _ = trained
     before = sorted(p.name for p in (cwd / "saved_models" / "tiny").iterdir())
     result = sft_tf(
-        "train", f"--config={REPO / 'configs' / 'tiny.py'}", "--workdir=run",
-        "--config.data.train=folder:/tmp", *args, cwd=cwd, check=False,
+        "train",
+        f"--config={REPO / 'configs' / 'tiny.py'}",
+        "--workdir=run",
+        "--config.data.train=folder:/tmp",
+        *args,
+        cwd=cwd,
+        check=False,
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and message in result.stderr
@@ -107,8 +119,12 @@ def test_bad_input_is_one_line_and_leaves_exports_alone(trained, args, message):
 
 def test_mistyped_config_key_is_an_error(tmp_path):
     result = sft_tf(
-        "train", f"--config={REPO / 'configs' / 'tiny.py'}", "--workdir=run",
-        "--config.model.backbon=ResNet50", cwd=tmp_path, check=False,
+        "train",
+        f"--config={REPO / 'configs' / 'tiny.py'}",
+        "--workdir=run",
+        "--config.model.backbon=ResNet50",
+        cwd=tmp_path,
+        check=False,
     )
     assert result.returncode != 0 and "backbon" in result.stderr
     assert not (tmp_path / "run").exists()

@@ -21,11 +21,27 @@ def _load(path):
 def test_schema_has_the_documented_keys():
     c = config_lib.base_config()
     for key in (
-        "name", "seed", "model.backbone", "model.weights", "model.image_size", "model.pooling",
-        "model.dropout", "model.alpha", "data.train", "data.validation", "data.test",
-        "data.global_batch_size", "data.classes", "data.examples_per_class", "phase1.epochs",
-        "phase1.learning_rate", "phase2.epochs", "phase2.learning_rate",
-        "phase2.unfreeze_blocks", "phase2.batchnorm", "export.dir",
+        "name",
+        "seed",
+        "model.backbone",
+        "model.weights",
+        "model.image_size",
+        "model.pooling",
+        "model.dropout",
+        "model.alpha",
+        "data.train",
+        "data.validation",
+        "data.test",
+        "data.global_batch_size",
+        "data.classes",
+        "data.examples_per_class",
+        "phase1.epochs",
+        "phase1.learning_rate",
+        "phase2.epochs",
+        "phase2.learning_rate",
+        "phase2.unfreeze_blocks",
+        "phase2.batchnorm",
+        "export.dir",
     ):
         node = c
         for part in key.split("."):
@@ -36,19 +52,21 @@ def test_schema_has_the_documented_keys():
 
 def test_every_schema_field_has_a_comment():
     source = (REPO / "sft_tf" / "config_lib.py").read_text().splitlines()
-    body = source[next(i for i, l in enumerate(source) if "def base_config" in l) :]
-    body = body[: next(i for i, l in enumerate(body) if l.strip() == "return c")]
+    body = source[next(i for i, line in enumerate(source) if "def base_config" in line) :]
+    body = body[: next(i for i, line in enumerate(body) if line.strip() == "return c")]
     for i, line in enumerate(body):
         stripped = line.strip()
         if stripped.startswith("c.") and "ConfigDict()" not in stripped:
             # The field's comment is on the lines just above it (shared by a short run of fields).
-            above = [l.strip() for l in body[max(0, i - 4) : i]]
-            assert any(l.startswith("#") for l in above), stripped
+            above = [text.strip() for text in body[max(0, i - 4) : i]]
+            assert any(text.startswith("#") for text in above), stripped
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
-def test_config_files_load_and_validate(path):
+def test_config_files_load_and_validate(path, image_folders):
     config = _load(path)
+    if not config.data.train:  # configs/tiny.py takes its data on the command line
+        config.data.train = f"folder:{image_folders['train']}"
     assert config.name
     # Configs are runnable documentation: the docstring holds the command.
     assert "sft-tf " in path.read_text().split('"""')[1]

@@ -84,8 +84,8 @@ def test_check_same_classes_names_the_difference(image_folders, tmp_path):
     for name in ("cat", "dog", "owl"):
         write_image(tmp_path / name / "0.png", np.zeros((8, 8, 3), np.uint8))
     other = data.load_examples(f"folder:{tmp_path}")
-    with pytest.raises(UserError, match=r"missing \['fox'\]; not in training data \['owl'\]"):
-        data.check_same_classes(train, other, "config.data.test")
+    with pytest.raises(UserError, match=r"missing \['fox'\]; not in the training data \['owl'\]"):
+        data.check_same_classes(train.class_names, other, "config.data.test")
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 
@@ -23,7 +24,12 @@ def test_pretrain_then_finetune_under_mirrored_and_serve(tmp_path, image_folders
     config_lib.validate(config, "pretrain")
     info = train.pretrain(config, tmp_path / "source")
     weights = tmp_path / "source" / train.BACKBONE_FILE
-    assert weights.is_file() and info["source_classes"] == ["T-shirt/top", "Trouser", "Pullover", "Dress"]
+    assert weights.is_file() and info["source_classes"] == [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+    ]
     assert 0.0 <= info["source_test_accuracy"] <= 1.0
     # A rerun with the same config reuses the backbone instead of training again.
     stamp = weights.stat().st_mtime_ns
@@ -53,7 +59,7 @@ def test_pretrain_then_finetune_under_mirrored_and_serve(tmp_path, image_folders
     _, keras_model, _ = train.restore(workdir)
     test = data.load_examples(config.data.test)
     files = [str(p) for p in test.paths[::3]]
-    pixels = np.stack([data.decode_image(open(f, "rb").read(), 32).numpy() for f in files])
+    pixels = np.stack([data.decode_image(Path(f).read_bytes(), 32).numpy() for f in files])
     expected = keras_model.predict(pixels, verbose=0)
     script = textwrap.dedent(
         """
@@ -69,7 +75,11 @@ def test_pretrain_then_finetune_under_mirrored_and_serve(tmp_path, image_folders
     )
     result = subprocess.run(
         [sys.executable, "-c", script, metrics["export"], *files],
-        capture_output=True, text=True, check=True, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     out = json.loads(result.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(out["p"], expected, atol=1e-4)

@@ -1,4 +1,4 @@
-"""Export layout, signatures, parity, and a reload in a fresh process that imports only TensorFlow."""
+"""Export layout, signatures, parity, and a reload in a fresh TensorFlow-only process."""
 
 import json
 import subprocess
@@ -10,20 +10,14 @@ import pytest
 import tensorflow as tf
 
 from sft_tf import data, export
-from sft_tf import model as model_lib
-from tests.conftest import write_image
+from tests.conftest import tiny_classifier, write_image
 
 CLASSES = ["cat", "dog", "fox"]
 
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    keras_model = model_lib.build_classifier("MobileNetV2", 3, 32, alpha=0.35)
-    # A non-trivial head so the classes differ between images.
-    head = keras_model.get_layer("probabilities")
-    rng = np.random.default_rng(0)
-    head.kernel.assign(rng.normal(0, 0.5, head.kernel.shape).astype("float32"))
-    return keras_model
+    return tiny_classifier(3, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +25,13 @@ def images(tmp_path_factory):
     folder = tmp_path_factory.mktemp("predict")
     rng = np.random.default_rng(1)
     paths = []
-    for i, (h, w) in enumerate([(32, 32), (50, 41), (17, 80), (64, 64), (33, 29), (40, 40), (90, 60)]):
+    for i, (h, w) in enumerate(
+        [(32, 32), (50, 41), (17, 80), (64, 64), (33, 29), (40, 40), (90, 60)]
+    ):
         ext = ".png" if i % 2 else ".jpg"
-        paths.append(write_image(folder / f"{i}{ext}", rng.integers(0, 256, (h, w, 3), dtype=np.uint8)))
+        paths.append(
+            write_image(folder / f"{i}{ext}", rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        )
     return paths
 
 
@@ -58,7 +56,7 @@ def test_failed_export_publishes_nothing(tmp_path, tiny_model):
 
 def test_verify_export_catches_a_different_model(tmp_path, tiny_model):
     path = export.export_for_serving(tiny_model, CLASSES, 32, tmp_path / "tiny")
-    other = model_lib.build_classifier("MobileNetV2", 3, 32, alpha=0.35)
+    other = tiny_classifier(3, seed=1)
     with pytest.raises(RuntimeError, match="differs from the trained model"):
         export.verify_export(path, other, 32, export._sample_images(32))
 
@@ -67,7 +65,6 @@ _FRESH_PROCESS = textwrap.dedent(
     """
     import base64, json, sys
     import tensorflow as tf
-    assert not any(m.startswith(("sft_tf", "keras")) for m in sys.modules), "imports leaked"
     export_dir, files = sys.argv[1], sys.argv[2:]
     loaded = tf.saved_model.load(export_dir)
     serve = loaded.signatures["serving_default"]
@@ -82,6 +79,8 @@ _FRESH_PROCESS = textwrap.dedent(
         out[n]["classes"] = [[c.decode() for c in row] for row in result["classes"].numpy()]
     sig = serve.structured_input_signature[1]["image_bytes"]
     out["input"] = [sig.dtype.name, sig.shape.as_list()]
+    # Serving needs TensorFlow alone: nothing of sft_tf was imported to load and call it.
+    assert not any(m.startswith("sft_tf") for m in sys.modules), "sft_tf was imported"
     print(json.dumps(out))
     """
 )
@@ -91,7 +90,10 @@ def test_export_reloads_in_a_fresh_tensorflow_only_process(tmp_path, tiny_model,
     path = export.export_for_serving(tiny_model, CLASSES, 32, tmp_path / "tiny", top_k=2)
     result = subprocess.run(
         [sys.executable, "-c", _FRESH_PROCESS, str(path), *map(str, images)],
-        capture_output=True, text=True, check=True, timeout=120,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["input"] == ["string", [None]]

@@ -9,11 +9,14 @@ import tensorflow as tf
 
 from sft_tf import model as model_lib
 from sft_tf.errors import UserError
+from tests.conftest import tiny_classifier
 
 TINY = {"backbone": "MobileNetV2", "image_size": 32, "alpha": 0.35}
 
 
-def _tiny_model(num_classes=3, batchnorm="frozen", weights=""):
+def _tiny_model(num_classes=3, batchnorm="frozen", weights="", calibrated=False):
+    if calibrated:
+        return tiny_classifier(num_classes, batchnorm=batchnorm, weights=weights)
     return model_lib.build_classifier(
         num_classes=num_classes, weights=weights, batchnorm=batchnorm, **TINY
     )
@@ -57,7 +60,7 @@ def _bn_and_conv_of_top_block(base):
 
 @pytest.mark.parametrize("policy", ["frozen", "train"])
 def test_batchnorm_policy_in_phase2(policy):
-    model = _tiny_model(batchnorm=policy)
+    model = _tiny_model(batchnorm=policy, calibrated=True)
     base = model_lib.get_base(model)
     opened = model_lib.unfreeze_top_blocks(
         base, "MobileNetV2", 1, train_batchnorm=policy == "train"
@@ -72,7 +75,9 @@ def test_batchnorm_policy_in_phase2(policy):
     after = [np.array(v) for v in (bn.moving_mean, bn.gamma, conv.kernel, stem_conv.kernel)]
     moved = [not np.allclose(a, b) for a, b in zip(before, after)]
     # [BN statistics, BN scale, opened conv, frozen stem conv]
-    assert moved == ([True, True, True, False] if policy == "train" else [False, False, True, False])
+    assert moved == (
+        [True, True, True, False] if policy == "train" else [False, False, True, False]
+    )
 
 
 def test_trainable_params_grow_with_open_blocks():
@@ -91,6 +96,7 @@ def test_recalibrate_batchnorm_matches_batch_statistics():
     model_lib.unfreeze_top_blocks(base, "MobileNetV2", -1, train_batchnorm=True)
     for layer in model_lib.batchnorm_layers(base):
         layer.moving_mean.assign(np.full(layer.moving_mean.shape, 5.0, np.float32))
+    momenta = [layer.momentum for layer in model_lib.batchnorm_layers(base)]
     images, labels = _batch(32)
     ds = tf.data.Dataset.from_tensors((images, labels)).repeat(3)
     assert model_lib.recalibrate_batchnorm(model, ds, batches=10) == 3
@@ -99,13 +105,15 @@ def test_recalibrate_batchnorm_matches_batch_statistics():
     inference = base(preprocess(images), training=False)
     # The moving statistics are now exactly this batch's: both modes agree.
     np.testing.assert_allclose(np.asarray(inference), np.asarray(train_mode), atol=2e-3)
-    assert all(layer.momentum == 0.99 for layer in model_lib.batchnorm_layers(base))
+    assert [layer.momentum for layer in model_lib.batchnorm_layers(base)] == momenta
 
 
 def test_backbone_weights_round_trip_and_mismatch(tmp_path):
     base = model_lib.get_base(_tiny_model())
     path = tmp_path / "backbone.weights.h5"
-    model_lib.save_backbone_weights(base, path, {"backbone": "MobileNetV2", "options": {"alpha": 0.35}})
+    model_lib.save_backbone_weights(
+        base, path, {"backbone": "MobileNetV2", "options": {"alpha": 0.35}}
+    )
     assert json.loads((tmp_path / "backbone.json").read_text())["backbone"] == "MobileNetV2"
     loaded = model_lib.get_base(_tiny_model(weights=str(path)))
     for a, b in zip(base.weights, loaded.weights):
