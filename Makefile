@@ -31,7 +31,7 @@ data: install
 	fi
 
 demo: data
-	$(BIN)/sft-tf demo --workdir=runs/demo
+	$(BIN)/sft-tf demo --config=configs/fashion_mnist.py --workdir=runs/demo
 
 # The default suite: a few minutes on 2 cores.
 test: data

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import keras
@@ -151,9 +152,15 @@ def _merge_history(history: dict, new: keras.callbacks.History) -> None:
 
 
 def _fit(model, train_ds, val_ds, callbacks, **epochs) -> keras.callbacks.History:
-    # Progress bars per epoch; the dataset shuffles itself (Keras cannot shuffle a tf.data set).
+    # Progress bars on a terminal, one line per epoch in logs (Keras redraws its bar even when
+    # stdout is a file). The dataset shuffles itself; Keras cannot shuffle a tf.data set.
     return model.fit(
-        train_ds, validation_data=val_ds, callbacks=callbacks, shuffle=False, verbose=1, **epochs
+        train_ds,
+        validation_data=val_ds,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=1 if sys.stdout.isatty() else 2,
+        **epochs,
     )
 
 
@@ -289,7 +296,6 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
       The sidecar's contents.
     """
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     weights_path = workdir / BACKBONE_FILE
     sidecar = model_lib.sidecar_path(weights_path)
     digest = _digest(config.model, config.pretrain, config.data.global_batch_size, config.seed)
@@ -301,16 +307,17 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
                 f"{info['source_test_accuracy']}); reusing it"
             )
             return info
-    config_lib.save(config, workdir / "config.json")
-    keras.utils.set_random_seed(config.seed)
-    strategy = strategy_lib.build_strategy(config.runtime.strategy)
     p = config.pretrain
 
-    # --- Data --------------------------------------------------------------------------------
+    # --- Data (listed first: a bad dataset stops the run before the workdir is touched) ------
     train = load_split(p.train, "config.pretrain.train", p.classes, "config.pretrain.classes")
     test = load_split(p.test, "config.pretrain.test", p.classes, "config.pretrain.classes")
     if test is not None:
         data.check_same_classes(train.class_names, test, "config.pretrain.test")
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_lib.save(config, workdir / "config.json")
+    keras.utils.set_random_seed(config.seed)
+    strategy = strategy_lib.build_strategy(config.runtime.strategy)
     _say("Source data:")
     for name, split in (("train", train), ("test", test)):
         if split is not None:
