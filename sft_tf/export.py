@@ -2,20 +2,28 @@
 
 Layout: <root>/<name>/<version>/ with an integer version above every existing one. The model is
 written to a hidden sibling folder (TF Serving only loads integer-named folders), reloaded and
-compared with the in-memory model, and only then renamed into place, so TF Serving never sees
-a half-written or wrong version.
+compared with the in-memory model through every signature, and only then renamed into place,
+so TF Serving never sees a half-written or wrong version.
 
 Signatures (dynamic batch dimension):
-  serving_default   image_bytes: string [None]    encoded JPEG/PNG/GIF/BMP of any size
-  serving_images    images: uint8 [None, None, None, 3]  pixels of any size
+  serving_default     image_bytes: string [None]   encoded JPEG/PNG/GIF/BMP of any size
+  serving_images      images: uint8 [None, None, None, 3]   pixels of any size
+  serving_tf_example  examples: string [None]   serialized tf.train.Example, image/encoded
 each returning probabilities [None, C] float32, classes [None, k] string (top-k class names),
 class_ids [None, k] int32 and scores [None, k] float32.
+
+Inside each version: assets/labels.txt (class names, a SavedModel asset), assets.extra/
+sft_tf.json (the manifest: what was trained and how well) and assets.extra/
+tf_serving_warmup_requests (PredictionLog records TF Serving replays before serving).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,13 +31,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sft_tf import data
+from sft_tf import __version__, data
 from sft_tf.errors import UserError
 
-SIGNATURES = ("serving_default", "serving_images")
+SIGNATURES = ("serving_default", "serving_images", "serving_tf_example")
 # Max abs difference of probabilities between the reloaded export and the in-memory model.
 PARITY_TOLERANCE = 1e-4
-LABELS_FILE = "assets.extra/labels.txt"
+LABELS_FILE = "assets/labels.txt"
+MANIFEST_FILE = "assets.extra/sft_tf.json"
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+STAGING_PREFIX = ".staging-"
+# Feature key of the encoded image in tf.train.Example records (TF Model Garden's layout).
+IMAGE_KEY = "image/encoded"
 
 
 def versions(model_root: str | Path) -> list[int]:
@@ -40,26 +53,42 @@ def versions(model_root: str | Path) -> list[int]:
     return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def _serving_outputs(probabilities: tf.Tensor, class_names: tf.Tensor, top_k: int) -> dict:
+def _serving_outputs(probabilities: tf.Tensor, class_names, top_k: int) -> dict:
     scores, ids = tf.math.top_k(probabilities, k=top_k)
     return {
         "probabilities": probabilities,
-        "classes": tf.gather(class_names, ids),
+        "classes": class_names.lookup(tf.cast(ids, tf.int64)),
         "class_ids": tf.cast(ids, tf.int32),
         "scores": scores,
     }
 
 
 def _build_archive(
-    model: keras.Model, class_names: Sequence[str], image_size: int, top_k: int
+    model: keras.Model,
+    class_names: Sequence[str],
+    image_size: int,
+    top_k: int,
+    labels_path: str,
 ) -> keras.export.ExportArchive:
-    names = tf.constant(list(class_names))
+    # Line i of labels.txt names class i. The file becomes a SavedModel asset
+    # (<version>/assets/labels.txt), so the served names and the file cannot disagree.
+    names = tf.lookup.StaticHashTable(
+        tf.lookup.TextFileInitializer(
+            labels_path,
+            tf.int64,
+            tf.lookup.TextFileIndex.LINE_NUMBER,
+            tf.string,
+            tf.lookup.TextFileIndex.WHOLE_LINE,
+        ),
+        default_value="",
+    )
     k = min(top_k, len(class_names))
 
     def from_pixels(images):
         return _serving_outputs(model(data.resize(images, image_size), training=False), names, k)
 
     def from_bytes(image_bytes):
+        # The same decode-and-resize as the training pipeline: no train/serve skew.
         images = tf.map_fn(
             lambda b: data.decode_image(b, image_size),
             image_bytes,
@@ -67,18 +96,19 @@ def _build_archive(
         )
         return _serving_outputs(model(images, training=False), names, k)
 
+    def from_examples(examples):
+        features = tf.io.parse_example(examples, {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
+        return from_bytes(features[IMAGE_KEY])
+
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        "serving_default",
-        from_bytes,
-        input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
-    )
-    archive.add_endpoint(
-        "serving_images",
-        from_pixels,
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
-    )
+    archive.track(names)
+    for name, fn, spec in (
+        ("serving_default", from_bytes, tf.TensorSpec([None], tf.string, name="image_bytes")),
+        ("serving_images", from_pixels, tf.TensorSpec([None, None, None, 3], tf.uint8, "images")),
+        ("serving_tf_example", from_examples, tf.TensorSpec([None], tf.string, name="examples")),
+    ):
+        archive.add_endpoint(name, fn, input_signature=[spec])
     return archive
 
 
@@ -93,16 +123,26 @@ def _sample_images(image_size: int, count: int = 4, seed: int = 0) -> list[bytes
     return out
 
 
+def image_example(encoded: bytes) -> bytes:
+    """A serialized tf.train.Example holding one encoded image under `image/encoded`."""
+    feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded]))
+    example = tf.train.Example(features=tf.train.Features(feature={IMAGE_KEY: feature}))
+    return example.SerializeToString()
+
+
 def verify_export(
     path: str | Path, model: keras.Model, image_size: int, encoded: Sequence[bytes]
 ) -> float:
-    """Reloads an export and checks both signatures against the in-memory model.
+    """Reloads an export and checks every signature against the in-memory model.
+
+    The same images go in as encoded bytes, as tf.train.Examples and as pixels (at their own
+    size, so the in-graph resize is checked too).
 
     Returns:
       The max abs difference of probabilities.
 
     Raises:
-      RuntimeError: a signature is missing or disagrees beyond PARITY_TOLERANCE.
+      RuntimeError: a signature is missing or disagrees beyond PARITY_TOLERANCE or on top-1.
     """
     loaded = tf.saved_model.load(str(path))
     missing = [s for s in SIGNATURES if s not in loaded.signatures]
@@ -110,19 +150,69 @@ def verify_export(
         raise RuntimeError(f"export {path} lacks signatures {missing}")
     pixels = np.stack([data.decode_image(tf.constant(b), image_size).numpy() for b in encoded])
     expected = model.predict(pixels, verbose=0)
-    got_bytes = loaded.signatures["serving_default"](image_bytes=tf.constant(list(encoded)))
-    got_pixels = loaded.signatures["serving_images"](images=tf.constant(pixels))
+    sig = loaded.signatures
+    # Pixels go in one image at a time at their own size, so the in-graph resize is checked.
+    raw = [tf.io.decode_image(b, channels=3, expand_animations=False)[None] for b in encoded]
+    got = {
+        "serving_default": sig["serving_default"](image_bytes=tf.constant(list(encoded))),
+        "serving_tf_example": sig["serving_tf_example"](
+            examples=tf.constant([image_example(b) for b in encoded])
+        ),
+        "serving_images": {
+            key: tf.concat([sig["serving_images"](images=x)[key] for x in raw], axis=0)
+            for key in ("probabilities", "class_ids")
+        },
+    }
     worst = 0.0
-    for name, got in (("serving_default", got_bytes), ("serving_images", got_pixels)):
-        diff = float(np.max(np.abs(got["probabilities"].numpy() - expected)))
+    for name, out in got.items():
+        probabilities, ids = out["probabilities"].numpy(), out["class_ids"].numpy()[:, 0]
+        diff = float(np.max(np.abs(probabilities - expected)))
         worst = max(worst, diff)
-        same_top1 = np.array_equal(got["class_ids"].numpy()[:, 0], expected.argmax(-1))
+        same_top1 = np.array_equal(ids, expected.argmax(-1))
         if diff > PARITY_TOLERANCE or not same_top1:
             raise RuntimeError(
                 f"export {path}: {name} differs from the trained model (max |dp| = {diff:.2e}, "
                 f"same top-1: {same_top1}); not published"
             )
     return worst
+
+
+def _warmup_records(encoded: Sequence[bytes], count: int = 3) -> list[bytes]:
+    """PredictionLog records for TF Serving's warm-up: serving_default on real images."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    records = []
+    for b in list(encoded)[:count]:
+        request = predict_pb2.PredictRequest(
+            model_spec=model_pb2.ModelSpec(signature_name="serving_default")
+        )
+        request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([b], dtype=tf.string))
+        log = prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)
+        )
+        records.append(log.SerializeToString())
+    return records
+
+
+def _remove_stale_staging(root: Path) -> None:
+    """Deletes staging folders left by exporters that died (their pid is gone)."""
+    for folder in root.glob(f"{STAGING_PREFIX}*"):
+        pid = folder.name[len(STAGING_PREFIX) :]
+        try:
+            os.kill(int(pid), 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # alive, someone else's
+            pass
+
+
+def prune_versions(model_root: str | Path, keep: int) -> list[int]:
+    """Deletes all but the newest `keep` versions (keep <= 0 keeps all); returns the deleted."""
+    found = versions(model_root)
+    doomed = found[:-keep] if keep > 0 else []
+    for version in doomed:
+        shutil.rmtree(Path(model_root) / str(version))
+    return doomed
 
 
 def export_for_serving(
@@ -132,6 +222,8 @@ def export_for_serving(
     model_root: str | Path,
     top_k: int = 5,
     check_images: Sequence[bytes] = (),
+    manifest: dict | None = None,
+    keep: int = 0,
 ) -> Path:
     """Writes the next version of a SavedModel for TF Serving, verified before it appears.
 
@@ -140,9 +232,12 @@ def export_for_serving(
       class_names: names of the model's outputs, in order.
       image_size: the model's input size; serving inputs of any size are resized to it.
       model_root: <export.dir>/<name>; versions are created inside.
-      top_k: how many names and scores each prediction returns.
-      check_images: encoded images to compare the export and the model on (a few synthetic
-        ones when empty).
+      top_k: how many names and scores each prediction returns (capped at the class count).
+      check_images: real encoded images (validation ones) for the parity check and the
+        TF Serving warm-up records; a few synthetic ones when empty.
+      manifest: what to record about the model in assets.extra/sft_tf.json (backbone,
+        weights, config digest, test metrics, ...); class names, sizes and versions are added.
+      keep: keep only this many newest versions after publishing (0: keep all).
 
     Returns:
       The published version folder.
@@ -152,34 +247,67 @@ def export_for_serving(
     """
     root = Path(model_root)
     root.mkdir(parents=True, exist_ok=True)
-    archive = _build_archive(model, class_names, image_size, top_k)
+    _remove_stale_staging(root)
+    encoded = list(check_images) or _sample_images(image_size)
     # A hidden, non-integer name: TF Serving ignores it while it is being written.
-    staging = root / f".staging-{os.getpid()}"
+    staging = root / f"{STAGING_PREFIX}{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        archive.write_out(str(staging), verbose=False)
-        # The class names beside the graph too, for tools that read files, not signatures.
-        (staging / "assets.extra").mkdir(exist_ok=True)
-        (staging / LABELS_FILE).write_text("\n".join(class_names) + "\n")
-        verify_export(staging, model, image_size, list(check_images) or _sample_images(image_size))
+        with tempfile.TemporaryDirectory() as tmp:
+            labels = Path(tmp) / "labels.txt"
+            labels.write_text("\n".join(class_names) + "\n")
+            archive = _build_archive(model, class_names, image_size, top_k, str(labels))
+            archive.write_out(str(staging), verbose=False)
+        extra = staging / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        with tf.io.TFRecordWriter(str(staging / WARMUP_FILE)) as writer:
+            for record in _warmup_records(encoded):
+                writer.write(record)
+        worst = verify_export(staging, model, image_size, encoded)
+        info = {
+            **(manifest or {}),
+            "class_names": list(class_names),
+            "image_size": image_size,
+            "input_dtype": "uint8 pixels 0..255; preprocessing is inside the model",
+            "signatures": list(SIGNATURES),
+            "top_k": min(top_k, len(class_names)),
+            "parity_max_abs_diff": worst,
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "versions": {
+                "sft_tf": __version__,
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+            },
+        }
+        (staging / MANIFEST_FILE).write_text(json.dumps(info, indent=2) + "\n")
         while True:
             version = (versions(root) or [0])[-1] + 1
             try:
                 # Atomic on one filesystem; fails if another exporter took this number first.
                 staging.rename(root / str(version))
-                return root / str(version)
+                break
             except OSError:
                 if not (root / str(version)).exists():
                     raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    prune_versions(root, keep)
+    return root / str(version)
+
+
+def read_manifest(export_dir: str | Path) -> dict:
+    """The manifest (assets.extra/sft_tf.json) of an export."""
+    path = Path(export_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise UserError(f"{path} not found; {export_dir} was not written by sft-tf")
+    return json.loads(path.read_text())
 
 
 def read_class_names(export_dir: str | Path) -> list[str]:
     """The class names stored in an export, in output order."""
     path = Path(export_dir) / LABELS_FILE
     if not path.is_file():
-        raise UserError(f"{path} not found; {export_dir} was not written by sft-tf export")
+        raise UserError(f"{path} not found; {export_dir} was not written by sft-tf")
     return path.read_text().splitlines()
 
 

@@ -1,9 +1,12 @@
 """Export layout, signatures, parity, and a reload in a fresh TensorFlow-only process."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -106,6 +109,8 @@ def test_export_reloads_in_a_fresh_tensorflow_only_process(tmp_path, tiny_model,
     top1 = [CLASSES[i] for i in expected.argmax(-1)]
     assert [row[0] for row in batch["classes"]] == top1
     assert [row[0] for row in batch["class_ids"]] == expected.argmax(-1).tolist()
+    # `sft-tf predict` (predict_files) tells a client the same thing.
+    assert [r["classes"][0] for r in export.predict_files(path, map(str, images))] == top1
 
 
 def test_predict_files_reports_unreadable_files_and_predicts_the_rest(tmp_path, tiny_model, images):
@@ -116,3 +121,146 @@ def test_predict_files_reports_unreadable_files_and_predicts_the_rest(tmp_path, 
     assert results[0]["classes"][0] in CLASSES and len(results[0]["scores"]) == 3
     assert "error" in results[1] and "error" in results[2]
     assert export.resolve_export(tmp_path / "tiny") == path
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, tiny_model, images):
+    root = tmp_path_factory.mktemp("published") / "tiny"
+    path = export.export_for_serving(
+        tiny_model,
+        CLASSES,
+        32,
+        root,
+        top_k=2,
+        check_images=[p.read_bytes() for p in images],
+        manifest={"backbone": "MobileNetV2", "test_metrics": {"phase2": {"accuracy": 0.5}}},
+    )
+    return path
+
+
+def test_saved_model_cli_lists_three_signatures_with_dynamic_batch(published):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    out = subprocess.run(
+        [cli, "show", "--dir", str(published), "--all"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    for name, dtype in (
+        ("serving_default", "DT_STRING"),
+        ("serving_images", "DT_UINT8"),
+        ("serving_tf_example", "DT_STRING"),
+    ):
+        section = out.split(f"signature_def['{name}']")[1].split("signature_def[")[0]
+        assert f"dtype: {dtype}" in section
+        assert "shape: (-1" in section  # dynamic batch
+        for output in ("probabilities", "classes", "class_ids", "scores"):
+            assert f"outputs['{output}']" in section
+
+
+def test_tf_example_signature_matches_bytes(published, images):
+    loaded = tf.saved_model.load(str(published))
+    encoded = [p.read_bytes() for p in images]
+    from_bytes = loaded.signatures["serving_default"](image_bytes=tf.constant(encoded))
+    from_examples = loaded.signatures["serving_tf_example"](
+        examples=tf.constant([export.image_example(b) for b in encoded])
+    )
+    np.testing.assert_allclose(
+        from_examples["probabilities"].numpy(), from_bytes["probabilities"].numpy(), atol=1e-6
+    )
+
+
+def test_labels_asset_manifest_and_warmup_records(published, images):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    assert (published / "assets" / "labels.txt").read_text().split() == CLASSES
+    assert export.read_class_names(published) == CLASSES
+    manifest = export.read_manifest(published)
+    assert manifest["class_names"] == CLASSES and manifest["image_size"] == 32
+    assert manifest["backbone"] == "MobileNetV2"
+    assert manifest["test_metrics"]["phase2"]["accuracy"] == 0.5
+    assert manifest["versions"]["tensorflow"] == tf.__version__
+    assert manifest["parity_max_abs_diff"] <= export.PARITY_TOLERANCE
+    records = list(tf.data.TFRecordDataset(str(published / export.WARMUP_FILE)).as_numpy_iterator())
+    assert 1 <= len(records) <= 3
+    loaded = tf.saved_model.load(str(published))
+    for i, record in enumerate(records):
+        log = prediction_log_pb2.PredictionLog.FromString(record)
+        request = log.predict_log.request
+        assert request.model_spec.signature_name == "serving_default"
+        # The request is a real image that the signature accepts, as TF Serving will replay it.
+        encoded = tf.make_ndarray(request.inputs["image_bytes"])
+        assert encoded.tolist() == [images[i].read_bytes()]
+        loaded.signatures["serving_default"](image_bytes=tf.constant(encoded))
+
+
+def test_keep_prunes_the_oldest_versions(tmp_path, tiny_model):
+    root = tmp_path / "tiny"
+    for v in (1, 2, 3):
+        (root / str(v)).mkdir(parents=True)
+    path = export.export_for_serving(tiny_model, CLASSES, 32, root, keep=2)
+    assert path.name == "4" and export.versions(root) == [3, 4]
+
+
+_KILLED_EXPORT = textwrap.dedent(
+    """
+    import sys
+    from sft_tf import export
+    from tests.conftest import tiny_classifier
+    export.export_for_serving(tiny_classifier(3), ["a", "b", "c"], 32, sys.argv[1])
+    """
+)
+
+
+def test_export_killed_mid_write_publishes_nothing(tmp_path, tiny_model):
+    root = tmp_path / "tiny"
+    (root / "1").mkdir(parents=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_EXPORT, str(root)], env=env)
+    deadline = time.time() + 120
+    while not list(root.glob(f"{export.STAGING_PREFIX}*/saved_model.pb")):
+        assert proc.poll() is None and time.time() < deadline, "export never started writing"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # TF Serving only loads integer folders: the half-written one is hidden and unpublished.
+    assert export.versions(root) == [1]
+    assert [p.name for p in root.iterdir() if not p.name.startswith(".")] == ["1"]
+    # The next export clears the dead exporter's leftovers and publishes the next version.
+    assert export.export_for_serving(tiny_model, CLASSES, 32, root).name == "2"
+    assert sorted(p.name for p in root.iterdir()) == ["1", "2"]
+
+
+def test_cli_exports_an_interrupted_run(tmp_path, image_folders):
+    from tests.conftest import REPO
+    from tests.test_cli import sft_tf
+
+    args = [
+        "train",
+        f"--config={REPO / 'configs' / 'tiny.py'}",
+        f"--config.data.train=folder:{image_folders['train']}",
+        f"--config.data.test=folder:{image_folders['test']}",
+        "--config.phase2.epochs=30",
+        "--workdir=run",
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sft_tf", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    weights = tmp_path / "run" / "model.weights.h5"
+    deadline = time.time() + 240
+    while not weights.is_file():  # the first epoch end writes it
+        assert proc.poll() is None and time.time() < deadline, "training stopped early"
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "run" / "metrics.json").exists()  # really interrupted
+    out = sft_tf("export", "--workdir=run", cwd=tmp_path).stdout
+    assert "saved_models/tiny/1" in out
+    manifest = export.read_manifest(tmp_path / "saved_models" / "tiny" / "1")
+    assert manifest["class_names"] == ["cat", "dog", "fox"] and manifest["test_metrics"] == {}
