@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,6 +41,7 @@ PARITY_TOLERANCE = 1e-4
 LABELS_FILE = "assets/labels.txt"
 MANIFEST_FILE = "assets.extra/sft_tf.json"
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+TFLITE_DIR = "assets.extra/tflite"
 STAGING_PREFIX = ".staging-"
 # Feature key of the encoded image in tf.train.Example records (TF Model Garden's layout).
 IMAGE_KEY = "image/encoded"
@@ -194,6 +196,54 @@ def _warmup_records(encoded: Sequence[bytes], count: int = 3) -> list[bytes]:
     return records
 
 
+def write_tflite(
+    model: keras.Model,
+    folder: Path,
+    class_names: Sequence[str],
+    image_size: int,
+    encoded: Sequence[bytes],
+    quantization: str = "float16",
+) -> Path:
+    """Converts the classifier to TFLite (uint8 [1, S, S, 3] in, probabilities out).
+
+    Writes <folder>/model.tflite and <folder>/labels.txt, then runs the TFLite interpreter on
+    `encoded` (decoded and resized as in training) and checks top-1 against the Keras model.
+
+    Args:
+      quantization: "float16" (half-size weights, float math) or "dynamic_range" (int8
+        weights, quarter size; small accuracy cost).
+
+    Raises:
+      RuntimeError: the TFLite model disagrees with the Keras model on a top-1 class.
+    """
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.tflite"
+    path.write_bytes(converter.convert())
+    (folder / "labels.txt").write_text("\n".join(class_names) + "\n")
+
+    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice; it still works
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    pixels = np.stack([data.decode_image(tf.constant(b), image_size).numpy() for b in encoded])
+    expected = model.predict(pixels, verbose=0).argmax(-1)
+    for image, want in zip(pixels, expected):
+        interpreter.set_tensor(inp["index"], image[None])
+        interpreter.invoke()
+        got = int(interpreter.get_tensor(out["index"])[0].argmax())
+        if got != want:
+            raise RuntimeError(
+                f"TFLite ({quantization}) predicts {class_names[got]!r} where the model predicts "
+                f"{class_names[want]!r}; not published (try export.tflite_quantization=float16)"
+            )
+    return path
+
+
 def _remove_stale_staging(root: Path) -> None:
     """Deletes staging folders left by exporters that died (their pid is gone)."""
     for folder in root.glob(f"{STAGING_PREFIX}*"):
@@ -224,6 +274,7 @@ def export_for_serving(
     check_images: Sequence[bytes] = (),
     manifest: dict | None = None,
     keep: int = 0,
+    tflite: str = "",
 ) -> Path:
     """Writes the next version of a SavedModel for TF Serving, verified before it appears.
 
@@ -238,6 +289,8 @@ def export_for_serving(
       manifest: what to record about the model in assets.extra/sft_tf.json (backbone,
         weights, config digest, test metrics, ...); class names, sizes and versions are added.
       keep: keep only this many newest versions after publishing (0: keep all).
+      tflite: "" for none, or "float16" / "dynamic_range" to add assets.extra/tflite/
+        (model.tflite and labels.txt), checked against the model like the SavedModel.
 
     Returns:
       The published version folder.
@@ -264,6 +317,8 @@ def export_for_serving(
             for record in _warmup_records(encoded):
                 writer.write(record)
         worst = verify_export(staging, model, image_size, encoded)
+        if tflite:
+            write_tflite(model, staging / TFLITE_DIR, class_names, image_size, encoded, tflite)
         info = {
             **(manifest or {}),
             "class_names": list(class_names),
@@ -271,6 +326,7 @@ def export_for_serving(
             "input_dtype": "uint8 pixels 0..255; preprocessing is inside the model",
             "signatures": list(SIGNATURES),
             "top_k": min(top_k, len(class_names)),
+            "tflite": f"{TFLITE_DIR}/model.tflite ({tflite})" if tflite else None,
             "parity_max_abs_diff": worst,
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "versions": {

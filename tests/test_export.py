@@ -264,3 +264,24 @@ def test_cli_exports_an_interrupted_run(tmp_path, image_folders):
     assert "saved_models/tiny/1" in out
     manifest = export.read_manifest(tmp_path / "saved_models" / "tiny" / "1")
     assert manifest["class_names"] == ["cat", "dog", "fox"] and manifest["test_metrics"] == {}
+
+
+@pytest.mark.parametrize("quantization", ["float16", "dynamic_range"])
+def test_tflite_matches_the_saved_model_top1(tmp_path, tiny_model, images, quantization):
+    encoded = [p.read_bytes() for p in images]
+    path = export.export_for_serving(
+        tiny_model, CLASSES, 32, tmp_path / "tiny", check_images=encoded, tflite=quantization
+    )
+    folder = path / export.TFLITE_DIR
+    assert (folder / "labels.txt").read_text().split() == CLASSES
+    assert export.read_manifest(path)["tflite"].endswith(f"({quantization})")
+    interpreter = tf.lite.Interpreter(model_path=str(folder / "model.tflite"))
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert inp["dtype"] == np.uint8 and list(inp["shape"]) == [1, 32, 32, 3]
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    served = serve(image_bytes=tf.constant(encoded))["class_ids"].numpy()[:, 0]
+    for b, want in zip(encoded, served):
+        interpreter.set_tensor(inp["index"], data.decode_image(tf.constant(b), 32).numpy()[None])
+        interpreter.invoke()
+        assert interpreter.get_tensor(out["index"])[0].argmax() == want
