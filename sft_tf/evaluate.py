@@ -1,4 +1,4 @@
-"""Metrics from predictions: accuracy, top-k, per-class recall, confusion matrix."""
+"""Metrics from predictions: accuracy, top-k, per-class precision/recall/F1, calibration."""
 
 from __future__ import annotations
 
@@ -23,10 +23,38 @@ def collect_predictions(
     return np.concatenate(probs), np.concatenate(labels)
 
 
+CALIBRATION_BINS = 15
+
+
+def calibration(probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS):
+    """Expected calibration error and the per-bin numbers behind a reliability diagram.
+
+    Top-1 confidences are split into `bins` equal-width bins; ECE is the example-weighted mean
+    |accuracy - confidence| over the bins.
+
+    Returns:
+      (ece, [{"count", "confidence", "accuracy"} per bin]).
+    """
+    confidence = probabilities.max(-1)
+    correct = probabilities.argmax(-1) == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        mask = which == b
+        count = int(mask.sum())
+        if count:
+            acc, conf = float(correct[mask].mean()), float(confidence[mask].mean())
+            ece += count / len(labels) * abs(acc - conf)
+        else:
+            acc = conf = 0.0
+        table.append({"count": count, "confidence": round(conf, 4), "accuracy": round(acc, 4)})
+    return ece, table
+
+
 def classification_metrics(
     probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str], top_k: int = 5
 ) -> dict:
-    """Accuracy, top-k accuracy, per-class recall and the confusion matrix.
+    """Accuracy, top-k accuracy, per-class precision/recall/F1, calibration, confusion matrix.
 
     Args:
       probabilities: float [N, C].
@@ -38,20 +66,49 @@ def classification_metrics(
       A JSON-able dict.
     """
     n_classes = len(class_names)
+    labels = np.asarray(labels)
     predicted = probabilities.argmax(-1)
     k = min(top_k, n_classes)
     top = np.argsort(-probabilities, axis=-1)[:, :k]
     confusion = np.zeros((n_classes, n_classes), np.int64)
     np.add.at(confusion, (labels, predicted), 1)
+    hits = np.diag(confusion).astype(np.float64)
     support = confusion.sum(1)
-    recall = np.divide(np.diag(confusion), support, out=np.zeros(n_classes), where=support > 0)
+    claimed = confusion.sum(0)
+    recall = np.divide(hits, support, out=np.zeros(n_classes), where=support > 0)
+    precision = np.divide(hits, claimed, out=np.zeros(n_classes), where=claimed > 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros(n_classes), where=total > 0)
     eps = np.finfo(np.float32).tiny
     loss = float(-np.mean(np.log(np.maximum(probabilities[np.arange(len(labels)), labels], eps))))
+    ece, bins = calibration(probabilities, labels)
+
+    def averages(weights):
+        return {
+            "precision": round(float(np.average(precision, weights=weights)), 4),
+            "recall": round(float(np.average(recall, weights=weights)), 4),
+            "f1": round(float(np.average(f1, weights=weights)), 4),
+            "support": int(support.sum()),
+        }
+
     return {
         "examples": len(labels),
         "accuracy": round(float(np.mean(predicted == labels)), 4),
         f"top{k}_accuracy": round(float(np.mean((top == labels[:, None]).any(-1))), 4),
         "loss": round(loss, 4),
+        "ece": round(ece, 4),
         "per_class_recall": {name: round(float(r), 4) for name, r in zip(class_names, recall)},
+        "per_class": {
+            name: {
+                "precision": round(float(precision[i]), 4),
+                "recall": round(float(recall[i]), 4),
+                "f1": round(float(f1[i]), 4),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(class_names)
+        },
+        "macro_avg": averages(None),
+        "weighted_avg": averages(support if support.sum() else None),
+        "calibration_bins": bins,
         "confusion_matrix": confusion.tolist(),
     }
