@@ -51,8 +51,11 @@ def tiny_classifier(
     ~1e-9, so every image would get the same output and nothing would train; statistics
     re-estimated on random images stand in for pretrained ones.
     """
+    import keras
+
     from sft_tf import model as model_lib
 
+    keras.utils.set_random_seed(seed)  # the same seed builds the same weights
     model = model_lib.build_classifier(
         "MobileNetV2", num_classes, 32, weights=weights, batchnorm=batchnorm, alpha=0.35
     )

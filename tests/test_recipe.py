@@ -1,0 +1,94 @@
+"""The recipe pieces: per-block learning rates, L2-SP, label smoothing, zero head, optimizers."""
+
+import keras
+import numpy as np
+import pytest
+
+from sft_tf import backbones, recipe
+from sft_tf import model as model_lib
+from tests.conftest import tiny_classifier
+
+
+def _batch(n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 3, n)
+
+
+def _one_step(model, optimizer, loss="sparse_categorical_crossentropy", steps=1):
+    model.compile(optimizer, loss)
+    x, y = _batch()
+    model.fit(x, y, batch_size=16, epochs=steps, verbose=0, shuffle=False)
+
+
+def _opened(model, k=2):
+    base = model_lib.get_base(model)
+    names = model_lib.unfreeze_top_blocks(base, "MobileNetV2", k)
+    blocks = backbones.block_structure(base, "MobileNetV2").blocks
+    return base, [b for b in blocks if b[0] in names]
+
+
+def test_block_rates_scale_each_blocks_step_by_decay():
+    model = tiny_classifier(3, seed=0)
+    base, blocks = _opened(model)
+    start = {v.path: np.array(v) for v in model.trainable_weights}
+    optimizer = recipe.build_optimizer("sgd", 0.1, momentum=0.0)
+    optimizer.set_rate_scales(recipe.block_rate_scales(base, blocks, decay=0.5))
+    reference = tiny_classifier(3, seed=0)
+    _opened(reference)
+    _one_step(model, optimizer)
+    _one_step(reference, recipe.build_optimizer("sgd", 0.1, momentum=0.0))
+    moved = {v.path: np.array(v) - start[v.path] for v in model.trainable_weights}
+    plain = {v.path: np.array(v) - start[v.path] for v in reference.trainable_weights}
+    top = base.get_layer("block_16_project").kernel.path
+    lower = base.get_layer("block_15_project").kernel.path
+    head = model.get_layer("probabilities").kernel.path
+    np.testing.assert_allclose(moved[top], plain[top], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(moved[lower], 0.5 * plain[lower], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(moved[head], plain[head], rtol=1e-4, atol=1e-7)
+    assert np.abs(plain[lower]).max() > 0
+
+
+def test_l2sp_large_strength_holds_weights_and_zero_is_plain_finetuning():
+    runs = {}
+    for strength in (0.0, 500.0, None):
+        model = tiny_classifier(3, seed=0)
+        base, _ = _opened(model)
+        if strength is not None:
+            assert recipe.apply_l2sp(base.trainable_weights, strength) == (
+                len(base.trainable_weights) if strength else 0
+            )
+        kernel = base.get_layer("block_16_project").kernel
+        start = np.array(kernel)
+        # lr * 2 * strength = 1: each step pulls the weight all the way back to its start
+        # before the task gradient moves it, so it stays one step away while plain SGD drifts.
+        _one_step(model, recipe.build_optimizer("sgd", 1e-3, momentum=0.0), steps=5)
+        runs[strength] = np.array(kernel) - start
+    np.testing.assert_array_equal(runs[0.0], runs[None])  # lambda 0: plain fine-tuning
+    assert np.abs(runs[500.0]).max() < 0.5 * np.abs(runs[None]).max()
+
+
+def test_label_smoothing_loss_by_hand():
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    labels = np.array([0, 2])
+    got = np.asarray(recipe.sparse_crossentropy(0.1)(labels, probabilities))
+    target = np.full((2, 3), 0.1 / 3) + 0.9 * np.eye(3)[labels]
+    np.testing.assert_allclose(got, -(target * np.log(probabilities)).sum(-1), rtol=1e-5)
+    plain = recipe.sparse_crossentropy(0.0)(labels, probabilities)
+    assert float(plain) == pytest.approx(-np.mean(np.log([0.7, 0.8])), rel=1e-5)
+
+
+def test_zero_head_starts_uniform():
+    model = tiny_classifier(4, seed=0)
+    recipe.zero_head(model)
+    np.testing.assert_allclose(model.predict(_batch(4)[0], verbose=0), 0.25, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", recipe.OPTIMIZERS)
+def test_every_optimizer_trains_a_step(name):
+    model = tiny_classifier(3, seed=0)
+    head = model.get_layer("probabilities").kernel
+    start = np.array(head)
+    optimizer = recipe.build_optimizer(name, 1e-2, weight_decay=1e-4, clipnorm=1.0)
+    assert isinstance(optimizer, keras.optimizers.Optimizer)
+    _one_step(model, optimizer, recipe.sparse_crossentropy(0.1))
+    assert not np.allclose(np.array(head), start)
