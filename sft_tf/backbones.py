@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import re
 from collections.abc import Callable
 
@@ -251,3 +252,10 @@ def block_structure(base: keras.Model, name: str) -> BlockStructure:
             pending = []
             previous = label
     return BlockStructure(stem=stem, blocks=blocks, top=top)
+
+
+@functools.cache
+def block_count(name: str) -> int:
+    """How many blocks `unfreeze_top_blocks` can open in this backbone (any input size)."""
+    spec = get(name)
+    return len(block_structure(build_base(name, spec.min_size, None), name).blocks)

@@ -241,12 +241,11 @@ def save_backbone_weights(base: keras.Model, path: str | Path, info: dict) -> No
     sidecar.with_suffix(".tmp").replace(sidecar)
 
 
-def load_backbone_weights(base: keras.Model, path: str, backbone: str, options: dict) -> None:
-    """Loads a weights file into the base, refusing one made for another backbone.
+def check_weights_sidecar(path: str | Path, backbone: str, options: dict) -> None:
+    """Cheap check before any model is built: the sidecar JSON names the same backbone.
 
     Raises:
-      UserError: the sidecar names a different backbone or options, or Keras cannot map the
-        file's variables onto this base.
+      UserError: the file was made for another backbone or width.
     """
     sidecar = sidecar_path(path)
     if sidecar.is_file():
@@ -258,6 +257,16 @@ def load_backbone_weights(base: keras.Model, path: str, backbone: str, options: 
                 f"not {backbone} {options}; set config.model.backbone/alpha to match or "
                 "pretrain a new backbone"
             )
+
+
+def load_backbone_weights(base: keras.Model, path: str, backbone: str, options: dict) -> None:
+    """Loads a weights file into the base, refusing one made for another backbone.
+
+    Raises:
+      UserError: the sidecar names a different backbone or options, or Keras cannot map the
+        file's variables onto this base.
+    """
+    check_weights_sidecar(path, backbone, options)
     try:
         with warnings.catch_warnings():
             # Keras only warns when some variables could not be matched; that is a wrong file.
