@@ -15,12 +15,16 @@ Commands:
              sft-tf predict --model=saved_models/NAME [--version=N] [--json] IMAGE...
   demo       offline demo: pretrain, fine-tune, from-scratch baseline, export, predict
              sft-tf demo --config=configs/fashion_mnist.py --workdir=runs/demo
+  audit      check every data split: per-class counts, bad files, duplicates, leakage;
+             writes DIR/audit.json, exit status 1 on an empty class, one class or leakage
+             sft-tf audit --config=configs/NAME.py --workdir=DIR
 
 All flags: sft-tf --helpfull. Config fields and their meaning: sft_tf/config_lib.py.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import sys
@@ -31,7 +35,7 @@ from ml_collections import config_flags
 
 from sft_tf.errors import UserError
 
-COMMANDS = ("train", "pretrain", "evaluate", "export", "predict", "demo")
+COMMANDS = ("train", "pretrain", "evaluate", "export", "predict", "demo", "audit")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/*.py).", lock_config=True
@@ -42,6 +46,9 @@ _STRATEGY = flags.DEFINE_enum(
     None,
     ["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"],
     "Distribution strategy; overrides config.runtime.strategy.",
+)
+_TPU = flags.DEFINE_string(
+    "tpu", None, "TPU name or grpc:// address for --strategy=tpu; overrides config.runtime.tpu."
 )
 _MODEL = flags.DEFINE_string("model", None, "Export root (saved_models/NAME) or a version folder.")
 _VERSION = flags.DEFINE_integer("version", None, "Export version for predict (default: newest).")
@@ -54,12 +61,29 @@ def _require(value, flag: str, command: str):
     return value
 
 
+def _workdir(command: str) -> str:
+    """--workdir, checked to be creatable before any work starts."""
+    from sft_tf import config_lib
+
+    workdir = _require(_WORKDIR.value, "workdir", command)
+    config_lib.check_writable(workdir, "--workdir")
+    return workdir
+
+
 def _config(command: str):
     from sft_tf import config_lib
 
     config = _require(_CONFIG.value, "config", command)
     if _STRATEGY.value:
         config.runtime.strategy = _STRATEGY.value
+    if _TPU.value:
+        config.runtime.tpu = _TPU.value
+    if config.runtime.strategy == "multi_worker":
+        from sft_tf import strategy
+
+        # Before validation, which may build a backbone: collective ops can only be set up
+        # before TensorFlow runs its first op. train.run reuses this (cached) strategy.
+        strategy.build_strategy("multi_worker")
     config_lib.validate(config, command)
     return config
 
@@ -82,9 +106,9 @@ def _dispatch(command: str, args: list[str]) -> int:
     from sft_tf import export, train
 
     if command == "train":
-        train.run(_config(command), _require(_WORKDIR.value, "workdir", command))
+        train.run(_config(command), _workdir(command))
     elif command == "pretrain":
-        train.pretrain(_config(command), _require(_WORKDIR.value, "workdir", command))
+        train.pretrain(_config(command), _workdir(command))
     elif command == "evaluate":
         if _MODEL.value:
             path = export.resolve_export(_MODEL.value, _VERSION.value)
@@ -117,10 +141,12 @@ def _dispatch(command: str, args: list[str]) -> int:
         results = export.predict_files(export.resolve_export(root, _VERSION.value), files)
         _print_predictions(results, _JSON.value)
         return 1 if all("error" in r for r in results) else 0
+    elif command == "audit":
+        return train.audit(_config(command), _workdir(command))
     elif command == "demo":
         from sft_tf import demo
 
-        demo.run(_config("train"), _require(_WORKDIR.value, "workdir", command))
+        demo.run(_config("train"), _workdir(command))
     return 0
 
 
@@ -173,6 +199,52 @@ def run() -> None:
         print(__doc__, end="")
         sys.exit(0 if len(sys.argv) > 1 else 2)
     _import_tensorflow_quietly()
+    # absl routes TF's Python logging to stderr at INFO under app.run: keep warnings and up
+    # from absl, errors from TF (its retracing notes and SavedModel chatter are not actionable).
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
     # absl's usage messages print the __main__ module's docstring: make it this one.
     sys.modules["__main__"].__doc__ = __doc__
-    app.run(lambda argv: sys.exit(main(argv)))
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing with one-line errors (exit 2) instead of tracebacks."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        _exit_with(f"{e}".splitlines()[0])
+    except (AttributeError, KeyError, TypeError):
+        # ml_collections rejects unknown --config.a.b keys (the config is locked) this way.
+        _exit_with(_unknown_config_field(argv) or "bad --config override; see sft-tf --help")
+    return []  # not reached
+
+
+def _unknown_config_field(argv: list[str]) -> str | None:
+    """The first --config.a.b override that names no field, with the closest real one."""
+    from sft_tf import config_lib
+
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        path = arg[len("--config.") :].split("=")[0].split(".")
+        node = config_lib.base_config()
+        for i, part in enumerate(path):
+            fields = list(node.keys()) if hasattr(node, "keys") else []
+            if part in fields:
+                node = node[part]
+                continue
+            close = difflib.get_close_matches(part, fields, n=1)
+            hint = f"did you mean config.{'.'.join([*path[:i], close[0]])}?" if close else ""
+            choices = f"fields here: {', '.join(fields)}" if fields else "it is not a section"
+            return f"config.{'.'.join(path[: i + 1])} is not a config field; {hint or choices}"
+    return None
+
+
+def _exit_with(message: str) -> None:
+    print(f"sft-tf: error: {message}", file=sys.stderr)
+    sys.exit(2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,11 +19,30 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
-from sft_tf import backbones, data
+from sft_tf import backbones, data, model, strategy
 from sft_tf.errors import UserError
 
 COMMANDS_NEEDING_DATA = ("train", "pretrain", "evaluate")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _add_optimizer(section: ml_collections.ConfigDict, optimizer: str = "adam") -> None:
+    """The optimizer fields shared by phase1, phase2 and pretrain."""
+    # adam | adamw (decoupled weight decay) | sgd (momentum below). The learning rate warms up
+    # linearly, then follows a cosine decay to zero over the phase.
+    section.optimizer = optimizer
+    # Decoupled weight decay for adamw and sgd (adam has none; use adamw for that).
+    section.weight_decay = 0.0
+    # sgd only: momentum and Nesterov.
+    section.momentum = 0.9
+    section.nesterov = False
+    # Clip each gradient to this L2 norm (None: no clipping).
+    section.clipnorm = config_dict.placeholder(float)
+    # Label smoothing e: the target puts 1 - e on the true class and e/C on every class.
+    section.label_smoothing = 0.0
+    # Stop after this many epochs without a better validation loss and go back to the best
+    # epoch's weights (0: off; needs data.validation).
+    section.early_stopping_patience = 0
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -47,12 +67,18 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.pooling = "avg"
     # Dropout rate between the pooled features and the new Dense head.
     c.model.dropout = 0.2
+    # "zeros" starts the head at all-zero weights (every class 1/C, no random early bias);
+    # "default" uses Keras's Glorot initialisation.
+    c.model.head_init = "default"
 
     c.data = ml_collections.ConfigDict()
-    # Dataset specs: "folder:PATH" (one sub-folder per class) or "fashion_mnist:SPLIT[:DIR]"
-    # (SPLIT is train or test; DIR holds the IDX files, default: Debian's then Keras's location).
+    # Dataset specs: "folder:PATH" (one sub-folder per class), "tfds:NAME[:SPLIT]" (TFDS slicing,
+    # e.g. tfds:tf_flowers:train[:80%]), "tfrecord:GLOB" (tf.train.Example with image/encoded,
+    # image/class/label, optional image/class/text) or "fashion_mnist:SPLIT[:DIR]" (SPLIT is
+    # train or test; DIR holds the IDX files, default: Debian's then Keras's location).
     c.data.train = ""
-    # Optional; "" means no validation during training.
+    # Optional; "" means no validation during training. "split:FRACTION" (e.g. split:0.1) holds
+    # out that share of each training class, seeded by config.seed.
     c.data.validation = ""
     # Optional; "" means no test evaluation (and no test accuracy in metrics.json).
     c.data.test = ""
@@ -65,6 +91,22 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.examples_per_class = config_dict.placeholder(int)
     # Comma-separated training augmentations from: flip, translate, rotate, zoom, contrast.
     c.data.augment = "flip"
+    # TFDS data dir for tfds: specs, local or gs:// ("" is TFDS's default, ~/tensorflow_datasets).
+    c.data.tfds_data_dir = ""
+    # How images become image_size squares (training and the export alike): "resize" stretches,
+    # "crop" keeps the centre square of the short side, "pad" letterboxes with black.
+    c.data.resize_method = "resize"
+    # Files that cannot be decoded (empty, truncated, not an image): "skip" drops them and lists
+    # them at the start; "fail" lists them and stops before training.
+    c.data.on_bad_image = "skip"
+    # Decoded-pixel cache: "auto" (memory if a split fits in cache_memory_mb, else a file in the
+    # workdir), "memory", "disk" or "off" (decode every epoch; flat memory).
+    c.data.cache = "auto"
+    # Memory budget (MB) of the in-memory pixel cache and of shuffle buffers without one.
+    c.data.cache_memory_mb = 2048
+    # Folder for on-disk pixel caches ("" means <system temp dir>/sft_tf_cache). File names hash
+    # the data, image size and resize method, so a cache is only ever reused for the same pixels.
+    c.data.cache_dir = ""
 
     # Phase 1: the base is frozen, only the new head trains.
     c.phase1 = ml_collections.ConfigDict()
@@ -73,6 +115,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.phase1.learning_rate = 1e-3
     # Linear warm-up from zero to the peak over this many epochs (may be fractional).
     c.phase1.warmup_epochs = 0.0
+    # Run the frozen base once per image and train the head on the cached pooled features:
+    # "auto" does so when data.augment is empty (augmented images change every epoch), "on"
+    # requires that, "off" runs the base every step.
+    c.phase1.cache_features = "auto"
+    _add_optimizer(c.phase1)
 
     # Phase 2: the top blocks of the base are unfrozen and training continues at a lower rate.
     c.phase2 = ml_collections.ConfigDict()
@@ -88,6 +135,13 @@ def base_config() -> ml_collections.ConfigDict:
     # With batchnorm="train", re-estimate BN statistics on this many training batches after the
     # phase (0 turns it off): short runs leave BN moving averages far from the data's.
     c.phase2.recalibration_batches = 50
+    _add_optimizer(c.phase2)
+    # L2-SP strength: adds strength * ||w - w_start||^2 over the opened layers' weights, pulling
+    # them toward the pretrained values (0: plain fine-tuning).
+    c.phase2.l2sp = 0.0
+    # Discriminative learning rates: the top opened block trains at the phase's rate, the one
+    # below at rate * layer_decay, then * layer_decay**2, ... (1.0: one rate for all).
+    c.phase2.layer_decay = 1.0
 
     # Source pretraining (`sft-tf pretrain`): train the backbone from random init on a source
     # task, then save it for `train` as model.weights=<workdir>/backbone.weights.h5.
@@ -98,6 +152,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.pretrain.classes = config_dict.placeholder(str)
     c.pretrain.epochs = 5
     c.pretrain.learning_rate = 2e-3
+    _add_optimizer(c.pretrain)
     # Batches used to re-estimate BatchNorm statistics before saving the backbone.
     c.pretrain.recalibration_batches = 50
 
@@ -106,10 +161,32 @@ def base_config() -> ml_collections.ConfigDict:
     c.export.dir = "saved_models"
     # How many class names and scores each prediction returns (capped at the class count).
     c.export.top_k = 5
+    # Keep only this many newest versions after each export (0 keeps all); older ones are deleted.
+    c.export.keep = 0
+    # Also write a TFLite model (assets.extra/tflite/model.tflite + labels.txt) in each version.
+    c.export.tflite = False
+    # TFLite weights: "float16" (half size) or "dynamic_range" (int8 weights, quarter size).
+    c.export.tflite_quantization = "float16"
 
     c.runtime = ml_collections.ConfigDict()
     # auto | default | one_device | mirrored | multi_worker | tpu (the --strategy flag wins).
+    # auto: a TPU when one is attached, else Mirrored over several GPUs, else one device.
     c.runtime.strategy = "auto"
+    # TPU name or grpc:// address for strategy tpu; "" means the attached one (Colab, TPU VM).
+    # The --tpu flag wins.
+    c.runtime.tpu = ""
+    # auto | float32 | mixed_float16 | mixed_bfloat16. auto: bfloat16 on TPU, float16 on GPUs
+    # with tensor cores, float32 on CPU. The head's Dense and softmax always compute in float32.
+    c.runtime.precision = "auto"
+    # auto | true | false: XLA-compile the train step. auto leaves it to Keras (off on CPU and
+    # under tf.distribute; TPUs always compile). XLA made CPU training 4x slower here.
+    c.runtime.jit_compile = "auto"
+    # Training steps per compiled call (None: 32 on TPU, whose short steps would otherwise wait
+    # on the host; 1 elsewhere, so callbacks and progress see every step).
+    c.runtime.steps_per_execution = config_dict.placeholder(int)
+    # none | linear. linear multiplies every learning rate (phase1, phase2, pretrain) by
+    # data.global_batch_size / 256, for moving a recipe to a bigger or smaller global batch.
+    c.runtime.lr_scaling = "none"
     return c
 
 
@@ -165,10 +242,44 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
     if d.examples_per_class is not None and d.examples_per_class < 1:
         _fail(f"config.data.examples_per_class={d.examples_per_class} must be >= 1 or unset")
     data.parse_augment(d.augment, field="config.data.augment")
-    needs_train = command == "train"
+    needs_train = command in ("train", "audit")
     _check_spec("data.train", d.train, required=needs_train)
     _check_spec("data.validation", d.validation, required=False)
     _check_spec("data.test", d.test, required=command == "evaluate")
+    for field in ("train", "test"):
+        if d[field].startswith("split:"):
+            _fail(
+                f"config.data.{field}={d[field]!r}: split:FRACTION is only for "
+                "config.data.validation; give a dataset spec"
+            )
+    for field, value, choices in (
+        ("resize_method", d.resize_method, data.RESIZE_METHODS),
+        ("on_bad_image", d.on_bad_image, data.BAD_IMAGE_POLICIES),
+        ("cache", d.cache, data.CACHE_MODES),
+    ):
+        if value not in choices:
+            _fail(f"config.data.{field}={value!r} must be one of {', '.join(choices)}")
+    if d.cache_memory_mb < 0:
+        _fail(f"config.data.cache_memory_mb={d.cache_memory_mb} must be >= 0 (MB)")
+    cache_features = config.phase1.cache_features
+    if cache_features not in ("auto", "on", "off"):
+        _fail(f"config.phase1.cache_features={cache_features!r} must be one of auto, on, off")
+    if cache_features == "on" and d.augment:
+        _fail(
+            f"config.phase1.cache_features='on' needs config.data.augment='' (it is "
+            f"{d.augment!r}): cached features cannot be augmented; use 'auto' or clear augment"
+        )
+    if m.head_init not in ("default", "zeros"):
+        _fail(f"config.model.head_init={m.head_init!r} must be 'default' or 'zeros'")
+    for phase in ("phase1", "phase2", "pretrain"):
+        _check_optimizer(config[phase], phase, bool(d.validation))
+    if config.phase2.l2sp < 0:
+        _fail(f"config.phase2.l2sp={config.phase2.l2sp} must be >= 0 (0 turns L2-SP off)")
+    if not 0 < config.phase2.layer_decay <= 1:
+        _fail(
+            f"config.phase2.layer_decay={config.phase2.layer_decay} must be in (0, 1] "
+            "(1: the same learning rate for every opened block)"
+        )
     for phase in ("phase1", "phase2"):
         p = config[phase]
         if p.epochs < 0:
@@ -199,6 +310,71 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
             _fail(f"config.pretrain.learning_rate={p.learning_rate} must be > 0")
     if config.export.top_k < 1:
         _fail(f"config.export.top_k={config.export.top_k} must be >= 1")
+    if config.export.tflite_quantization not in ("float16", "dynamic_range"):
+        _fail(
+            f"config.export.tflite_quantization={config.export.tflite_quantization!r} must be "
+            "'float16' or 'dynamic_range'"
+        )
+    if config.export.keep < 0:
+        _fail(f"config.export.keep={config.export.keep} must be >= 0 (0 keeps every version)")
+    if config.export.dir and command in ("train", "export"):
+        check_writable(config.export.dir, "config.export.dir")
+    if local_weights and command != "pretrain":
+        options = {"alpha": m.alpha} if m.alpha is not None else {}
+        model.check_weights_sidecar(m.weights, m.backbone, options)
+    k = config.phase2.unfreeze_blocks
+    if command == "train" and config.phase2.epochs and k > 0:
+        count = backbones.block_count(m.backbone)
+        if k > count:
+            _fail(
+                f"config.phase2.unfreeze_blocks={k} but {m.backbone} has {count} blocks; use "
+                f"1..{count}, or -1 to unfreeze the whole base"
+            )
+    r = config.runtime
+    for field, value, choices in (
+        ("strategy", r.strategy, strategy.STRATEGIES),
+        ("precision", r.precision, strategy.PRECISIONS),
+        ("jit_compile", r.jit_compile, strategy.JIT_COMPILE),
+        ("lr_scaling", r.lr_scaling, strategy.LR_SCALING),
+    ):
+        if value not in choices:
+            _fail(f"config.runtime.{field}={value!r} must be one of {', '.join(choices)}")
+    if r.steps_per_execution is not None and r.steps_per_execution < 1:
+        _fail(
+            f"config.runtime.steps_per_execution={r.steps_per_execution} must be >= 1, or unset "
+            "for the device's default"
+        )
+
+
+def _check_optimizer(p: ml_collections.ConfigDict, phase: str, has_validation: bool) -> None:
+    if p.optimizer not in ("adam", "adamw", "sgd"):
+        _fail(f"config.{phase}.optimizer={p.optimizer!r} must be one of adam, adamw, sgd")
+    for field in ("weight_decay", "momentum", "label_smoothing"):
+        if not 0 <= p[field] < 1:
+            _fail(f"config.{phase}.{field}={p[field]} must be in [0, 1)")
+    if p.clipnorm is not None and p.clipnorm <= 0:
+        _fail(f"config.{phase}.clipnorm={p.clipnorm} must be > 0, or unset for no clipping")
+    if p.early_stopping_patience < 0:
+        _fail(f"config.{phase}.early_stopping_patience={p.early_stopping_patience} must be >= 0")
+    if p.early_stopping_patience and not has_validation:
+        _fail(
+            f"config.{phase}.early_stopping_patience={p.early_stopping_patience} needs "
+            "config.data.validation (e.g. split:0.1); set one or use 0"
+        )
+
+
+def check_writable(path: str | Path, field: str) -> None:
+    """Raises UserError unless `path` is, or can be created as, a writable directory.
+
+    Nothing is created: the nearest existing ancestor must be a writable directory.
+    """
+    target = Path(path).absolute()
+    existing = target
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "not a directory" if not existing.is_dir() else "not writable"
+        _fail(f"{field}={str(path)!r} cannot be created: {existing} is {what}; choose another path")
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -4,13 +4,21 @@ A spec string names where a split comes from:
 
   folder:PATH               one sub-folder per class (sorted names are the classes), images
                             anywhere below it; PATH may be local or gs://.
+  tfds:NAME[:SPLIT]         a TFDS dataset (SPLIT defaults to train and takes TFDS slicing,
+                            e.g. train[:80%]); the image and label come from the builder's
+                            supervised keys, class names from its label feature.
+  tfrecord:GLOB             tf.train.Example records with image/encoded, image/class/label and
+                            optionally image/class/text (TF Model Garden's layout).
   fashion_mnist:SPLIT[:DIR] the Fashion-MNIST IDX files (SPLIT is train or test). DIR defaults to
                             Debian's /usr/share/datasets/fashion-mnist, then Keras's cache
                             ~/.keras/datasets/fashion-mnist.
+  split:FRACTION            validation only: a seeded hold-out of the training set (`holdout`).
 
-Loading a spec gives `Examples`: file paths or in-memory pixels plus labels, cheap to subset
-(classes, few-shot sampling) before any image is decoded. `build_dataset` turns them into the
-batches every trainer here consumes: `(uint8 [B, H, W, 3], int32 [B])` with static shapes.
+Loading a spec gives `Examples`: labels plus a way to reach each image (file paths, positions in a
+record stream, or in-memory pixels), cheap to subset (classes, few-shot sampling, hold-outs)
+before any image is decoded. `scan_images` decodes everything once to find files that cannot be
+decoded; `build_dataset` turns the rest into the batches every trainer here consumes:
+`(uint8 [B, H, W, 3], int32 [B])` with static shapes.
 """
 
 from __future__ import annotations
@@ -27,8 +35,12 @@ import tensorflow as tf
 
 from sft_tf.errors import UserError
 
-SPEC_KINDS = ("folder", "fashion_mnist")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+SPEC_KINDS = ("folder", "tfds", "tfrecord", "fashion_mnist", "split")
+SPEC_HELP = "folder:PATH, tfds:NAME[:SPLIT], tfrecord:GLOB, fashion_mnist:train|test[:DIR]"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+RESIZE_METHODS = ("resize", "crop", "pad")
+BAD_IMAGE_POLICIES = ("skip", "fail")
+CACHE_MODES = ("auto", "memory", "disk", "off")
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
     "Trouser",
@@ -50,11 +62,21 @@ _FASHION_MNIST_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 AUGMENTATIONS = ("flip", "translate", "rotate", "zoom", "contrast")
+# Feature keys of TF Model Garden's image classification records.
+TFRECORD_IMAGE = "image/encoded"
+TFRECORD_LABEL = "image/class/label"
+TFRECORD_TEXT = "image/class/text"
 
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
-    """A parsed dataset spec string."""
+    """A parsed dataset spec string.
+
+    Attributes:
+      kind: one of SPEC_KINDS.
+      path: folder, TFDS dataset name, TFRecord glob or Fashion-MNIST directory.
+      split: TFDS split (with slicing), Fashion-MNIST split, or the hold-out fraction.
+    """
 
     kind: str
     path: str
@@ -65,7 +87,7 @@ def parse_spec(spec: str, field: str = "spec") -> Spec:
     """Parses a dataset spec string.
 
     Args:
-      spec: e.g. "folder:/data/train" or "fashion_mnist:test".
+      spec: e.g. "folder:/data/train", "tfds:tf_flowers:train[:80%]", "split:0.1".
       field: the config field it came from, for error messages.
 
     Returns:
@@ -77,11 +99,26 @@ def parse_spec(spec: str, field: str = "spec") -> Spec:
     kind, sep, rest = spec.partition(":")
     if not sep or kind not in SPEC_KINDS or not rest:
         raise UserError(
-            f"{field}={spec!r} is not a dataset spec; use one of "
-            "folder:PATH, fashion_mnist:train|test[:DIR]"
+            f"{field}={spec!r} is not a dataset spec; use one of {SPEC_HELP} "
+            "(or split:FRACTION for data.validation)"
         )
-    if kind == "folder":
-        return Spec("folder", rest)
+    if kind in ("folder", "tfrecord"):
+        return Spec(kind, rest)
+    if kind == "tfds":
+        # Split on the first colon only: TFDS slicing ("train[:80%]") has colons of its own.
+        name, _, split = rest.partition(":")
+        return Spec("tfds", name, split or "train")
+    if kind == "split":
+        try:
+            fraction = float(rest)
+        except ValueError:
+            fraction = -1.0
+        if not 0.0 < fraction < 1.0:
+            raise UserError(
+                f"{field}={spec!r}: the hold-out fraction must be a number between 0 and 1, "
+                "e.g. split:0.1"
+            )
+        return Spec("split", "", rest)
     split, _, directory = rest.partition(":")
     if split not in _FASHION_MNIST_FILES:
         raise UserError(f"{field}={spec!r}: Fashion-MNIST split must be 'train' or 'test'")
@@ -89,8 +126,53 @@ def parse_spec(spec: str, field: str = "spec") -> Spec:
 
 
 @dataclasses.dataclass(frozen=True)
+class RecordSource:
+    """Encoded images read in one fixed order from a TFDS split or TFRecord files.
+
+    Nothing is held in memory: `images()` streams the records again on every call, and an
+    example is identified by its position in that stream.
+
+    Attributes:
+      kind: "tfds" or "tfrecord".
+      files: TFRecord files in reading order (tfrecord only).
+      file_counts: records per file, to name a record by file and index in messages.
+      name: TFDS dataset name (tfds only).
+      split: TFDS split, slicing included.
+      data_dir: TFDS data dir ("" for TFDS's default).
+      image_key: the TFDS feature holding the image.
+    """
+
+    kind: str
+    files: tuple[str, ...] = ()
+    file_counts: tuple[int, ...] = ()
+    name: str = ""
+    split: str = ""
+    data_dir: str = ""
+    image_key: str = ""
+
+    def images(self) -> tf.data.Dataset:
+        """A dataset of encoded image bytes (tf.string scalars), always in the same order."""
+        if self.kind == "tfrecord":
+            # One file after another (no interleave): positions must mean the same every pass.
+            ds = tf.data.TFRecordDataset(list(self.files))
+            spec = {TFRECORD_IMAGE: tf.io.FixedLenFeature([], tf.string)}
+            return ds.map(lambda r: tf.io.parse_single_example(r, spec)[TFRECORD_IMAGE])
+        ds = _tfds_split(self.name, self.split, self.data_dir, self.image_key)
+        return ds.map(lambda ex: ex[self.image_key])
+
+    def where(self, position: int) -> str:
+        """A human-readable location of the record at `position`."""
+        if self.kind == "tfrecord":
+            for path, count in zip(self.files, self.file_counts):
+                if position < count:
+                    return f"{path}#{position}"
+                position -= count
+        return f"tfds:{self.name}:{self.split}#{position}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Examples:
-    """A labelled split before decoding: either file paths or in-memory pixels.
+    """A labelled split before decoding: file paths, record positions or in-memory pixels.
 
     Attributes:
       class_names: names of labels 0..n-1.
@@ -98,6 +180,8 @@ class Examples:
       paths: str [N] for file sources, else None.
       pixels: uint8 [N, H, W, C] for in-memory sources, else None.
       origin: the spec it came from, for messages.
+      records: the stream for TFDS and TFRecord sources, else None.
+      positions: int64 [N] ascending positions in `records`, else None.
     """
 
     class_names: tuple[str, ...]
@@ -105,34 +189,87 @@ class Examples:
     paths: np.ndarray | None = None
     pixels: np.ndarray | None = None
     origin: str = ""
+    records: RecordSource | None = None
+    positions: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def take(self, indices: np.ndarray) -> Examples:
-        """Returns the examples at `indices`, same classes."""
+        """Returns the examples at `indices`, same classes.
+
+        Record sources are streamed in their stored order, so their indices are sorted.
+        """
+        indices = np.asarray(indices, np.int64)
+        if self.records is not None:
+            indices = np.sort(indices)
         return dataclasses.replace(
             self,
             labels=self.labels[indices],
             paths=None if self.paths is None else self.paths[indices],
             pixels=None if self.pixels is None else self.pixels[indices],
+            positions=None if self.positions is None else self.positions[indices],
         )
 
     def counts(self) -> np.ndarray:
         """Examples per class, int [num_classes]."""
         return np.bincount(self.labels, minlength=len(self.class_names))
 
+    def where(self, index: int) -> str:
+        """Where example `index` comes from: its path, record location, or spec and index."""
+        if self.paths is not None:
+            return str(self.paths[index])
+        if self.records is not None:
+            return self.records.where(int(self.positions[index]))
+        return f"{self.origin}#{index}"
 
-def load_examples(spec: str, field: str = "spec") -> Examples:
+
+def load_examples(spec: str, field: str = "spec", tfds_data_dir: str = "") -> Examples:
     """Lists a split's examples (no image is decoded here).
 
+    Args:
+      spec: a dataset spec string (not split:, which `holdout` resolves).
+      field: the config field it came from, for error messages.
+      tfds_data_dir: TFDS data dir, local or gs:// ("" for TFDS's default).
+
     Raises:
-      UserError: the path does not exist, has no classes or a class has no images.
+      UserError: the data cannot be found or listed, or has no classes or an empty class.
     """
     parsed = parse_spec(spec, field)
     if parsed.kind == "folder":
         return _load_folder(parsed.path, spec, field)
+    if parsed.kind == "tfds":
+        return _load_tfds(parsed.path, parsed.split, tfds_data_dir, spec, field)
+    if parsed.kind == "tfrecord":
+        return _load_tfrecord(parsed.path, spec, field)
+    if parsed.kind == "split":
+        raise UserError(f"{field}={spec!r}: split:FRACTION is only for config.data.validation")
     return _load_fashion_mnist(parsed.split, parsed.path, spec, field)
+
+
+def holdout(train: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:
+    """Splits off a seeded, stratified validation set: the same seed gives the same split.
+
+    Args:
+      train: the training examples.
+      fraction: share of each class held out (at least one example of a class with two).
+      seed: the run's seed.
+
+    Returns:
+      (remaining training examples, held-out validation examples); no example is in both.
+    """
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in range(len(train.class_names)):
+        members = np.flatnonzero(train.labels == label)
+        count = min(len(members) - 1, max(1, round(fraction * len(members))))
+        held.append(rng.permutation(members)[: max(count, 0)])
+    held_out = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    keep = np.setdiff1d(np.arange(len(train)), held_out)
+    validation = dataclasses.replace(
+        train.take(held_out), origin=f"split:{fraction} of {train.origin}"
+    )
+    return train.take(keep), validation
 
 
 def _load_folder(root: str, spec: str, field: str) -> Examples:
@@ -166,6 +303,111 @@ def _load_folder(root: str, spec: str, field: str) -> Examples:
         labels=np.asarray(labels, np.int32),
         paths=np.asarray(paths),
         origin=spec,
+    )
+
+
+def _tfds_split(name: str, split: str, data_dir: str, image_key: str) -> tf.data.Dataset:
+    import tensorflow_datasets as tfds  # imported on use: it adds seconds to every start-up
+
+    builder = tfds.builder(name, data_dir=data_dir or None)
+    return builder.as_dataset(
+        split=split,
+        # Keep the encoded bytes: decoding is ours (robust, resized once), not TFDS's.
+        decoders={image_key: tfds.decode.SkipDecoding()},
+        # Unshuffled files and no auto-cache: positions stay fixed and memory stays flat.
+        shuffle_files=False,
+        read_config=tfds.ReadConfig(try_autocache=False),
+    )
+
+
+def _load_tfds(name: str, split: str, data_dir: str, spec: str, field: str) -> Examples:
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir or None)
+    except Exception as e:
+        raise UserError(
+            f"{field}={spec!r}: no TFDS dataset {name!r} ({type(e).__name__}); see "
+            "https://www.tensorflow.org/datasets/catalog for names"
+        ) from e
+    keys = builder.info.supervised_keys
+    if not keys or len(keys) != 2 or not isinstance(keys[0], str):
+        raise UserError(
+            f"{field}={spec!r}: {name} has no (image, label) supervised keys; "
+            "write it to class folders or TFRecords instead"
+        )
+    image_key, label_key = keys
+    label_feature = builder.info.features[label_key]
+    if not hasattr(label_feature, "names"):
+        raise UserError(f"{field}={spec!r}: {name}'s label {label_key!r} is not a class label")
+    try:
+        builder.download_and_prepare()
+        ds = _tfds_split(name, split, data_dir, image_key)
+        labels = np.concatenate(
+            [b.numpy() for b in ds.map(lambda ex: ex[label_key]).batch(8192)] or [np.zeros(0)]
+        ).astype(np.int32)
+    except Exception as e:
+        raise UserError(
+            f"{field}={spec!r}: could not read TFDS {name} split {split!r} "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); offline? set "
+            "config.data.tfds_data_dir to a prepared data dir"
+        ) from e
+    if not len(labels):
+        raise UserError(f"{field}={spec!r}: split {split!r} of {name} is empty")
+    source = RecordSource("tfds", name=name, split=split, data_dir=data_dir, image_key=image_key)
+    return Examples(
+        class_names=tuple(label_feature.names),
+        labels=labels,
+        origin=spec,
+        records=source,
+        positions=np.arange(len(labels), dtype=np.int64),
+    )
+
+
+def _load_tfrecord(pattern: str, spec: str, field: str) -> Examples:
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise UserError(f"{field}={spec!r}: no files match {pattern}")
+    features = {
+        TFRECORD_LABEL: tf.io.FixedLenFeature([], tf.int64),
+        TFRECORD_TEXT: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    }
+    ids, texts, counts = [], [], []
+    for path in files:
+        # Only the label fields are parsed; the image bytes are skipped until training.
+        ds = tf.data.TFRecordDataset(path).batch(4096)
+        before = len(ids)
+        try:
+            for batch in ds.map(lambda r: tf.io.parse_example(r, features)):
+                ids += batch[TFRECORD_LABEL].numpy().tolist()
+                texts += [t.decode("utf-8", "replace") for t in batch[TFRECORD_TEXT].numpy()]
+        except tf.errors.OpError as e:
+            raise UserError(
+                f"{field}={spec!r}: {path} is not a TFRecord file of tf.train.Example with "
+                f"{TFRECORD_LABEL} ({str(e).splitlines()[0][:200]})"
+            ) from e
+        counts.append(len(ids) - before)
+    if not ids:
+        raise UserError(f"{field}={spec!r}: the files matching {pattern} hold no records")
+    # Class ids are whatever the writer used (0-based, 1-based, sparse): sorted, they become
+    # labels 0..n-1, named by their text when the records carry one.
+    names: dict[int, str] = {}
+    for label_id, text in zip(ids, texts):
+        name = text or str(label_id)
+        if names.setdefault(label_id, name) != name:
+            raise UserError(
+                f"{field}={spec!r}: label {label_id} is named both {names[label_id]!r} and "
+                f"{name!r} in {TFRECORD_TEXT}; fix the records"
+            )
+    order = sorted(names)
+    remap = {label_id: i for i, label_id in enumerate(order)}
+    labels = np.asarray([remap[i] for i in ids], np.int32)
+    return Examples(
+        class_names=tuple(names[i] for i in order),
+        labels=labels,
+        origin=spec,
+        records=RecordSource("tfrecord", files=tuple(files), file_counts=tuple(counts)),
+        positions=np.arange(len(labels), dtype=np.int64),
     )
 
 
@@ -275,25 +517,226 @@ def check_same_classes(
     )
 
 
-def decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Encoded JPEG/PNG/GIF/BMP bytes -> RGB uint8 [image_size, image_size, 3].
+def decode_image(encoded: tf.Tensor, image_size: int, method: str = "resize") -> tf.Tensor:
+    """Encoded image bytes -> RGB uint8 [image_size, image_size, 3].
 
-    The training pipeline and the exported serving signature both call this, so a served
-    image is decoded and resized exactly as it was in training.
+    Reads JPEG (CMYK included), PNG (8 or 16 bit, grayscale, palette, alpha), GIF (the first
+    frame of an animation), BMP and WebP. The training pipeline and the exported serving
+    signature both call this, so a served image is decoded and resized exactly as in training.
+
+    Args:
+      encoded: a scalar tf.string.
+      image_size: output height and width.
+      method: "resize", "crop" or "pad" (see `resize`).
+
+    Raises:
+      tf.errors.InvalidArgumentError when run on bytes that are not a decodable image.
+    """
+    return resize(decode_rgb(encoded), image_size, method)
+
+
+def decode_native(encoded: tf.Tensor) -> tf.Tensor:
+    """Encoded bytes -> uint8 [H, W, C] with the file's own channels (1 gray, 2 gray+alpha, 3, 4).
+
+    16-bit images are scaled to 8 bits; CMYK JPEGs come out as RGB (TF converts them).
     """
     # expand_animations=False: a GIF gives its first frame, so every image has rank 3.
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return resize(image, image_size)
+    image = tf.io.decode_image(encoded, channels=0, dtype=tf.uint8, expand_animations=False)
+    image.set_shape([None, None, None])
+    return image
 
 
-def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Any-size uint8 [H, W, C] (C = 1 or 3) -> RGB uint8 [image_size, image_size, 3]."""
+def decode_rgb(encoded: tf.Tensor) -> tf.Tensor:
+    """Encoded bytes -> RGB uint8 [H, W, 3], any size; transparency is composited over white."""
+    return to_rgb(decode_native(encoded))
+
+
+def to_rgb(image: tf.Tensor) -> tf.Tensor:
+    """uint8 [H, W, C] with C in 1..4 -> RGB uint8 [H, W, 3]."""
+    channels = tf.shape(image)[-1]
+    has_alpha = tf.equal(channels % 2, 0)
+    colour = tf.cond(
+        channels < 3,
+        lambda: tf.image.grayscale_to_rgb(image[..., :1]),
+        lambda: image[..., :3],
+    )
+    colour.set_shape([None, None, 3])
+
+    def composite():
+        # Transparent pixels often hold arbitrary colour (commonly black); shown on a page
+        # they look white, so that is what the model sees, in training and serving alike.
+        alpha = tf.cast(image[..., -1:], tf.float32) / 255.0
+        mixed = tf.cast(colour, tf.float32) * alpha + 255.0 * (1.0 - alpha)
+        return tf.cast(tf.round(mixed), tf.uint8)
+
+    rgb = tf.cond(has_alpha, composite, lambda: colour)
+    rgb.set_shape([None, None, 3])
+    return rgb
+
+
+def resize(image: tf.Tensor, image_size: int, method: str = "resize") -> tf.Tensor:
+    """Any-size uint8 [H, W, C] or [B, H, W, C] (C = 1 or 3) -> RGB uint8 at image_size.
+
+    Args:
+      image: one image or a batch.
+      image_size: output height and width.
+      method: "resize" stretches to a square (keeps everything, distorts the aspect);
+        "crop" scales the short side to image_size and keeps the centre square;
+        "pad" scales the long side to image_size and pads the rest with black.
+    """
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"resize method {method!r} is not one of {RESIZE_METHODS}")
     if image.shape[-1] == 1:
         image = tf.image.grayscale_to_rgb(image)
+    size = [image_size, image_size]
     # antialias: without it, shrinking a large photo aliases badly.
-    image = tf.image.resize(image, [image_size, image_size], antialias=True)
+    if method == "resize":
+        image = tf.image.resize(image, size, antialias=True)
+    elif method == "pad":
+        image = tf.image.resize_with_pad(tf.cast(image, tf.float32), *size, antialias=True)
+    else:
+        hw = tf.cast(tf.shape(image)[-3:-1], tf.float32)
+        scale = image_size / tf.reduce_min(hw)
+        scaled = tf.cast(tf.math.ceil(hw * scale), tf.int32)
+        image = tf.image.resize(image, scaled, antialias=True)
+        image = tf.image.resize_with_crop_or_pad(image, *size)
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scanning: every image decoded once, before training, to find the ones that cannot be
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageScan:
+    """Per-example facts from decoding a split once (arrays aligned with the Examples).
+
+    Attributes:
+      ok: bool [N], False where decoding failed.
+      reasons: {index: why it failed} for the examples that are not ok.
+      height, width: int [N] of the stored image (0 where not ok).
+      channels: int [N] as stored: 1 gray, 2 gray+alpha, 3 colour, 4 colour+alpha.
+      cmyk: bool [N], CMYK (or YCCK) JPEGs.
+      digest: uint64 [N] fingerprint of the encoded bytes (of the pixels for in-memory data).
+    """
+
+    ok: np.ndarray
+    reasons: dict[int, str]
+    height: np.ndarray
+    width: np.ndarray
+    channels: np.ndarray
+    cmyk: np.ndarray
+    digest: np.ndarray
+
+    def bad(self, examples: Examples) -> list[tuple[str, str]]:
+        """[(location, reason)] of every example that could not be decoded, in order."""
+        return [(examples.where(i), self.reasons[i]) for i in sorted(self.reasons)]
+
+
+def encoded_images(examples: Examples) -> tf.data.Dataset:
+    """(index, encoded bytes) for every example of a file or record source, in order."""
+    if examples.paths is not None:
+        files = tf.data.Dataset.from_tensor_slices((np.arange(len(examples)), examples.paths))
+        # Reading is I/O-bound (more so on gs://): several files in flight at once.
+        return files.map(
+            lambda i, path: (i, tf.io.read_file(path)), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    if examples.records is None:
+        raise ValueError(f"{examples.origin} holds pixels, not encoded images")
+    # The source streams every record; keep[pos] is this subset's index there or -1.
+    keep = np.full(int(examples.positions.max()) + 1 if len(examples) else 0, -1, np.int64)
+    keep[examples.positions] = np.arange(len(examples))
+    keep_t = tf.constant(keep)
+    stream = examples.records.images().take(len(keep)).enumerate()
+    stream = stream.map(lambda pos, encoded: (tf.gather(keep_t, pos), encoded))
+    return stream.filter(lambda i, _: i >= 0)
+
+
+def _probe(encoded: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    # The same decode as training (to_rgb after it cannot fail on 1-4 channels), so an image
+    # that passes here decodes in the pipeline too.
+    image = decode_native(encoded)
+    shape = tf.shape(image)
+    cmyk = tf.cond(
+        tf.io.is_jpeg(encoded),
+        # The JPEG header's component count: 4 means CMYK/YCCK (TF decodes it to RGB).
+        lambda: tf.equal(tf.io.extract_jpeg_shape(encoded)[2], 4),
+        lambda: tf.constant(False),
+    )
+    digest = tf.bitcast(tf.fingerprint(tf.expand_dims(encoded, 0))[0], tf.int64)
+    return shape[0], shape[1], shape[2], cmyk, digest
+
+
+def _why_undecodable(encoded: bytes) -> str:
+    if not encoded:
+        return "empty file (0 bytes)"
+    try:
+        _probe(tf.constant(encoded))
+    except tf.errors.OpError as e:
+        message = e.message.split("}}")[-1].strip().splitlines()[0]
+        if "Unknown image file format" in message:
+            return "not an image (unknown format; JPEG, PNG, GIF, BMP and WebP are read)"
+        if "jpeg::Uncompress failed" in message:
+            return "truncated or corrupt JPEG"
+        return f"undecodable: {message[:200]}"
+    return "undecodable (failed in the pipeline, decodes alone)"
+
+
+def scan_images(examples: Examples) -> ImageScan:
+    """Decodes every example once (in parallel) and records what it found.
+
+    Args:
+      examples: any split.
+
+    Returns:
+      An `ImageScan` aligned with `examples`.
+    """
+    n = len(examples)
+    height, width, channels = (np.zeros(n, np.int64) for _ in range(3))
+    cmyk, ok = np.zeros(n, bool), np.zeros(n, bool)
+    digest = np.zeros(n, np.uint64)
+    if examples.pixels is not None:
+        import hashlib
+
+        ok[:] = True
+        height[:], width[:], channels[:] = examples.pixels.shape[1:4]
+        for i, pixels in enumerate(examples.pixels):
+            raw = hashlib.blake2b(pixels.tobytes(), digest_size=8).digest()
+            digest[i] = int.from_bytes(raw, "little")
+        return ImageScan(ok, {}, height, width, channels, cmyk, digest)
+    ds = encoded_images(examples).map(
+        lambda i, encoded: (i, *_probe(encoded)),
+        # Decoding is the whole cost of a scan: every core, in any order.
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=False,
+    )
+    # A failing decode drops its element; the indices that never arrive are the bad ones.
+    ds = ds.ignore_errors().batch(1024)
+    for i, h, w, c, k, d in ds.as_numpy_iterator():
+        ok[i], height[i], width[i], channels[i], cmyk[i] = True, h, w, c, k
+        digest[i] = d.view(np.uint64)
+    reasons = {int(i): "" for i in np.flatnonzero(~ok)}
+    if reasons:
+        # Decode the failures again, one by one and eagerly, to say why each failed.
+        if examples.paths is not None:
+            for i in reasons:
+                try:
+                    encoded = tf.io.gfile.GFile(examples.paths[i], "rb").read()
+                except tf.errors.OpError as e:
+                    reasons[i] = f"unreadable: {e.message[:200]}"
+                    continue
+                reasons[i] = _why_undecodable(encoded)
+        else:
+            bad = examples.take(np.asarray(sorted(reasons)))
+            for (_, encoded), i in zip(encoded_images(bad).as_numpy_iterator(), sorted(reasons)):
+                reasons[i] = _why_undecodable(encoded)
+    return ImageScan(ok, reasons, height, width, channels, cmyk, digest)
+
+
+def drop_bad(examples: Examples, scan: ImageScan) -> Examples:
+    """The examples that decoded; step counts computed from the result are right."""
+    return examples if scan.ok.all() else examples.take(np.flatnonzero(scan.ok))
 
 
 def parse_augment(text: str, field: str = "augment") -> list[str]:
@@ -321,6 +764,46 @@ def build_augmenter(names: Sequence[str], seed: int) -> keras.Sequential | None:
     return keras.Sequential([choices[n]() for n in names], name="augment")
 
 
+def cache_plan(
+    examples: Examples, image_size: int, mode: str, budget_mb: int, directory: str, tag: str
+) -> str:
+    """Where `build_dataset` caches decoded pixels: "memory", "off" or a cache file path.
+
+    Args:
+      examples: the split.
+      image_size: output height and width.
+      mode: "auto" (memory when the decoded split fits in `budget_mb`, else disk), "memory",
+        "disk" or "off".
+      budget_mb: memory the decoded-pixel cache may take.
+      directory: where disk caches go (the run's workdir).
+      tag: distinguishes caches of different splits.
+
+    Returns:
+      The `cache` argument for `build_dataset`.
+    """
+    size_mb = len(examples) * image_size * image_size * 3 / 2**20
+    if mode == "auto":
+        mode = "memory" if size_mb <= budget_mb else "disk"
+    if mode != "disk":
+        return mode
+    # The file name hashes everything that changes the cached pixels, so a stale cache from
+    # other data, size or method is never replayed.
+    import hashlib
+
+    h = hashlib.sha256(f"{image_size}|{examples.origin}|{tag}".encode())
+    h.update(np.asarray(examples.labels).tobytes())
+    locations = examples.paths if examples.paths is not None else examples.positions
+    if locations is not None:
+        h.update("\n".join(map(str, locations)).encode())
+    path = os.path.join(directory, f"{tag}-{h.hexdigest()[:16]}")
+    tf.io.gfile.makedirs(directory)  # TF's file cache does not create its folder
+    # A run killed while writing the cache leaves a lock file that makes every later run fail
+    # ("concurrent caching iterator"); runs are assumed not to share a cache_dir concurrently.
+    for stale in tf.io.gfile.glob(path + "_*.lockfile") + tf.io.gfile.glob(path + "*.tempstate*"):
+        tf.io.gfile.remove(stale)
+    return path
+
+
 def build_dataset(
     examples: Examples,
     image_size: int,
@@ -328,16 +811,22 @@ def build_dataset(
     training: bool,
     seed: int = 0,
     augment: Sequence[str] = (),
+    resize_method: str = "resize",
+    cache: str = "memory",
+    memory_budget_mb: int = 1024,
 ) -> tf.data.Dataset:
-    """The input pipeline: decode -> resize -> cache -> shuffle -> batch -> augment -> prefetch.
+    """The input pipeline: read, decode+resize, cache, shuffle, batch, augment, prefetch.
 
     Args:
-      examples: what to read.
+      examples: what to read (undecodable files already dropped, see `scan_images`).
       image_size: output height and width.
       batch_size: the global batch size (a strategy splits it over replicas).
       training: shuffle every epoch, drop the last partial batch (static shapes), augment.
       seed: shuffling and augmentation seed.
       augment: augmentation names (see AUGMENTATIONS); only used when training.
+      resize_method: "resize", "crop" or "pad" (see `resize`).
+      cache: "memory", "off", or a file path prefix for an on-disk cache (see `cache_plan`).
+      memory_budget_mb: bounds the shuffle buffer when the pixels are not cached in memory.
 
     Returns:
       A dataset of (uint8 [B, S, S, 3], int32 [B]).
@@ -350,47 +839,75 @@ def build_dataset(
             f"{examples.origin!r} has {len(examples)} training examples, fewer than one batch of "
             f"data.global_batch_size={batch_size}; lower the batch size"
         )
+    n = len(examples)
     labels = tf.constant(examples.labels, tf.int32)
-    if examples.paths is not None:
-        ds = tf.data.Dataset.from_tensor_slices((examples.paths, labels))
-        ds = ds.map(
-            lambda path, label: (decode_image(tf.io.read_file(path), image_size), label),
-            # Decoding dominates the first epoch; spread it over all cores.
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    else:
+    # Uncached files are shuffled by name before reading (below), not as decoded pixels.
+    shuffle_names = training and cache == "off" and examples.paths is not None
+
+    # Named functions, not lambdas: AutoGraph mixes up several lambdas in one function.
+    def resize_pixels(image, label):
+        return resize(image, image_size, resize_method), label
+
+    def decode(encoded, label):
+        return decode_image(encoded, image_size, resize_method), label
+
+    def read(path, label):
+        return tf.io.read_file(path), label
+
+    def look_up_label(index, encoded):
+        return encoded, tf.gather(labels, index)
+
+    if examples.pixels is not None:
         ds = tf.data.Dataset.from_tensor_slices((examples.pixels, labels))
+        ds = ds.map(resize_pixels, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        if shuffle_names:
+            # Nothing is cached: shuffle the file names (a few bytes each), not the pixels, so
+            # the order is uniformly random and memory does not grow with the data.
+            ds = tf.data.Dataset.from_tensor_slices((examples.paths, labels))
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+            ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            ds = encoded_images(examples).map(look_up_label)
         ds = ds.map(
-            lambda image, label: (resize(image, image_size), label),
+            decode,
+            # Decoding dominates an uncached epoch: every core, and for training in whatever
+            # order images finish (a slow file does not hold up the batch).
             num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=not training,
         )
-    # Cache decoded, resized pixels: later epochs skip file reads and decoding entirely.
-    ds = ds.cache()
-    if training:
-        # A full-size buffer over the cached pixels: a uniform shuffle, new order every epoch.
-        ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
+    if cache != "off":
+        # Cache decoded, resized pixels: later epochs skip reading and decoding entirely.
+        # A file cache when the split would not fit in memory (`cache_plan`).
+        ds = ds.cache() if cache == "memory" else ds.cache(cache)
+    if training and not shuffle_names:
+        # Shuffle before batching so every batch mixes classes; a full buffer over an in-memory
+        # cache is a uniform shuffle, otherwise the buffer is bounded by the memory budget.
+        per_image = image_size * image_size * 3
+        buffer = (
+            n
+            if cache == "memory"
+            else max(batch_size, min(n, memory_budget_mb * 2**20 // per_image))
+        )
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     # drop_remainder for training: static batch shapes, required by TPUs and replica splits.
     ds = ds.batch(batch_size, drop_remainder=training)
     augmenter = build_augmenter(augment, seed) if training else None
     if augmenter is not None:
         # Batch-level augmentation: one vectorised call per batch instead of one per image.
-        ds = ds.map(
-            lambda images, y: (
-                tf.cast(tf.clip_by_value(augmenter(tf.cast(images, tf.float32)), 0, 255), tf.uint8),
-                y,
-            ),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+
+        def augment_batch(images, y):
+            augmented = augmenter(tf.cast(images, tf.float32))
+            return tf.cast(tf.clip_by_value(augmented, 0, 255), tf.uint8), y
+
+        ds = ds.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
     # Overlap input work with the training step.
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def encoded_samples(examples: Examples, count: int) -> list[bytes]:
     """The first `count` examples as encoded image bytes (file contents, or PNG of the pixels)."""
-    out = []
-    for i in range(min(count, len(examples))):
-        if examples.paths is not None:
-            out.append(tf.io.gfile.GFile(examples.paths[i], "rb").read())
-        else:
-            out.append(tf.io.encode_png(examples.pixels[i]).numpy())
-    return out
+    if examples.pixels is not None:
+        return [tf.io.encode_png(p).numpy() for p in examples.pixels[:count]]
+    subset = examples.take(np.arange(min(count, len(examples))))
+    return [encoded for _, encoded in encoded_images(subset).as_numpy_iterator()]

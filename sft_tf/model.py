@@ -55,6 +55,7 @@ def build_classifier(
     dropout: float = 0.2,
     batchnorm: str = "frozen",
     alpha: float | None = None,
+    head_init: str = "default",
 ) -> keras.Model:
     """Builds the fine-tuning model with a frozen base.
 
@@ -69,6 +70,7 @@ def build_classifier(
         inference mode whatever is unfrozen later; "train" lets BN layers that are trainable
         use batch statistics (Keras runs BN with trainable=False in inference mode anyway).
       alpha: width multiplier for the MobileNet families.
+      head_init: "default" (Glorot) or "zeros" (every class starts at 1/C).
 
     Returns:
       A keras.Model from uint8 [B, S, S, 3] to float32 probabilities [B, num_classes].
@@ -103,7 +105,11 @@ def build_classifier(
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     # float32 output even under mixed precision: softmax in half precision loses the tails.
     outputs = keras.layers.Dense(
-        num_classes, activation="softmax", dtype="float32", name="probabilities"
+        num_classes,
+        activation="softmax",
+        dtype="float32",
+        name="probabilities",
+        kernel_initializer="zeros" if head_init == "zeros" else "glorot_uniform",
     )(x)
     return keras.Model(inputs, outputs, name=f"sft_tf_{backbone}")
 

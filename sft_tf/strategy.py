@@ -1,15 +1,35 @@
-"""build_strategy(name) -> a tf.distribute strategy; the training code runs under any of them."""
+"""Where training runs: the tf.distribute strategy and the choices that depend on the device.
+
+`build_strategy` picks the strategy (one device, Mirrored over GPUs or logical CPUs,
+MultiWorkerMirrored from TF_CONFIG, TPU). The other functions answer the questions whose answer
+depends on it: the per-replica batch, the precision policy, XLA, steps per execution, whether
+this process is the chief (the one that writes results), and how input is split over workers.
+Leaf module: it takes plain arguments, never the config.
+"""
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
+import keras
+import numpy as np
 import tensorflow as tf
 
 from sft_tf.errors import UserError
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+JIT_COMPILE = ("auto", "true", "false")
+LR_SCALING = ("none", "linear")
+# Linear scaling rule (Goyal et al. 2017): learning rates in configs are for this batch size.
+LR_REFERENCE_BATCH = 256
+# A TPU step on a small model is shorter than the host round trip that launches it.
+TPU_STEPS_PER_EXECUTION = 32
 
 # One strategy per kind per process. Two MirroredStrategy objects in one process number their
 # collective ops from the same start, so the second model's all-reduce meets the first one's
@@ -29,14 +49,22 @@ def _tpu_available() -> bool:
 
 
 def _tpu_strategy(tpu: str) -> tf.distribute.Strategy:
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    # OSError: a TPU name is looked up over the network (URLError when that fails).
+    except (ValueError, RuntimeError, OSError, tf.errors.OpError) as e:
+        raise UserError(
+            f"--strategy=tpu: no TPU found{f' at --tpu={tpu!r}' if tpu else ''} "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); on Colab pick "
+            "a TPU runtime, elsewhere pass --tpu=NAME_OR_GRPC_ADDRESS"
+        ) from e
     return tf.distribute.TPUStrategy(resolver)
 
 
 def build_strategy(name: str = "auto", tpu: str = "") -> tf.distribute.Strategy:
-    """Creates the distribution strategy.
+    """Creates the distribution strategy (once per kind per process) and prints what it runs on.
 
     Args:
       name: auto (a TPU if one is attached, else Mirrored over several GPUs, else one device),
@@ -45,19 +73,17 @@ def build_strategy(name: str = "auto", tpu: str = "") -> tf.distribute.Strategy:
       tpu: TPU name or grpc:// address for name="tpu" (empty: the attached one).
 
     Returns:
-      The strategy; its name, devices and replica count are logged.
+      The strategy; its class, replica count and devices are printed.
 
     Raises:
-      UserError: unknown name, or multi_worker without TF_CONFIG.
+      UserError: unknown name, multi_worker without TF_CONFIG, or no TPU where one was asked.
     """
     if name not in STRATEGIES:
         raise UserError(f"--strategy={name!r} is not one of {', '.join(STRATEGIES)}")
-    gpus = tf.config.list_logical_devices("GPU")
-    cpus = tf.config.list_logical_devices("CPU")
     if name == "auto":
         if _tpu_available():
             name = "tpu"
-        elif len(gpus) > 1:
+        elif len(tf.config.list_physical_devices("GPU")) > 1:
             name = "mirrored"
         else:
             name = "one_device"
@@ -68,22 +94,318 @@ def build_strategy(name: str = "auto", tpu: str = "") -> tf.distribute.Strategy:
     elif name == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
             raise UserError("--strategy=multi_worker needs TF_CONFIG describing the cluster")
+        # Created before anything lists logical devices: that initialises the runtime, and
+        # collective ops can only be configured before it is.
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     elif name == "mirrored":
-        devices = [d.name for d in gpus] or [d.name for d in cpus]
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         strategy = tf.distribute.MirroredStrategy(devices)
     elif name == "one_device":
-        strategy = tf.distribute.OneDeviceStrategy((gpus or cpus)[0].name)
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        strategy = tf.distribute.OneDeviceStrategy(devices[0].name)
     else:
         strategy = tf.distribute.get_strategy()
     _CACHE[name, tpu] = strategy
-    try:
-        devices = strategy.extended.worker_devices
-    except RuntimeError:  # the default strategy has no device list
-        devices = ()
+    # MultiWorkerMirroredStrategy's class is named CollectiveAllReduceStrategy; print the API name.
+    kind = "MultiWorkerMirroredStrategy" if name == "multi_worker" else type(strategy).__name__
     print(
-        f"Strategy {type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s) on "
-        f"{', '.join(devices) or 'the default device'}",
+        f"Strategy {kind}: {strategy.num_replicas_in_sync} replica(s) on "
+        f"{', '.join(_devices(strategy)) or 'the default device'}",
         flush=True,
     )
     return strategy
+
+
+def _devices(strategy: tf.distribute.Strategy) -> tuple[str, ...]:
+    try:
+        return tuple(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy has no device list
+        return ()
+
+
+def device_kind(strategy: tf.distribute.Strategy) -> str:
+    """ "TPU", "GPU" or "CPU": what the strategy's replicas run on."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "TPU"
+    devices = _devices(strategy)
+    if devices:
+        return "GPU" if any("GPU" in d.upper() for d in devices) else "CPU"
+    return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch size and learning rate
+# ---------------------------------------------------------------------------------------------
+
+
+def per_replica_batch_size(
+    global_batch_size: int,
+    strategy: tf.distribute.Strategy,
+    field: str = "config.data.global_batch_size",
+) -> int:
+    """The batch each replica computes on; the global batch must split evenly.
+
+    Raises:
+      UserError: the global batch is not a multiple of the replica count.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if global_batch_size % replicas:
+        lower = max(replicas, global_batch_size // replicas * replicas)
+        raise UserError(
+            f"{field}={global_batch_size} does not split evenly over {replicas} replicas "
+            f"({type(strategy).__name__}); use a multiple of {replicas}, e.g. {lower} or "
+            f"{lower + replicas}"
+        )
+    return global_batch_size // replicas
+
+
+def scaled_learning_rate(learning_rate: float, global_batch_size: int, scaling: str) -> float:
+    """The learning rate for this global batch: unchanged ("none") or times batch / 256."""
+    if scaling == "linear":
+        return learning_rate * global_batch_size / LR_REFERENCE_BATCH
+    return learning_rate
+
+
+# ---------------------------------------------------------------------------------------------
+# Precision and compilation
+# ---------------------------------------------------------------------------------------------
+
+
+def _gpus_support_float16() -> bool:
+    # Tensor cores (compute capability 7.0+) are where float16 pays; older GPUs run it slower.
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        if not capability or tuple(capability) < (7, 0):
+            return False
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def resolve_precision(precision: str, strategy: tf.distribute.Strategy) -> str:
+    """The Keras dtype policy for `precision` on this strategy's devices.
+
+    auto: mixed_bfloat16 on TPU (native bfloat16 matrix units), mixed_float16 on GPUs with
+    tensor cores, float32 elsewhere. bfloat16 measured no faster on this project's 2-core CPU,
+    so CPU stays float32 unless asked.
+    """
+    if precision not in PRECISIONS:
+        raise UserError(
+            f"config.runtime.precision={precision!r} is not one of {', '.join(PRECISIONS)}"
+        )
+    if precision != "auto":
+        return precision
+    kind = device_kind(strategy)
+    if kind == "TPU":
+        return "mixed_bfloat16"
+    if kind == "GPU" and _gpus_support_float16():
+        return "mixed_float16"
+    return "float32"
+
+
+def set_precision(policy: str) -> None:
+    """Sets Keras's global dtype policy; layers built afterwards compute in it.
+
+    Must run before the model is built: a layer takes the policy current at its construction.
+    Variables stay float32 under the mixed policies; the classifier's head is float32 anyway.
+    """
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def resolve_jit_compile(jit_compile: str) -> bool | str:
+    """ "auto" stays "auto" (Keras decides: off on CPU and under tf.distribute), else a bool."""
+    if jit_compile not in JIT_COMPILE:
+        raise UserError(
+            f"config.runtime.jit_compile={jit_compile!r} is not one of {', '.join(JIT_COMPILE)}"
+        )
+    return {"auto": "auto", "true": True, "false": False}[jit_compile]
+
+
+def multi_step_execution_works(strategy: tf.distribute.Strategy) -> bool:
+    """Whether Keras can run several training steps per call under `strategy`.
+
+    Measured with Keras 3.15 / TF 2.21: steps_per_execution > 1 under MirroredStrategy with
+    2 replicas fails on the first call ("You must feed a value for placeholder tensor
+    'while/cond/Placeholder_1'"), even for a one-Dense model; one device and a 1-replica
+    Mirrored work. TPUs are what the option is for.
+    """
+    return isinstance(strategy, tf.distribute.TPUStrategy) or strategy.num_replicas_in_sync == 1
+
+
+def resolve_steps_per_execution(steps: int | None, strategy: tf.distribute.Strategy) -> int:
+    """Training steps per compiled call: `steps` if set, else 32 on TPU and 1 elsewhere.
+
+    Raises:
+      UserError: more than 1 under a strategy where Keras cannot run it.
+    """
+    if steps is None:
+        return TPU_STEPS_PER_EXECUTION if device_kind(strategy) == "TPU" else 1
+    if steps > 1 and not multi_step_execution_works(strategy):
+        raise UserError(
+            f"config.runtime.steps_per_execution={steps} fails under "
+            f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replicas "
+            "(a Keras 3.15 bug); unset it or use 1"
+        )
+    return steps
+
+
+# ---------------------------------------------------------------------------------------------
+# Several workers: who writes, and which examples each one reads
+# ---------------------------------------------------------------------------------------------
+
+
+def worker_task(strategy: tf.distribute.Strategy) -> tuple[str | None, int]:
+    """(task type, task id) of this process in a multi-worker cluster; (None, 0) otherwise."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return None, 0
+    resolver = strategy.cluster_resolver
+    return resolver.task_type, resolver.task_id or 0
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True in the one process that writes results: the chief task, or worker 0 without one."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    task_type, task_id = worker_task(strategy)
+    cluster = strategy.cluster_resolver.cluster_spec().as_dict()
+    return task_type in (None, "chief") or (
+        task_type == "worker" and task_id == 0 and "chief" not in cluster
+    )
+
+
+def output_dir(workdir: str | Path, strategy: tf.distribute.Strategy) -> Path:
+    """Where this process writes: the workdir on the chief, a scratch dir inside it elsewhere.
+
+    Every worker runs the same saving code, because reading synchronised variables to save
+    them can be a collective that all workers must join; only the chief's copy is kept. The
+    scratch dir is removed by `remove_scratch`.
+    """
+    workdir = Path(workdir)
+    if is_chief(strategy):
+        return workdir
+    task_type, task_id = worker_task(strategy)
+    return workdir / f"workertemp_{task_type}_{task_id}"
+
+
+def remove_scratch(path: str | Path, strategy: tf.distribute.Strategy) -> None:
+    """Deletes a non-chief's scratch dir (never the chief's workdir)."""
+    if not is_chief(strategy):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def input_pipelines(strategy: tf.distribute.Strategy) -> int:
+    """How many input pipelines feed the replicas: one per worker (host)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        cluster = strategy.cluster_resolver.cluster_spec().as_dict()
+        return max(1, len(cluster.get("chief", ())) + len(cluster.get("worker", ())))
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return strategy.extended.num_hosts
+    return 1
+
+
+def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Marks `dataset` to be split over workers by element when Keras distributes it.
+
+    Every worker builds the whole pipeline and keeps only its part of each global batch: the
+    only choice for in-memory arrays, which have no files to divide. (AutoShardPolicy.OFF is no
+    way out for evaluation: measured here, it hands a replica an empty slice of the last
+    partial batch and MobileNetV2's first BatchNorm fails on the [0, 32, 32, 3] input.)
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def distribute_by_file(
+    strategy: tf.distribute.Strategy,
+    make_dataset: Callable[[np.ndarray, int], tf.data.Dataset],
+    num_examples: int,
+    global_batch_size: int,
+    log: Callable[[str], None] = print,
+) -> tuple[tf.distribute.DistributedDataset, int]:
+    """One input pipeline per worker, each reading only its own files.
+
+    Worker i of n reads example indices i, i+n, i+2n, ... (files are listed in class order, so
+    every shard has every class). Each pipeline repeats endlessly and `fit` must be given
+    steps_per_epoch=<the returned steps>: shards differ in size by one, and a worker whose
+    pipeline ran dry would wait forever for the others' all-reduce; and Keras would count
+    per-replica batches as steps when a worker has several replicas.
+
+    Args:
+      strategy: the strategy to distribute over.
+      make_dataset: (example indices, per-replica batch size) -> one pass of the training
+        pipeline over those examples in batches of that size, drop_remainder.
+      num_examples: size of the whole training split.
+      global_batch_size: the batch summed over all replicas.
+      log: where to say which shard this worker reads.
+
+    Returns:
+      The distributed dataset and the steps per epoch every worker runs.
+    """
+    per_replica = per_replica_batch_size(global_batch_size, strategy)
+    pipelines = input_pipelines(strategy)
+    per_pipeline = global_batch_size // pipelines
+    steps = (num_examples // pipelines) // per_pipeline
+    if steps < 1:
+        raise UserError(
+            f"{num_examples} training examples over {pipelines} workers leave fewer than one "
+            f"batch of {per_pipeline} per worker; lower config.data.global_batch_size"
+        )
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        indices = np.arange(context.input_pipeline_id, num_examples, context.num_input_pipelines)
+        digest = hashlib.sha256(str(indices.tolist()).encode()).hexdigest()[:12]
+        log(
+            f"Input pipeline {context.input_pipeline_id} of {context.num_input_pipelines}: "
+            f"reads {len(indices)} of {num_examples} training examples "
+            f"(indices {context.input_pipeline_id}::{context.num_input_pipelines}, "
+            f"sha256 {digest}), {steps} steps per epoch"
+        )
+        # Each repetition reshuffles, so epochs see new orders as with a one-device run.
+        return make_dataset(indices, per_replica).repeat()
+
+    return strategy.distribute_datasets_from_function(dataset_fn), steps
+
+
+def weights_digest(weights: list) -> str:
+    """A short sha256 of variable values: equal on every worker whose replicas stayed in sync."""
+    h = hashlib.sha256()
+    for w in weights:
+        h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(w)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def allow_multi_worker_fit(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
+    """Works around two Keras 3.15 bugs that stop `fit` under MultiWorkerMirroredStrategy.
+
+    Both are in Keras's TF trainer and only bite with several workers (measured with the real
+    2-process cluster in tests/test_multi_worker.py); other strategies are left alone.
+
+    1. Before the first epoch Keras takes one batch to build the model symbolically and, when
+       every part is per-replica, averages it with `strategy.reduce`; CollectiveAllReduce
+       cannot take the (images, labels) tuple ("Attempt to convert a value (PerReplica:...)").
+       The batch only supplies shapes and dtypes, so Keras gets this worker's first part.
+    2. After each step Keras averages the per-replica logs with `reduce("MEAN", v, axis=0)`,
+       which fails on scalar losses and metrics ("Invalid reduction dimension 0 for input
+       with 0 dimensions"); the train and test steps here return them as shape [1] so that
+       reduce averages over replicas and gives back a scalar.
+    """
+    if input_pipelines(strategy) == 1:
+        return
+    keras_build = model._maybe_symbolic_build
+    keras_train_step, keras_test_step = model.train_step, model.test_step
+
+    def build_from_local_batch(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0], next(batches)
+                )
+                break
+        return keras_build(data_batch=data_batch)
+
+    def as_vectors(logs: dict) -> dict:
+        return {k: tf.reshape(v, [1]) if v.shape.rank == 0 else v for k, v in logs.items()}
+
+    model._maybe_symbolic_build = build_from_local_batch
+    model.train_step = lambda data: as_vectors(keras_train_step(data))
+    model.test_step = lambda data: as_vectors(keras_test_step(data))

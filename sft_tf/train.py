@@ -8,16 +8,22 @@ task, saved for `run` to start from. Only this module and `cli.py` read config f
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import os
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import keras
 import ml_collections
+import numpy as np
 import tensorflow as tf
 
-from sft_tf import config_lib, data, evaluate, export
+from sft_tf import audit as audit_lib
+from sft_tf import backbones, config_lib, data, evaluate, export, features, recipe, report
 from sft_tf import model as model_lib
 from sft_tf import strategy as strategy_lib
 from sft_tf.errors import UserError
@@ -52,38 +58,170 @@ def _digest(*parts: ml_collections.ConfigDict | int | str) -> str:
 
 
 def load_split(
-    spec: str, field: str, classes: str | None, classes_field: str
+    spec: str, field: str, classes: str | None, classes_field: str, tfds_data_dir: str = ""
 ) -> data.Examples | None:
     """Lists one split and applies the class subset; None for an empty spec."""
     if not spec:
         return None
-    examples = data.load_examples(spec, field=field)
+    examples = data.load_examples(spec, field=field, tfds_data_dir=tfds_data_dir)
     return data.select_classes(examples, data.parse_classes(classes), field=classes_field)
 
 
-def load_target_splits(config: ml_collections.ConfigDict):
-    """The train/validation/test examples of `config.data`, checked to share one class list."""
+def list_target_splits(config: ml_collections.ConfigDict) -> dict[str, data.Examples]:
+    """The listed (not yet decoded) splits of `config.data`, checked to share one class list.
+
+    A split:FRACTION validation set is not made here but by `sample_and_hold_out`, after
+    undecodable images are gone.
+    """
     d = config.data
-    train = load_split(d.train, "config.data.train", d.classes, "config.data.classes")
-    train = data.sample_per_class(train, d.examples_per_class, seed=config.seed)
-    validation = load_split(
-        d.validation, "config.data.validation", d.classes, "config.data.classes"
-    )
-    test = load_split(d.test, "config.data.test", d.classes, "config.data.classes")
-    for field, split in (("config.data.validation", validation), ("config.data.test", test)):
+    listed = {}
+    for name in ("train", "validation", "test"):
+        if name == "validation" and d.validation.startswith("split:"):
+            continue
+        split = load_split(
+            d[name], f"config.data.{name}", d.classes, "config.data.classes", d.tfds_data_dir
+        )
         if split is not None:
-            data.check_same_classes(train.class_names, split, field)
-    return train, validation, test
+            listed[name] = split
+    for name in ("validation", "test"):
+        if name in listed:
+            data.check_same_classes(
+                listed["train"].class_names, listed[name], f"config.data.{name}"
+            )
+    return listed
 
 
-def _dataset(config, examples, training: bool, augment: bool = True) -> tf.data.Dataset:
-    return data.build_dataset(
+def sample_and_hold_out(
+    config: ml_collections.ConfigDict, splits: dict[str, data.Examples]
+) -> dict[str, data.Examples]:
+    """Few-shot sampling, then the split:FRACTION hold-out, both seeded by config.seed.
+
+    Sampling first: validation comes out of the labels the run really has, and no example is
+    in both.
+    """
+    d = config.data
+    splits = dict(splits)
+    splits["train"] = data.sample_per_class(splits["train"], d.examples_per_class, config.seed)
+    if d.validation.startswith("split:"):
+        fraction = float(data.parse_spec(d.validation, "config.data.validation").split)
+        splits["train"], splits["validation"] = data.holdout(splits["train"], fraction, config.seed)
+    return splits
+
+
+def screen_splits(splits: dict[str, data.Examples], on_bad_image: str) -> dict[str, data.Examples]:
+    """Decodes every image once; drops and lists undecodable ones, or stops (on_bad_image=fail).
+
+    Also stops on what the audit calls problems (an empty class, one class, train/test leakage).
+    """
+    scans = {name: data.scan_images(split) for name, split in splits.items()}
+    report = audit_lib.audit(splits, scans)
+    bad = [
+        f"  {name}: {b['where']}: {b['reason']}"
+        for name, s in report["splits"].items()
+        for b in s["bad_files"]
+    ]
+    if bad and on_bad_image == "fail":
+        raise UserError(
+            f"{len(bad)} image(s) cannot be decoded (config.data.on_bad_image='fail'); fix or "
+            "remove them, or set it to 'skip':\n" + "\n".join(bad)
+        )
+    if bad:
+        _say(f"Skipping {len(bad)} image(s) that cannot be decoded:\n" + "\n".join(bad))
+    if report["problems"]:
+        raise UserError(
+            "the data is not usable (sft-tf audit lists more):\n"
+            + "\n".join(f"  {p}" for p in report["problems"])
+        )
+    for pair, leak in report["leakage"].items():
+        if leak["count"]:
+            _say(f"Warning: {leak['count']} identical image(s) in {pair} (sft-tf audit lists them)")
+    return {name: data.drop_bad(split, scans[name]) for name, split in splits.items()}
+
+
+def load_target_splits(config: ml_collections.ConfigDict):
+    """The train/validation/test examples of `config.data`: one class list, decodable images."""
+    splits = screen_splits(list_target_splits(config), config.data.on_bad_image)
+    splits = sample_and_hold_out(config, splits)
+    return splits["train"], splits.get("validation"), splits.get("test")
+
+
+def _dataset(
+    config, examples, training: bool, augment: bool = True, batch_size: int | None = None
+) -> tf.data.Dataset:
+    d = config.data
+    cache_dir = d.cache_dir or os.path.join(tempfile.gettempdir(), "sft_tf_cache")
+    ds = data.build_dataset(
         examples,
         image_size=config.model.image_size,
-        batch_size=config.data.global_batch_size,
+        batch_size=batch_size or d.global_batch_size,
         training=training,
         seed=config.seed,
-        augment=data.parse_augment(config.data.augment) if (training and augment) else (),
+        augment=data.parse_augment(d.augment) if (training and augment) else (),
+        resize_method=d.resize_method,
+        cache=data.cache_plan(
+            examples,
+            config.model.image_size,
+            d.cache,
+            d.cache_memory_mb,
+            cache_dir,
+            f"{d.resize_method}-{'train' if training else 'eval'}",
+        ),
+        memory_budget_mb=d.cache_memory_mb,
+    )
+    return ds
+
+
+def _train_input(config, strategy, examples) -> tuple[tf.data.Dataset, int]:
+    """Training batches split over the strategy's replicas, and the steps per epoch.
+
+    One worker (one device, Mirrored, a single-host TPU): Keras splits each global batch over
+    the replicas, so a 2-replica run sees exactly the batches of a one-device run. Several
+    workers: files and records get one input pipeline per worker that reads only its own
+    shard; in-memory pixels have no files to split, so every worker builds the same pipeline
+    and tf.distribute keeps each worker's part of every global batch (auto-shard by data).
+    Pass the steps to fit as steps_per_epoch (the per-worker pipelines repeat endlessly).
+    """
+    global_batch = config.data.global_batch_size
+    if examples.pixels is None and strategy_lib.input_pipelines(strategy) > 1:
+        return strategy_lib.distribute_by_file(
+            strategy,
+            lambda indices, batch: _dataset(
+                config, examples.take(indices), training=True, batch_size=batch
+            ),
+            len(examples),
+            global_batch,
+            log=_say,
+        )
+    train_ds = strategy_lib.shard_by_data(_dataset(config, examples, training=True))
+    return train_ds, len(examples) // global_batch
+
+
+def _runtime(config) -> tuple[tf.distribute.Strategy, dict]:
+    """The strategy, precision policy and compile options; runs before any model is built."""
+    r = config.runtime
+    strategy = strategy_lib.build_strategy(r.strategy, r.tpu)
+    per_replica = strategy_lib.per_replica_batch_size(config.data.global_batch_size, strategy)
+    policy = strategy_lib.resolve_precision(r.precision, strategy)
+    # Before the model: each layer takes the policy that is current when it is built.
+    strategy_lib.set_precision(policy)
+    options = {
+        "jit_compile": strategy_lib.resolve_jit_compile(r.jit_compile),
+        "steps_per_execution": strategy_lib.resolve_steps_per_execution(
+            r.steps_per_execution, strategy
+        ),
+    }
+    _say(
+        f"Global batch {config.data.global_batch_size} = {per_replica} per replica x "
+        f"{strategy.num_replicas_in_sync}; precision {policy}; "
+        f"jit_compile={options['jit_compile']}; steps_per_execution="
+        f"{options['steps_per_execution']}; learning-rate scaling {r.lr_scaling}"
+    )
+    return strategy, options
+
+
+def _learning_rate(config, learning_rate: float) -> float:
+    return strategy_lib.scaled_learning_rate(
+        learning_rate, config.data.global_batch_size, config.runtime.lr_scaling
     )
 
 
@@ -111,13 +249,27 @@ def _build_model(config, num_classes: int, weights: str, batchnorm: str) -> kera
         dropout=m.dropout,
         batchnorm=batchnorm,
         alpha=m.alpha,
+        head_init=m.head_init,
     )
 
 
 def _compile(
-    model: keras.Model, learning_rate: float, warmup_epochs: float, epochs: int, steps: int
+    model: keras.Model,
+    learning_rate: float,
+    warmup_epochs: float,
+    epochs: int,
+    steps: int,
+    compile_options: dict | None = None,
+    phase: ml_collections.ConfigDict | None = None,
+    rate_scales=(),
 ) -> None:
-    """Adam with linear warm-up then cosine decay to zero over the phase."""
+    """The phase's optimizer with linear warm-up then cosine decay to zero over the phase.
+
+    compile_options: jit_compile and steps_per_execution from `_runtime`. Under mixed_float16
+    Keras wraps the optimizer in a LossScaleOptimizer itself.
+    phase: the config section with optimizer, weight_decay, momentum, nesterov, clipnorm and
+    label_smoothing (None: plain Adam). rate_scales: per-variable learning-rate factors.
+    """
     total = max(1, epochs * steps)
     warmup = min(total - 1, round(warmup_epochs * steps))
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -130,25 +282,160 @@ def _compile(
     metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     if num_classes > 5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    if phase is None:
+        optimizer = recipe.build_optimizer("adam", schedule)
+    else:
+        optimizer = recipe.build_optimizer(
+            phase.optimizer,
+            schedule,
+            weight_decay=phase.weight_decay,
+            momentum=phase.momentum,
+            nesterov=phase.nesterov,
+            clipnorm=phase.clipnorm,
+        )
+    optimizer.set_rate_scales(rate_scales)
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        optimizer=optimizer,
+        loss=recipe.sparse_crossentropy(phase.label_smoothing if phase else 0.0),
         metrics=metrics,
+        **(compile_options or {}),
     )
+
+
+def _phase2_recipe(config, base: keras.Model, opened: list[str]) -> list:
+    """Applies L2-SP to the opened layers; returns the per-block learning-rate factors."""
+    p2 = config.phase2
+    structure = backbones.block_structure(base, config.model.backbone)
+    blocks = [(name, layers) for name, layers in structure.blocks if name in opened]
+    if p2.l2sp:
+        # BatchNorm scale and shift stay free: they follow the new data's statistics.
+        weights = [
+            w
+            for layer in base.layers
+            if layer.trainable and not isinstance(layer, keras.layers.BatchNormalization)
+            for w in layer.trainable_weights
+        ]
+        count = recipe.apply_l2sp(weights, p2.l2sp)
+        _say(f"L2-SP {p2.l2sp:g} toward the starting weights on {count} variables")
+    if p2.layer_decay == 1.0:
+        return []
+    return recipe.block_rate_scales(base, blocks, p2.layer_decay)
+
+
+def _early_stopping(phase: ml_collections.ConfigDict, val_ds) -> list[keras.callbacks.Callback]:
+    """Stop on a stalled validation loss and go back to the best epoch's weights (per phase)."""
+    if not phase.early_stopping_patience or val_ds is None:
+        return []
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=phase.early_stopping_patience,
+            restore_best_weights=True,
+            verbose=1,
+        )
+    ]
+
+
+def _predict(model, config, examples: data.Examples) -> np.ndarray:
+    """Class probabilities for every example, in order."""
+    ds = _dataset(config, examples, training=False)
+    if strategy_lib.input_pipelines(model.distribute_strategy) > 1:
+        # Several workers: model.predict would return only this worker's share of the
+        # examples, so each worker runs the model itself on all of them.
+        probabilities, _ = evaluate.collect_predictions(
+            tf.function(lambda images: model(images, training=False)), ds
+        )
+        return probabilities
+    return model.predict(ds, verbose=0)
 
 
 def _test_metrics(model, config, test, class_names) -> dict | None:
     if test is None:
         return None
-    probabilities = model.predict(_dataset(config, test, training=False), verbose=0)
     return evaluate.classification_metrics(
-        probabilities, test.labels, class_names, top_k=config.export.top_k
+        _predict(model, config, test), test.labels, class_names, top_k=config.export.top_k
     )
+
+
+def write_report(
+    model, config, test: data.Examples, folder: Path, history=None, phase_switch=None
+) -> dict:
+    """The evaluation report of `model` on `test` in `folder` (see sft_tf/report.py)."""
+
+    def load_images(indices):
+        subset = test.take(np.asarray(indices))
+        encoded = data.encoded_samples(subset, len(subset))
+        return np.stack([data.decode_image(b, config.model.image_size).numpy() for b in encoded])
+
+    metrics = report.write_report(
+        folder,
+        _predict(model, config, test),
+        test.labels,
+        list(test.class_names),
+        load_images,
+        history=history,
+        phase_switch=phase_switch,
+        top_k=config.export.top_k,
+        title=f"{config.name}: {config.model.backbone} on {test.origin}",
+    )
+    return metrics
 
 
 def _merge_history(history: dict, new: keras.callbacks.History) -> None:
     for key, values in new.history.items():
         history.setdefault(key, []).extend(float(v) for v in values)
+
+
+class SaveWeightsEachEpoch(keras.callbacks.Callback):
+    """Rewrites the weights file at every epoch end, atomically (temp file, then rename).
+
+    `sft-tf export` of an interrupted run then exports the last completed epoch, and a crash
+    mid-write never leaves a truncated file under the real name.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Keras insists on the .weights.h5 suffix; the leading dot keeps the temp file hidden.
+        partial = self.path.with_name(f".partial-{self.path.name}")
+        self.model.save_weights(partial)
+        os.replace(partial, self.path)
+
+
+def _fit_head_on_features(
+    config, model, head, train, validation, callbacks
+) -> keras.callbacks.History:
+    """Phase 1 on cached features: the frozen base runs once per image instead of every epoch.
+
+    The feature batches come in the same seeded order as the image pipeline's, so the head gets
+    the same updates as it would from `_fit` on images (tests/test_input_pipeline.py checks).
+    """
+    batch = config.data.global_batch_size
+    start = time.perf_counter()
+    train_f = features.feature_dataset(
+        features.extract(model, _dataset(config, train, training=False)),
+        train.labels,
+        batch,
+        training=True,
+        seed=config.seed,
+    )
+    val_f = None
+    if validation is not None:
+        val_f = features.feature_dataset(
+            features.extract(model, _dataset(config, validation, training=False)),
+            validation.labels,
+            batch,
+            training=False,
+        )
+    _say(
+        f"Phase 1 on cached features (phase1.cache_features): the frozen base ran once over "
+        f"the data in {time.perf_counter() - start:.1f} s"
+    )
+    # The per-epoch weights file is the whole model's; the head-only fit cannot write it.
+    head_callbacks = [c for c in callbacks if not isinstance(c, SaveWeightsEachEpoch)]
+    return _fit(head, train_f, val_f, head_callbacks, epochs=config.phase1.epochs)
 
 
 def _fit(model, train_ds, val_ds, callbacks, **epochs) -> keras.callbacks.History:
@@ -179,32 +466,37 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     Returns:
       The metrics dict (also written to <workdir>/metrics.json).
     """
+    # --- Strategy (first: multi-worker collectives must be set up before any TF op runs) ---
+    strategy, compile_options = _runtime(config)
+
     # --- Data (listed first: a bad dataset stops the run before the workdir is touched) ------
     train, validation, test = load_target_splits(config)
     class_names = list(train.class_names)
-    workdir = Path(workdir)
+    # Every worker runs all of what follows; only the chief's files are kept (output_dir).
+    chief = strategy_lib.is_chief(strategy)
+    workdir = strategy_lib.output_dir(workdir, strategy)
     workdir.mkdir(parents=True, exist_ok=True)
     config_lib.save(config, workdir / "config.json")
     keras.utils.set_random_seed(config.seed)
-    strategy = strategy_lib.build_strategy(config.runtime.strategy)
     (workdir / LABELS_FILE).write_text("\n".join(class_names) + "\n")
     _say("Data:")
     for name, split in (("train", train), ("validation", validation), ("test", test)):
         if split is not None:
             _say(_describe_split(name, split))
-    train_ds = _dataset(config, train, training=True)
+    train_ds, steps = _train_input(config, strategy, train)
     val_ds = _dataset(config, validation, training=False) if validation is not None else None
-    steps = len(train) // config.data.global_batch_size
 
     # --- Model -------------------------------------------------------------------------------
     with strategy.scope():
         model = _build_model(
             config, len(class_names), config.model.weights, config.phase2.batchnorm
         )
+    strategy_lib.allow_multi_worker_fit(model, strategy)
     base = model_lib.get_base(model)
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=str(workdir / "logs")),
         keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
+        SaveWeightsEachEpoch(workdir / WEIGHTS_FILE),
     ]
     history: dict = {}
     metrics: dict = {"classes": class_names, "train_examples": len(train)}
@@ -213,10 +505,39 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     # --- Phase 1: the head on a frozen base ----------------------------------------------------
     if p1.epochs:
         base.trainable = False
+        multi_worker = getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
+        cached = features.should_cache(
+            p1.cache_features, data.parse_augment(config.data.augment), multi_worker
+        )
         with strategy.scope():
-            _compile(model, p1.learning_rate, p1.warmup_epochs, p1.epochs, steps)
+            # With cached features only the head (dropout + Dense, the same layers) trains.
+            trainee = features.head_of(model) if cached else model
+            _compile(
+                trainee,
+                _learning_rate(config, p1.learning_rate),
+                p1.warmup_epochs,
+                p1.epochs,
+                steps,
+                # A head step is microseconds of work: run a whole epoch per call, or Python
+                # per-step overhead is most of phase 1. (Not where Keras cannot: 2-replica
+                # Mirrored, see strategy_lib.multi_step_execution_works.)
+                {**compile_options, "steps_per_execution": steps}
+                if cached and strategy_lib.multi_step_execution_works(strategy)
+                else compile_options,
+                phase=p1,
+            )
         _say(f"Phase 1 (head only, base frozen): {model_lib.describe_trainable(model)}")
-        fit = _fit(model, train_ds, val_ds, callbacks, epochs=p1.epochs)
+        if cached:
+            fit = _fit_head_on_features(config, model, trainee, train, validation, callbacks)
+        else:
+            fit = _fit(
+                model,
+                train_ds,
+                val_ds,
+                callbacks + _early_stopping(p1, val_ds),
+                epochs=p1.epochs,
+                steps_per_epoch=steps,
+            )
         _merge_history(history, fit)
         metrics["phase1"] = {
             "epochs": p1.epochs,
@@ -230,7 +551,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         )
         with strategy.scope():
             # A fresh optimizer: phase 1's moments belong to other variables and learning rate.
-            _compile(model, p2.learning_rate, p2.warmup_epochs, p2.epochs, steps)
+            _compile(
+                model,
+                _learning_rate(config, p2.learning_rate),
+                p2.warmup_epochs,
+                p2.epochs,
+                steps,
+                compile_options,
+                phase=p2,
+                rate_scales=_phase2_recipe(config, base, opened),
+            )
         _say(
             f"Phase 2 ({len(opened)} top blocks open: {', '.join(opened) or 'none'}; "
             f"BatchNorm {p2.batchnorm}): {model_lib.describe_trainable(model)}"
@@ -239,9 +569,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
             model,
             train_ds,
             val_ds,
-            callbacks,
+            callbacks + _early_stopping(p2, val_ds),
             initial_epoch=p1.epochs,
             epochs=p1.epochs + p2.epochs,
+            steps_per_epoch=steps,
         )
         _merge_history(history, fit)
         if p2.batchnorm == "train" and p2.recalibration_batches:
@@ -259,23 +590,28 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
 
     # --- Evaluate and export -------------------------------------------------------------------
     model.save_weights(workdir / WEIGHTS_FILE)
+    # Workers that stayed in sync print the same digest (the multi-worker test compares them).
+    _say(f"Final weights sha256 {strategy_lib.weights_digest(model.weights)}")
     _write_json(workdir / "history.json", history)
     for phase in ("phase1", "phase2"):
         if phase in metrics and metrics[phase]["test"]:
             _say(f"Test accuracy after {phase}: {metrics[phase]['test']['accuracy']:.4f}")
+    if test is not None and chief:
+        switch = p1.epochs if p2.epochs else None
+        write_report(model, config, test, workdir / "report", history, switch)
+        _say(f"Evaluation report: {workdir / 'report' / 'report.md'}")
     if config.export.dir:
         check = data.encoded_samples(validation or test or train, 8)
-        path = export.export_for_serving(
-            model,
-            class_names,
-            config.model.image_size,
-            Path(config.export.dir) / config.name,
-            top_k=config.export.top_k,
-            check_images=check,
-        )
+        # Every worker exports: the export's check runs model.predict, whose collectives all
+        # workers must join. Other workers export into their scratch dir, deleted below.
+        export_config = config
+        if not chief:
+            export_config = copy.deepcopy(config)
+            export_config.export.dir = str(workdir / "saved_models")
+        path = _export(export_config, model, class_names, check, metrics)
         metrics["export"] = str(path)
-        _say(f"Exported {path}")
     _write_json(workdir / "metrics.json", metrics)
+    strategy_lib.remove_scratch(workdir, strategy)
     return metrics
 
 
@@ -308,23 +644,35 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
             )
             return info
     p = config.pretrain
+    # Strategy first: multi-worker collectives must be set up before any TF op runs.
+    strategy, compile_options = _runtime(config)
 
     # --- Data (listed first: a bad dataset stops the run before the workdir is touched) ------
-    train = load_split(p.train, "config.pretrain.train", p.classes, "config.pretrain.classes")
-    test = load_split(p.test, "config.pretrain.test", p.classes, "config.pretrain.classes")
+    tfds_dir = config.data.tfds_data_dir
+    train = load_split(
+        p.train, "config.pretrain.train", p.classes, "config.pretrain.classes", tfds_dir
+    )
+    test = load_split(
+        p.test, "config.pretrain.test", p.classes, "config.pretrain.classes", tfds_dir
+    )
     if test is not None:
         data.check_same_classes(train.class_names, test, "config.pretrain.test")
+    screened = screen_splits(
+        {"train": train, **({"test": test} if test is not None else {})}, config.data.on_bad_image
+    )
+    train, test = screened["train"], screened.get("test")
+    # Only the chief keeps what it writes; other workers write into a scratch dir (output_dir).
+    workdir = strategy_lib.output_dir(workdir, strategy)
+    weights_path = workdir / BACKBONE_FILE
     workdir.mkdir(parents=True, exist_ok=True)
     config_lib.save(config, workdir / "config.json")
     keras.utils.set_random_seed(config.seed)
-    strategy = strategy_lib.build_strategy(config.runtime.strategy)
     _say("Source data:")
     for name, split in (("train", train), ("test", test)):
         if split is not None:
             _say(_describe_split(name, split))
     class_names = list(train.class_names)
-    train_ds = _dataset(config, train, training=True)
-    steps = len(train) // config.data.global_batch_size
+    train_ds, steps = _train_input(config, strategy, train)
 
     # --- Model: everything trains, BatchNorm included -----------------------------------------
     with strategy.scope():
@@ -332,9 +680,18 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         model_lib.unfreeze_top_blocks(
             model_lib.get_base(model), config.model.backbone, -1, train_batchnorm=True
         )
-        _compile(model, p.learning_rate, min(1.0, p.epochs / 5), p.epochs, steps)
+        _compile(
+            model,
+            _learning_rate(config, p.learning_rate),
+            min(1.0, p.epochs / 5),
+            p.epochs,
+            steps,
+            compile_options,
+            phase=p,
+        )
+    strategy_lib.allow_multi_worker_fit(model, strategy)
     _say(f"Source training from scratch: {model_lib.describe_trainable(model)}")
-    _fit(model, train_ds, None, [], epochs=p.epochs)
+    _fit(model, train_ds, None, [], epochs=p.epochs, steps_per_epoch=steps)
 
     # --- BatchNorm statistics, then the source accuracy ----------------------------------------
     before = _test_metrics(model, config, test, class_names)
@@ -361,6 +718,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     }
     model_lib.save_backbone_weights(model_lib.get_base(model), weights_path, info)
     _say(f"Saved the backbone to {weights_path}")
+    strategy_lib.remove_scratch(workdir, strategy)
     return info
 
 
@@ -389,11 +747,16 @@ def restore(workdir: str | Path) -> tuple[ml_collections.ConfigDict, keras.Model
 
 def evaluate_workdir(workdir: str | Path) -> dict:
     """Evaluates a workdir's trained model on its config's test split; writes evaluation.json."""
-    config, model, class_names = restore(workdir)
+    config, model, _ = restore(workdir)
     _, _, test = load_target_splits(config)
     if test is None:
         raise UserError("config.data.test is empty; set it to evaluate")
-    metrics = _test_metrics(model, config, test, class_names)
+    history_path = Path(workdir) / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.is_file() else None
+    p1, p2 = config.phase1, config.phase2
+    metrics = write_report(
+        model, config, test, Path(workdir) / "report", history, p1.epochs if p2.epochs else None
+    )
     _write_json(Path(workdir) / "evaluation.json", metrics)
     return metrics
 
@@ -402,9 +765,10 @@ def evaluate_export(export_dir: str | Path, config: ml_collections.ConfigDict) -
     """Evaluates an exported SavedModel (its serving_images signature) on config.data.test."""
     serve = tf.saved_model.load(str(export_dir)).signatures["serving_images"]
     d = config.data
-    test = load_split(d.test, "config.data.test", d.classes, "config.data.classes")
+    test = load_split(d.test, "config.data.test", d.classes, "config.data.classes", d.tfds_data_dir)
     if test is None:
         raise UserError("config.data.test is empty; set it to evaluate")
+    test = screen_splits({"test": test}, d.on_bad_image)["test"]
     data.check_same_classes(
         export.read_class_names(export_dir), test, "config.data.test", f"the export {export_dir}"
     )
@@ -418,16 +782,75 @@ def evaluate_export(export_dir: str | Path, config: ml_collections.ConfigDict) -
 
 
 def export_workdir(workdir: str | Path) -> Path:
-    """(Re)exports a workdir's trained model as the next version under its export root."""
+    """(Re)exports a workdir's model as the next version under its export root.
+
+    Works on a finished run and on an interrupted one: the weights file is rewritten at every
+    epoch end, so the last completed epoch is what gets exported.
+    """
     config, model, class_names = restore(workdir)
     if not config.export.dir:
         raise UserError(
             "config.export.dir is empty in this workdir's config.json; nothing to export to"
         )
-    return export.export_for_serving(
+    metrics_path = Path(workdir) / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    try:  # real images for the parity check when the data is still there
+        train, validation, test = load_target_splits(config)
+        check = data.encoded_samples(validation or test or train, 8)
+    except UserError as e:
+        _say(f"Data unavailable ({e}); checking the export on synthetic images")
+        check = []
+    return _export(config, model, class_names, check, metrics)
+
+
+def _export(config, model, class_names, check_images, metrics: dict) -> Path:
+    """Publishes the next export version with its manifest; prints where it went."""
+    manifest = {
+        "name": config.name,
+        "backbone": config.model.backbone,
+        "backbone_options": {"alpha": config.model.alpha} if config.model.alpha else {},
+        "weights": config.model.weights or "random init",
+        "config_digest": _digest(config),
+        "test_metrics": {
+            phase: {k: v for k, v in metrics[phase]["test"].items() if k != "confusion_matrix"}
+            for phase in ("phase1", "phase2")
+            if metrics.get(phase, {}).get("test")
+        },
+    }
+    path = export.export_for_serving(
         model,
         class_names,
         config.model.image_size,
         Path(config.export.dir) / config.name,
         top_k=config.export.top_k,
+        check_images=check_images,
+        manifest=manifest,
+        keep=config.export.keep,
+        tflite=config.export.tflite_quantization if config.export.tflite else "",
     )
+    _say(f"Exported {path}")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# sft-tf audit
+# ---------------------------------------------------------------------------------------------
+
+
+def audit(config: ml_collections.ConfigDict, workdir: str | Path) -> int:
+    """Audits every split of `config.data`, prints the findings, writes <workdir>/audit.json.
+
+    Returns:
+      1 when the audit found problems (an empty class, a single class, train/test leakage),
+      else 0: the exit status of `sft-tf audit`.
+    """
+    splits = list_target_splits(config)
+    scans = {name: data.scan_images(split) for name, split in splits.items()}
+    report = audit_lib.audit(splits, scans)
+    for line in audit_lib.describe(report):
+        _say(line)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _write_json(workdir / "audit.json", report)
+    _say(f"Wrote {workdir / 'audit.json'}")
+    return 1 if report["problems"] else 0

@@ -57,6 +57,13 @@ def test_train_writes_workdir_and_export(trained):
     metrics = json.loads((cwd / "run" / "metrics.json").read_text())
     assert metrics["export"] == "saved_models/tiny/1"
     assert (cwd / "saved_models" / "tiny" / "1" / "saved_model.pb").is_file()
+    # The evaluation report of the final model, with the curves of both phases.
+    report = cwd / "run" / "report"
+    for name in ("report.md", "metrics.json", "confusion_matrix.png", "curves.png"):
+        assert (report / name).is_file(), name
+    assert json.loads((report / "metrics.json").read_text())["accuracy"] == (
+        metrics["phase2"]["test"]["accuracy"]
+    )
 
 
 def test_predict_from_export_and_workdir(trained, image_folders):

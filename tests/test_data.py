@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from sft_tf import data
 from sft_tf.errors import UserError
+from tests import image_files
 from tests.conftest import CLASS_COLOURS, write_image
 
 
@@ -141,3 +142,253 @@ def test_pipeline_rejects_fewer_examples_than_a_batch(image_folders):
 def test_unknown_augmentation_is_named():
     with pytest.raises(UserError, match=r"unknown \['blur'\]"):
         data.parse_augment("flip,blur", field="config.data.augment")
+
+
+# ---------------------------------------------------------------------------------------------
+# More sources: tfds:, tfrecord:, split:
+# ---------------------------------------------------------------------------------------------
+
+
+def test_parse_more_specs():
+    assert data.parse_spec("tfds:tf_flowers") == data.Spec("tfds", "tf_flowers", "train")
+    assert data.parse_spec("tfds:tf_flowers:train[:80%]") == data.Spec(
+        "tfds", "tf_flowers", "train[:80%]"
+    )
+    assert data.parse_spec("tfrecord:gs://b/train-*") == data.Spec("tfrecord", "gs://b/train-*")
+    assert data.parse_spec("split:0.2") == data.Spec("split", "", "0.2")
+    for bad in ("split:0", "split:1.5", "split:ten"):
+        with pytest.raises(UserError, match="config.data.validation=.*between 0 and 1"):
+            data.parse_spec(bad, field="config.data.validation")
+    with pytest.raises(UserError, match="only for config.data.validation"):
+        data.load_examples("split:0.1", field="config.data.train")
+
+
+def test_tfds_mock_data_gives_label_names_and_decodable_images(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=12):
+        examples = data.load_examples(
+            "tfds:tf_flowers:train[:80%]", "config.data.train", tfds_data_dir=str(tmp_path)
+        )
+        assert examples.class_names == ("dandelion", "daisy", "tulips", "sunflowers", "roses")
+        assert len(examples) == 12 and examples.records is not None
+        assert examples.where(3) == "tfds:tf_flowers:train[:80%]#3"
+        # Labels listed up front are the labels the pipeline streams, in order.
+        ds = data.build_dataset(examples, 32, batch_size=5, training=False)
+        images, labels = zip(*ds.as_numpy_iterator())
+        np.testing.assert_array_equal(np.concatenate(labels), examples.labels)
+        assert np.concatenate(images).shape == (12, 32, 32, 3)
+        # A subset streams only its own examples, still aligned with their labels.
+        subset = examples.take(np.array([7, 2, 9]))
+        labels = np.concatenate([y for _, y in data.build_dataset(subset, 32, 2, False)])
+        np.testing.assert_array_equal(labels, examples.labels[[2, 7, 9]])
+        assert data.scan_images(examples).ok.all()
+
+
+def test_tfds_unknown_name_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no TFDS dataset 'no_such_set'"):
+        data.load_examples("tfds:no_such_set", "config.data.train", tfds_data_dir=str(tmp_path))
+
+
+def write_records(path, items):
+    """Writes tf.train.Example records: items of (encoded bytes, label id, text or None)."""
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for encoded, label, text in items:
+            feature = {
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+            }
+            if text is not None:
+                feature["image/class/text"] = tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[text.encode()])
+                )
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            writer.write(example.SerializeToString())
+
+
+def colour_png(colour):
+    return tf.io.encode_png(np.full((12, 16, 3), colour, np.uint8)).numpy()
+
+
+def test_tfrecord_class_names_from_text_and_labels_renumbered(tmp_path):
+    red, blue = colour_png((250, 0, 0)), colour_png((0, 0, 250))
+    # 1-based ids as TF-slim's ImageNet converter writes them, spread over two shards.
+    write_records(tmp_path / "train-00000-of-00002", [(red, 1, "rose"), (blue, 2, "iris")] * 3)
+    write_records(tmp_path / "train-00001-of-00002", [(blue, 2, "iris")] * 2)
+    examples = data.load_examples(f"tfrecord:{tmp_path}/train-*", "config.data.train")
+    assert examples.class_names == ("rose", "iris")
+    assert examples.labels.tolist() == [0, 1, 0, 1, 0, 1, 1, 1]
+    assert examples.where(7) == f"{tmp_path}/train-00001-of-00002#1"
+    images, labels = next(iter(data.build_dataset(examples, 8, batch_size=8, training=False)))
+    assert labels.numpy().tolist() == examples.labels.tolist()
+    # Each image is its label's colour: red roses, blue irises.
+    reds = images.numpy()[..., 0].mean(axis=(1, 2))
+    np.testing.assert_array_equal(reds > 128, labels.numpy() == 0)
+    assert data.encoded_samples(examples, 2) == [red, blue]
+
+
+def test_tfrecord_without_text_and_its_errors(tmp_path):
+    write_records(tmp_path / "a.tfrecord", [(colour_png(0), 3, None), (colour_png(9), 0, None)])
+    examples = data.load_examples(f"tfrecord:{tmp_path}/a.tfrecord")
+    assert examples.class_names == ("0", "3") and examples.labels.tolist() == [1, 0]
+    with pytest.raises(UserError, match="no files match"):
+        data.load_examples(f"tfrecord:{tmp_path}/missing-*", "config.data.test")
+    write_records(tmp_path / "b.tfrecord", [(b"x", 1, "cat"), (b"y", 1, "dog")])
+    with pytest.raises(UserError, match="label 1 is named both 'cat' and 'dog'"):
+        data.load_examples(f"tfrecord:{tmp_path}/b.tfrecord")
+
+
+def test_tfrecord_test_split_missing_a_class_is_named(tmp_path):
+    write_records(tmp_path / "train", [(colour_png(0), 0, "cat"), (colour_png(0), 1, "dog")])
+    write_records(tmp_path / "test", [(colour_png(0), 0, "cat")])
+    train = data.load_examples(f"tfrecord:{tmp_path}/train")
+    test = data.load_examples(f"tfrecord:{tmp_path}/test")
+    with pytest.raises(UserError, match=r"config.data.test=.* missing \['dog'\]"):
+        data.check_same_classes(train.class_names, test, "config.data.test")
+
+
+def test_holdout_is_seeded_stratified_and_disjoint(image_folders):
+    train = data.load_examples(f"folder:{image_folders['train']}")
+    rest, validation = data.holdout(train, 0.25, seed=3)
+    again_rest, again_validation = data.holdout(train, 0.25, seed=3)
+    _, other_validation = data.holdout(train, 0.25, seed=4)
+    assert validation.counts().tolist() == [4, 4, 4]
+    assert rest.counts().tolist() == [12, 12, 12]
+    assert not set(rest.paths) & set(validation.paths)
+    assert set(rest.paths) | set(validation.paths) == set(train.paths)
+    np.testing.assert_array_equal(validation.paths, again_validation.paths)
+    np.testing.assert_array_equal(rest.paths, again_rest.paths)
+    assert set(validation.paths) != set(other_validation.paths)
+    assert validation.origin.startswith("split:0.25 of folder:")
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding odd files, resize methods, finding bad files
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(image_files.odd_images()))
+def test_odd_formats_decode_to_the_right_rgb(name):
+    encoded = image_files.odd_images((220, 30, 30))[name]
+    image = data.decode_image(tf.constant(encoded), 16).numpy()
+    assert image.shape == (16, 16, 3) and image.dtype == np.uint8
+    # The animated GIF's first frame is red; its second frame (the inverse) would be cyan.
+    np.testing.assert_allclose(image.reshape(-1, 3).mean(0), (220, 30, 30), atol=12)
+
+
+def test_transparency_is_composited_over_white():
+    rgba = np.zeros((8, 8, 4), np.uint8)  # black, fully transparent
+    rgba[:4, :, :] = (0, 0, 255, 255)  # top half opaque blue
+    image = data.decode_rgb(tf.io.encode_png(rgba)).numpy()
+    assert image[0, 0].tolist() == [0, 0, 255] and image[7, 7].tolist() == [255, 255, 255]
+    gray_alpha = np.stack([np.full((4, 4), 40, np.uint8), np.full((4, 4), 0, np.uint8)], -1)
+    assert data.decode_rgb(tf.io.encode_png(gray_alpha)).numpy()[0, 0].tolist() == [255] * 3
+
+
+def test_resize_methods_on_a_wide_image():
+    wide = np.zeros((20, 60, 3), np.uint8)
+    wide[:, :20], wide[:, 20:40], wide[:, 40:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    stretched = data.resize(tf.constant(wide), 12, "resize").numpy()
+    cropped = data.resize(tf.constant(wide), 12, "crop").numpy()
+    padded = data.resize(tf.constant(wide), 12, "pad").numpy()
+    # resize keeps all three stripes, squeezed; crop keeps the green centre square only.
+    assert stretched[6, 0].tolist() == [255, 0, 0] and stretched[6, 11].tolist() == [0, 0, 255]
+    assert (cropped[..., 1] > 200).all() and (cropped[..., [0, 2]] < 50).all()
+    # pad keeps the whole image at 12x4 and fills rows above and below with black.
+    assert padded[0].max() == 0 and padded[-1].max() == 0
+    assert padded[6, 0].tolist() == [255, 0, 0] and padded[6, 11].tolist() == [0, 0, 255]
+    # A batch (the export's serving_images path) gives the same pixels per image.
+    for method, single in (("resize", stretched), ("crop", cropped), ("pad", padded)):
+        batch = data.resize(tf.constant(np.stack([wide, wide])), 12, method).numpy()
+        np.testing.assert_array_equal(batch[1], single)
+    with pytest.raises(ValueError, match="squash"):
+        data.resize(tf.constant(wide), 12, "squash")
+
+
+def test_scan_finds_exactly_the_bad_files_and_the_rest_trains(tmp_path):
+    planted = image_files.write_messy_folder(tmp_path, per_class=12)
+    examples = data.load_examples(f"folder:{tmp_path}")
+    assert len(examples) == 3 * 12 + 7 + 3
+    scan = data.scan_images(examples)
+    bad = dict(scan.bad(examples))
+    assert sorted(bad) == sorted(planted)
+    for path, phrase in planted.items():
+        assert phrase in bad[path], (path, bad[path])
+    # Odd but valid files are counted, not dropped.
+    by_name = {p.rsplit("/", 1)[-1]: i for i, p in enumerate(examples.paths)}
+    assert scan.cmyk[by_name["cmyk.jpg"]] and scan.cmyk.sum() == 1
+    assert scan.channels[by_name["opaque_rgba.png"]] == 4
+    assert (scan.height[scan.ok] > 0).all() and (scan.height[~scan.ok] == 0).all()
+    clean = data.drop_bad(examples, scan)
+    assert len(clean) == len(examples) - 3
+    ds = data.build_dataset(clean, 32, batch_size=8, training=True, seed=0)
+    batches = list(ds)  # a full epoch: no decode error reaches the pipeline
+    assert len(batches) == len(clean) // 8
+
+
+def test_scan_names_a_bad_record_by_file_and_index(tmp_path):
+    good = colour_png((10, 20, 30))
+    write_records(tmp_path / "r0", [(good, 0, "a"), (colour_png((9, 9, 9)), 1, "b")])
+    write_records(tmp_path / "r1", [(good, 0, "a"), (b"\xff\xd8\xff garbage", 1, "b")])
+    examples = data.load_examples(f"tfrecord:{tmp_path}/r*")
+    scan = data.scan_images(examples)
+    assert scan.ok.tolist() == [True, True, True, False]
+    [(where, reason)] = scan.bad(examples)
+    assert where == f"{tmp_path}/r1#1" and "JPEG" in reason
+    assert scan.digest[0] == scan.digest[2] != scan.digest[1]
+
+
+def test_scan_of_in_memory_pixels_hashes_duplicates(fashion_dir):
+    examples = data.load_examples(f"fashion_mnist:test:{fashion_dir}")
+    doubled = examples.take(np.array([0, 1, 0]))
+    scan = data.scan_images(doubled)
+    assert scan.ok.all() and scan.channels.tolist() == [1, 1, 1]
+    assert scan.digest[0] == scan.digest[2] != scan.digest[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Caching
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cache_plan_uses_memory_within_budget_else_a_keyed_file(image_folders, tmp_path):
+    examples = data.load_examples(f"folder:{image_folders['train']}")
+    assert data.cache_plan(examples, 32, "auto", 1, str(tmp_path), "train") == "memory"
+    disk = data.cache_plan(examples, 512, "auto", 1, str(tmp_path), "train")
+    assert disk.startswith(f"{tmp_path}/train-")
+    assert data.cache_plan(examples, 500, "auto", 1, str(tmp_path), "train") != disk
+    assert data.cache_plan(examples, 32, "off", 1, str(tmp_path), "train") == "off"
+
+
+def test_disk_cache_recovers_from_a_run_killed_while_writing_it(image_folders, tmp_path):
+    examples = data.load_examples(f"folder:{image_folders['test']}")
+    plan = data.cache_plan(examples, 24, "disk", 0, str(tmp_path), "test")
+    ds = data.build_dataset(examples, 24, 6, False, cache=plan)
+    iterator = iter(ds)
+    next(iterator)  # a partial first epoch holds the cache's lock file, as a killed run leaves it
+    assert list(tmp_path.glob("test-*.lockfile"))
+    # Without the clean-up in cache_plan this raises "concurrent caching iterator".
+    again = data.build_dataset(
+        examples,
+        24,
+        6,
+        False,
+        cache=data.cache_plan(examples, 24, "disk", 0, str(tmp_path), "test"),
+    )
+    assert sum(len(y) for _, y in again) == len(examples)
+    del iterator
+
+
+@pytest.mark.parametrize("cache", ["disk", "off"])
+def test_disk_cache_and_no_cache_give_the_same_pixels(image_folders, tmp_path, cache):
+    examples = data.load_examples(f"folder:{image_folders['test']}")
+    plan = data.cache_plan(examples, 24, cache, 0, str(tmp_path / "new" / "cache"), "test")
+    reference = np.concatenate([x for x, _ in data.build_dataset(examples, 24, 6, False)])
+    for _ in range(2):  # the second pass reads the cache file
+        got = np.concatenate([x for x, _ in data.build_dataset(examples, 24, 6, False, cache=plan)])
+        np.testing.assert_array_equal(got, reference)
+    assert bool(list(tmp_path.glob("new/cache/test-*"))) == (cache == "disk")
+    # Training with the bounded (disk) or file-name (off) shuffle still visits every example once.
+    ds = data.build_dataset(examples, 24, 2, True, cache=plan, memory_budget_mb=0)
+    labels = np.concatenate([y for _, y in ds])
+    assert sorted(labels.tolist()) == sorted(examples.labels.tolist())

@@ -92,3 +92,30 @@ def test_every_optimizer_trains_a_step(name):
     assert isinstance(optimizer, keras.optimizers.Optimizer)
     _one_step(model, optimizer, recipe.sparse_crossentropy(0.1))
     assert not np.allclose(np.array(head), start)
+
+
+def test_train_runs_the_whole_recipe(tmp_path, image_folders, capsys):
+    from sft_tf import config_lib, train
+    from tests.conftest import REPO
+    from tests.test_config_lib import _load
+
+    config = _load(REPO / "configs" / "tiny.py")
+    config.data.train = f"folder:{image_folders['train']}"
+    config.data.validation = "split:0.25"
+    config.export.dir = ""
+    config.model.head_init = "zeros"
+    config.phase1.optimizer = "adamw"
+    config.phase1.weight_decay = 1e-4
+    config.phase1.label_smoothing = 0.1
+    config.phase2.optimizer = "sgd"
+    config.phase2.nesterov = True
+    config.phase2.clipnorm = 1.0
+    config.phase2.l2sp = 0.01
+    config.phase2.layer_decay = 0.5
+    config.phase2.epochs = 2
+    config.phase2.early_stopping_patience = 1
+    config_lib.validate(config, "train")
+    metrics = train.run(config, tmp_path / "run")
+    out = capsys.readouterr().out
+    assert "L2-SP 0.01 toward the starting weights" in out
+    assert metrics["phase2"]["open_blocks"] == ["block_15", "block_16"]

@@ -1,0 +1,322 @@
+"""Input-pipeline benchmark: the four ratios of issue 3, measured in one run, offline.
+
+  .venv/bin/python benchmarks/input_pipeline.py [--workdir=/tmp/sft_tf_bench] [--images=5000]
+
+It writes Fashion-MNIST as JPEG class folders (the five target classes of
+configs/fashion_mnist.py), pretrains the source backbone once (reused on later runs), and prints:
+
+  1. steady-state training images/s through the real pipeline (JPEG files, decode, cache,
+     shuffle, batch, prefetch) / images/s on the same batches held as in-memory tensors;
+  2. wall time of the whole two-phase `train` / wall time of the Keras transfer-learning
+     guide's recipe (image_dataset_from_directory + two compile/fit calls), same backbone,
+     image size, epochs and data, with both test accuracies;
+  3. phase-1 time with the frozen-base feature cache / without it;
+  4. peak RSS of listing + scanning + two cached epochs over a 5k and a 50k image folder,
+     for the in-memory and the on-disk pixel cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sft_tf import backbones, config_lib, data, features, train  # noqa: E402
+from sft_tf import model as model_lib  # noqa: E402
+
+BATCH = 64
+IMAGE_SIZE = 32
+
+
+def write_jpeg_folder(root: Path, examples: data.Examples, count: int) -> Path:
+    """root/<class>/<i>.jpg for the first `count` examples (skipped when already written)."""
+    marker = root / ".complete"
+    if marker.is_file() and int(marker.read_text()) == count:
+        return root
+    for i in range(count):
+        name = examples.class_names[examples.labels[i]].replace("/", "-").replace(" ", "_")
+        path = root / name / f"{i:06d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # tf.io rather than PIL: the benchmark needs nothing beyond the package's own deps.
+        path.write_bytes(tf.io.encode_jpeg(examples.pixels[i], quality=90).numpy())
+    marker.write_text(str(count))
+    return root
+
+
+def fashion_folders(workdir: Path, config, images: int, big: int) -> dict[str, Path]:
+    classes = data.parse_classes(config.data.classes)
+    pick = data.select_classes(data.load_examples("fashion_mnist:train"), classes, "classes")
+    test = data.select_classes(data.load_examples("fashion_mnist:test"), classes, "classes")
+    rng = np.random.default_rng(0)
+    pick = pick.take(np.sort(rng.permutation(len(pick))[:images]))
+    every = data.load_examples("fashion_mnist:train")  # 60k: enough for the 50k RSS folder
+    return {
+        "train": write_jpeg_folder(workdir / f"train{images}", pick, len(pick)),
+        "test": write_jpeg_folder(workdir / "test", test, 2000),
+        "rss_small": write_jpeg_folder(workdir / "rss5k", every, 5000),
+        "rss_big": write_jpeg_folder(workdir / f"rss{big // 1000}k", every, big),
+    }
+
+
+def timed_fit(model, dataset, epochs: int) -> float:
+    start = time.perf_counter()
+    model.fit(dataset, epochs=epochs, shuffle=False, verbose=0)
+    return time.perf_counter() - start
+
+
+def phase2_model(backbone_weights: str, num_classes: int) -> keras.Model:
+    model = model_lib.build_classifier(
+        "MobileNetV2", num_classes, IMAGE_SIZE, weights=backbone_weights, alpha=0.35
+    )
+    model_lib.unfreeze_top_blocks(model_lib.get_base(model), "MobileNetV2", 2)
+    model.compile(keras.optimizers.Adam(1e-4), keras.losses.SparseCategoricalCrossentropy())
+    return model
+
+
+# --- 1. pipeline vs in-memory tensors ---------------------------------------------------------
+
+
+def ratio_pipeline(folder: Path, weights: str) -> dict:
+    examples = data.load_examples(f"folder:{folder}")
+    ds = data.build_dataset(examples, IMAGE_SIZE, BATCH, training=True, seed=0)
+    model = phase2_model(weights, len(examples.class_names))
+    timed_fit(model, ds, 1)  # fills the pixel cache and traces the step
+    pipeline_s = timed_fit(model, ds, 2)
+    images, labels = zip(*ds.as_numpy_iterator())
+    tensors = tf.data.Dataset.from_tensor_slices((np.stack(images), np.stack(labels))).cache()
+    timed_fit(model, tensors, 1)
+    memory_s = timed_fit(model, tensors, 2)
+    seen = 2 * len(images) * BATCH
+    return {
+        "pipeline_img_s": seen / pipeline_s,
+        "in_memory_img_s": seen / memory_s,
+        "ratio": memory_s / pipeline_s,
+    }
+
+
+# --- 2. sft-tf train vs the Keras guide's recipe ----------------------------------------------
+
+
+def keras_guide_recipe(folders: dict, weights: str, epochs1: int, epochs2: int) -> dict:
+    """https://keras.io/guides/transfer_learning/: frozen base + head, then the whole base at
+    a low learning rate, with BatchNorm kept in inference mode (training=False)."""
+    start = time.perf_counter()
+    load = dict(image_size=(IMAGE_SIZE, IMAGE_SIZE), batch_size=BATCH, seed=0, verbose=False)
+    train_ds = keras.utils.image_dataset_from_directory(folders["train"], **load)
+    test_ds = keras.utils.image_dataset_from_directory(folders["test"], shuffle=False, **load)
+    train_ds = train_ds.prefetch(tf.data.AUTOTUNE)
+    num_classes = len(test_ds.class_names)
+    base = backbones.build_base("MobileNetV2", IMAGE_SIZE, weights=None, alpha=0.35)
+    model_lib.load_backbone_weights(base, weights, "MobileNetV2", {"alpha": 0.35})
+    base.trainable = False
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
+    x = keras.applications.mobilenet_v2.preprocess_input(inputs)
+    x = base(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(0.2)(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    loss = keras.losses.SparseCategoricalCrossentropy()
+    model.compile(keras.optimizers.Adam(1e-3), loss, metrics=["accuracy"])
+    model.fit(train_ds, epochs=epochs1, verbose=0)
+    base.trainable = True
+    model.compile(keras.optimizers.Adam(1e-5), loss, metrics=["accuracy"])
+    model.fit(train_ds, epochs=epochs2, verbose=0)
+    accuracy = model.evaluate(test_ds, verbose=0)[1]
+    return {"seconds": time.perf_counter() - start, "test_accuracy": float(accuracy)}
+
+
+def ratio_train(folders: dict, config, weights: str, workdir: Path) -> dict:
+    c = copy.deepcopy(config)
+    c.model.weights = weights
+    c.data.train = f"folder:{folders['train']}"
+    c.data.test = f"folder:{folders['test']}"
+    c.data.classes = None
+    c.data.examples_per_class = None
+    c.data.augment = ""  # the guide's recipe runs without augmentation here too
+    c.data.global_batch_size = BATCH
+    c.data.cache_dir = str(workdir / "cache")
+    c.phase1.epochs, c.phase2.epochs = 5, 5
+    c.export.dir = ""
+    config_lib.validate(c, "train")
+    start = time.perf_counter()
+    metrics = train.run(c, workdir / "run_train")
+    ours = {
+        "seconds": time.perf_counter() - start,
+        "test_accuracy": metrics["phase2"]["test"]["accuracy"],
+    }
+    keras.backend.clear_session()
+    guide = keras_guide_recipe(folders, weights, c.phase1.epochs, c.phase2.epochs)
+    return {"sft_tf": ours, "keras_guide": guide, "ratio": ours["seconds"] / guide["seconds"]}
+
+
+# --- 3. phase 1 with and without the feature cache --------------------------------------------
+
+
+def ratio_feature_cache(folder: Path, weights: str, epochs: int) -> dict:
+    examples = data.load_examples(f"folder:{folder}")
+    n = len(examples.class_names)
+
+    def frozen():
+        model = model_lib.build_classifier(
+            "MobileNetV2", n, IMAGE_SIZE, weights=weights, alpha=0.35
+        )
+        return model
+
+    model = frozen()
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy())
+    start = time.perf_counter()
+    model.fit(
+        data.build_dataset(examples, IMAGE_SIZE, BATCH, True, seed=0),
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+    )
+    without = time.perf_counter() - start
+
+    model = frozen()
+    start = time.perf_counter()
+    pooled = features.extract(
+        model, data.build_dataset(examples, IMAGE_SIZE, BATCH, False, cache="off")
+    )
+    head = features.head_of(model)
+    # As train.py compiles it: one call per epoch.
+    head.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(),
+        steps_per_execution=len(examples) // BATCH,
+    )
+    head.fit(
+        features.feature_dataset(pooled, examples.labels, BATCH, True, seed=0),
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+    )
+    with_cache = time.perf_counter() - start
+    return {
+        "epochs": epochs,
+        "without_s": without,
+        "with_s": with_cache,
+        "ratio": with_cache / without,
+    }
+
+
+# --- 4. peak RSS ------------------------------------------------------------------------------
+
+
+def rss_child(folder: str, cache: str, cache_dir: str) -> None:
+    """Runs in a subprocess: list, scan, two training epochs; prints peak RSS in MB."""
+    examples = data.load_examples(f"folder:{folder}")
+    examples = data.drop_bad(examples, data.scan_images(examples))
+    plan = data.cache_plan(examples, IMAGE_SIZE, cache, 2048, cache_dir, "rss")
+    ds = data.build_dataset(examples, IMAGE_SIZE, BATCH, True, cache=plan, memory_budget_mb=64)
+    for _ in range(2):
+        for _ in ds:
+            pass
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def peak_rss(folders: dict, workdir: Path) -> dict:
+    out = {}
+    for cache in ("memory", "disk"):
+        for key in ("rss_small", "rss_big"):
+            count = int((folders[key] / ".complete").read_text())
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    f"--rss_child={folders[key]}",
+                    f"--cache={cache}",
+                    f"--workdir={workdir}",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            rss = json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+            out[f"{cache} {count}"] = {
+                "peak_rss_mb": rss,
+                "decoded_pixels_mb": count * IMAGE_SIZE * IMAGE_SIZE * 3 / 2**20,
+            }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", default="/tmp/sft_tf_bench")
+    parser.add_argument("--images", type=int, default=5000, help="training images (5 classes)")
+    parser.add_argument("--big", type=int, default=50000, help="images in the big RSS folder")
+    # configs/fashion_mnist.py trains phase 1 for 20 epochs.
+    parser.add_argument("--phase1_epochs", type=int, default=20)
+    parser.add_argument("--rss_child", default="")
+    parser.add_argument("--cache", default="memory")
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    if args.rss_child:
+        rss_child(args.rss_child, args.cache, str(workdir / "rss_cache"))
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(REPO / "configs"))
+    import fashion_mnist as demo_config
+
+    config = demo_config.get_config()
+    config.pretrain.epochs = 2
+    t0 = time.perf_counter()
+    folders = fashion_folders(workdir, config, args.images, args.big)
+    print(f"[setup] JPEG folders ready in {time.perf_counter() - t0:.0f} s", flush=True)
+    train.pretrain(config, workdir / "source")
+    weights = str(workdir / "source" / train.BACKBONE_FILE)
+
+    results = {}
+    results["1_pipeline_vs_in_memory"] = ratio_pipeline(folders["train"], weights)
+    print("[1]", json.dumps(results["1_pipeline_vs_in_memory"]), flush=True)
+    keras.backend.clear_session()
+    results["3_feature_cache"] = ratio_feature_cache(folders["train"], weights, args.phase1_epochs)
+    print("[3]", json.dumps(results["3_feature_cache"]), flush=True)
+    keras.backend.clear_session()
+    results["2_train_vs_keras_guide"] = ratio_train(folders, config, weights, workdir)
+    print("[2]", json.dumps(results["2_train_vs_keras_guide"]), flush=True)
+    results["4_peak_rss"] = peak_rss(folders, workdir)
+    (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+    r1, r2, r3 = (results[k] for k in sorted(results)[:3])
+    print("\nInput pipeline benchmark (2-core CPU numbers in README.md):")
+    print(
+        f"1. pipeline / in-memory tensors, steady-state img/s: {r1['ratio']:.3f} "
+        f"({r1['pipeline_img_s']:.0f} vs {r1['in_memory_img_s']:.0f} img/s; target >= 0.95)"
+    )
+    print(
+        f"2. sft-tf train / Keras guide recipe, wall time: {r2['ratio']:.3f} "
+        f"({r2['sft_tf']['seconds']:.0f} s vs {r2['keras_guide']['seconds']:.0f} s; test accuracy "
+        f"{r2['sft_tf']['test_accuracy']:.3f} vs {r2['keras_guide']['test_accuracy']:.3f}; "
+        "target <= 0.5 at equal or better accuracy)"
+    )
+    print(
+        f"3. phase 1 with / without feature cache ({r3['epochs']} epochs): {r3['ratio']:.3f} "
+        f"({r3['with_s']:.1f} s vs {r3['without_s']:.1f} s; target <= 0.1)"
+    )
+    print("4. peak RSS (list + scan + 2 epochs):")
+    for key, value in results["4_peak_rss"].items():
+        print(
+            f"   {key:>12} images: {value['peak_rss_mb']:.0f} MB "
+            f"(decoded pixels {value['decoded_pixels_mb']:.0f} MB)"
+        )
+
+
+if __name__ == "__main__":
+    main()

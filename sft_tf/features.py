@@ -1,0 +1,75 @@
+"""The frozen-base feature cache for phase 1: run the base once per image, train the head alone.
+
+With the base frozen and no augmentation, every epoch of phase 1 pushes the same images
+through the same frozen base to get the same pooled features. Computing them once and training
+the head (dropout + Dense) on them gives the same updates in a fraction of the time: the head
+is a few thousand multiply-adds per image, the base millions.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+# Layer names from model.build_classifier: the pooled features and what sits above them.
+POOL_LAYER = "pool"
+HEAD_LAYERS = ("dropout", "probabilities")
+
+
+def extract(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
+    """Pooled base features of every example of `dataset`, in its order.
+
+    Args:
+      model: a classifier from `model.build_classifier` whose base is frozen.
+      dataset: (uint8 images, labels) batches, unshuffled and unaugmented; the labels are
+        ignored (the caller has them, in the same order).
+
+    Returns:
+      float32 features [N, D].
+    """
+    pooled = keras.Model(model.inputs, model.get_layer(POOL_LAYER).output)
+    # Keras's predict loop: compiled, and reading the next batch while this one runs.
+    # The frozen base is in inference mode there, as in phase 1's fit.
+    return np.asarray(pooled.predict(dataset, verbose=0), np.float32)
+
+
+def head_of(model: keras.Model) -> keras.Model:
+    """A model from pooled features to probabilities that shares the classifier's head layers.
+
+    Training it trains the classifier's own head: the layers (and their weights) are the same
+    objects, so nothing has to be copied back.
+    """
+    width = model.get_layer(POOL_LAYER).output.shape[-1]
+    inputs = keras.Input((width,), name="features")
+    x = inputs
+    for name in HEAD_LAYERS:
+        x = model.get_layer(name)(x)
+    return keras.Model(inputs, x, name=f"{model.name}_head")
+
+
+def feature_dataset(
+    features: np.ndarray, labels: np.ndarray, batch_size: int, training: bool, seed: int = 0
+) -> tf.data.Dataset:
+    """Batches of (features, labels), shuffled and batched like `data.build_dataset` does.
+
+    The shuffle uses the same seed and a full buffer, so a training epoch visits the examples
+    in the same order as the image pipeline over the same examples would.
+    """
+    ds = tf.data.Dataset.from_tensor_slices((features, labels))
+    if training:
+        # Same seed and buffer as the image pipeline's shuffle: the same order of examples.
+        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    # drop_remainder for training: the same steps per epoch as the image pipeline.
+    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+
+def should_cache(mode: str, augment: list[str] | tuple[str, ...], multi_worker: bool) -> bool:
+    """Whether phase 1 trains on cached features (`phase1.cache_features`).
+
+    "auto" caches when nothing is augmented (augmented images differ every epoch, so their
+    features cannot be reused) and on a single worker (each worker would need its own shard).
+    """
+    if mode == "on":
+        return True
+    return mode == "auto" and not augment and not multi_worker
