@@ -72,9 +72,9 @@ def images_per_second(
         labels = rng.integers(0, 10, batch).astype(np.int32)
         ds = tf.data.Dataset.from_tensors((images, labels)).repeat()
         # Warm-up: tracing, XLA compilation, collective set-up.
-        model.fit(ds, epochs=1, steps_per_epoch=5, verbose=0)
+        model.fit(ds, epochs=1, steps_per_epoch=5, shuffle=False, verbose=0)
         start = time.perf_counter()
-        model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
+        model.fit(ds, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
         return steps * batch / (time.perf_counter() - start)
     finally:
         strategy_lib.set_precision("float32")
@@ -113,13 +113,15 @@ def main() -> None:
                     args.batch,
                     args.steps,
                 )
+                # XLA cannot train 2 CPU replicas (strategy_lib.xla_works): no number there.
+                if strategy_lib.xla_works(s) or not jit
+                else None
                 for s in (one, many)
             ]
-            efficiency = rates[1] / (n * rates[0])
-            print(
-                f"{policy:<16}{'on' if jit else 'off':<6}{rates[0]:>10.0f}/s"
-                f"{rates[1]:>12.0f}/s{efficiency:>12.2f}"
-            )
+            many_rate = f"{rates[1]:>12.0f}/s" if rates[1] else f"{'n/a':>14}"
+            efficiency = f"{rates[1] / (n * rates[0]):>12.2f}" if rates[1] else f"{'':>12}"
+            xla = "on" if jit else "off"
+            print(f"{policy:<16}{xla:<6}{rates[0]:>10.0f}/s{many_rate}{efficiency}")
     print("\nefficiency = N-replica images/s / (N x 1-replica images/s); 1.0 is perfect scaling.")
 
 

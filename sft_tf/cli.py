@@ -52,6 +52,12 @@ _TPU = flags.DEFINE_string(
 )
 _MODEL = flags.DEFINE_string("model", None, "Export root (saved_models/NAME) or a version folder.")
 _VERSION = flags.DEFINE_integer("version", None, "Export version for predict (default: newest).")
+_RESTART = flags.DEFINE_bool(
+    "restart", False, "train: move an existing run in --workdir aside and start over."
+)
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "train: resume even if the config differs from the saved one."
+)
 _JSON = flags.DEFINE_bool("json", False, "predict: print JSON instead of a table.")
 
 
@@ -106,7 +112,12 @@ def _dispatch(command: str, args: list[str]) -> int:
     from sft_tf import export, train
 
     if command == "train":
-        train.run(_config(command), _workdir(command))
+        train.run(
+            _config(command),
+            _workdir(command),
+            restart=_RESTART.value,
+            allow_config_change=_ALLOW_CONFIG_CHANGE.value,
+        )
     elif command == "pretrain":
         train.pretrain(_config(command), _workdir(command))
     elif command == "evaluate":

@@ -89,7 +89,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.classes = config_dict.placeholder(str)
     # Optional few-shot sampling: keep this many training examples per class (seeded).
     c.data.examples_per_class = config_dict.placeholder(int)
-    # Comma-separated training augmentations from: flip, translate, rotate, zoom, contrast.
+    # Comma-separated training augmentations from: flip, translate, rotate, zoom, contrast,
+    # randaugment (Keras RandAugment: two random ops per image).
     c.data.augment = "flip"
     # TFDS data dir for tfds: specs, local or gs:// ("" is TFDS's default, ~/tensorflow_datasets).
     c.data.tfds_data_dir = ""
@@ -187,6 +188,9 @@ def base_config() -> ml_collections.ConfigDict:
     # none | linear. linear multiplies every learning rate (phase1, phase2, pretrain) by
     # data.global_batch_size / 256, for moving a recipe to a bigger or smaller global batch.
     c.runtime.lr_scaling = "none"
+    # Checkpoint every this many training steps as well as at each epoch end (0: epoch ends
+    # only). A killed run loses at most the steps since the last checkpoint.
+    c.runtime.checkpoint_every_steps = 0
     return c
 
 
@@ -339,6 +343,11 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
     ):
         if value not in choices:
             _fail(f"config.runtime.{field}={value!r} must be one of {', '.join(choices)}")
+    if r.checkpoint_every_steps < 0:
+        _fail(
+            f"config.runtime.checkpoint_every_steps={r.checkpoint_every_steps} must be >= 0 "
+            "(0: checkpoint at epoch ends only)"
+        )
     if r.steps_per_execution is not None and r.steps_per_execution < 1:
         _fail(
             f"config.runtime.steps_per_execution={r.steps_per_execution} must be >= 1, or unset "

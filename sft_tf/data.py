@@ -61,7 +61,7 @@ _FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-AUGMENTATIONS = ("flip", "translate", "rotate", "zoom", "contrast")
+AUGMENTATIONS = ("flip", "translate", "rotate", "zoom", "contrast", "randaugment")
 # Feature keys of TF Model Garden's image classification records.
 TFRECORD_IMAGE = "image/encoded"
 TFRECORD_LABEL = "image/class/label"
@@ -758,6 +758,10 @@ def build_augmenter(names: Sequence[str], seed: int) -> keras.Sequential | None:
         "rotate": lambda: keras.layers.RandomRotation(0.05, seed=seed),
         "zoom": lambda: keras.layers.RandomZoom(0.1, seed=seed),
         "contrast": lambda: keras.layers.RandomContrast(0.2, seed=seed),
+        # Two random ops per image at moderate strength; value_range matches our 0..255 pixels.
+        "randaugment": lambda: keras.layers.RandAugment(
+            value_range=(0, 255), num_ops=2, factor=0.5, seed=seed
+        ),
     }
     if not names:
         return None

@@ -211,11 +211,31 @@ def set_precision(policy: str) -> None:
     keras.mixed_precision.set_global_policy(policy)
 
 
-def resolve_jit_compile(jit_compile: str) -> bool | str:
-    """ "auto" stays "auto" (Keras decides: off on CPU and under tf.distribute), else a bool."""
+def xla_works(strategy: tf.distribute.Strategy) -> bool:
+    """Whether jit_compile=True can train under `strategy`.
+
+    Measured with Keras 3.15 / TF 2.21: under MirroredStrategy over 2 logical CPUs the first
+    XLA step fails ("Trying to access resource Conv1/kernel/replica_1 located in device
+    CPU:1 from device CPU:0"). Multi-GPU Mirrored is not measured here and is allowed.
+    """
+    return strategy.num_replicas_in_sync == 1 or device_kind(strategy) != "CPU"
+
+
+def resolve_jit_compile(jit_compile: str, strategy: tf.distribute.Strategy) -> bool | str:
+    """ "auto" stays "auto" (Keras decides: off on CPU and under tf.distribute), else a bool.
+
+    Raises:
+      UserError: an unknown value, or "true" where XLA cannot train (`xla_works`).
+    """
     if jit_compile not in JIT_COMPILE:
         raise UserError(
             f"config.runtime.jit_compile={jit_compile!r} is not one of {', '.join(JIT_COMPILE)}"
+        )
+    if jit_compile == "true" and not xla_works(strategy):
+        raise UserError(
+            "config.runtime.jit_compile=true fails under "
+            f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} CPU replicas "
+            "(XLA cannot reach the other replica's variables); use auto or false"
         )
     return {"auto": "auto", "true": True, "false": False}[jit_compile]
 
@@ -293,12 +313,14 @@ def remove_scratch(path: str | Path, strategy: tf.distribute.Strategy) -> None:
 
 
 def input_pipelines(strategy: tf.distribute.Strategy) -> int:
-    """How many input pipelines feed the replicas: one per worker (host)."""
+    """How many input pipelines feed the replicas: one per multi-worker process, else one.
+
+    TPU pod slices (several hosts) count as one here: Keras's own dataset distribution
+    handles them, and the multi-worker paths in this package are tested only on CPU workers.
+    """
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         cluster = strategy.cluster_resolver.cluster_spec().as_dict()
         return max(1, len(cluster.get("chief", ())) + len(cluster.get("worker", ())))
-    if isinstance(strategy, tf.distribute.TPUStrategy):
-        return strategy.extended.num_hosts
     return 1
 
 

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from sft_tf import audit as audit_lib
 from sft_tf import backbones, config_lib, data, evaluate, export, features, recipe, report
+from sft_tf import checkpoint as ckpt
 from sft_tf import model as model_lib
 from sft_tf import strategy as strategy_lib
 from sft_tf.errors import UserError
@@ -205,7 +206,7 @@ def _runtime(config) -> tuple[tf.distribute.Strategy, dict]:
     # Before the model: each layer takes the policy that is current when it is built.
     strategy_lib.set_precision(policy)
     options = {
-        "jit_compile": strategy_lib.resolve_jit_compile(r.jit_compile),
+        "jit_compile": strategy_lib.resolve_jit_compile(r.jit_compile, strategy),
         "steps_per_execution": strategy_lib.resolve_steps_per_execution(
             r.steps_per_execution, strategy
         ),
@@ -435,6 +436,7 @@ def _fit_head_on_features(
     )
     # The per-epoch weights file is the whole model's; the head-only fit cannot write it.
     head_callbacks = [c for c in callbacks if not isinstance(c, SaveWeightsEachEpoch)]
+    head_callbacks += _early_stopping(config.phase1, val_f)
     return _fit(head, train_f, val_f, head_callbacks, epochs=config.phase1.epochs)
 
 
@@ -456,12 +458,75 @@ def _fit(model, train_ds, val_ds, callbacks, **epochs) -> keras.callbacks.Histor
 # ---------------------------------------------------------------------------------------------
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+# Config fields that do not change what is trained: a resumed run may differ in these.
+_RESUME_FREE = (
+    "name",
+    "export.",
+    "data.test",
+    "runtime.strategy",
+    "runtime.tpu",
+    "runtime.checkpoint_every_steps",
+)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _resume_point(workdir: Path, config, restart: bool, allow_config_change: bool) -> dict | None:
+    """The interrupted run's state to continue from, or None to start fresh.
+
+    Raises:
+      UserError: the config differs from the interrupted run's in fields that affect training.
+    """
+    state = ckpt.read_state(workdir)
+    if state is None:
+        return None
+    if restart:
+        aside = workdir.with_name(f"{workdir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        workdir.rename(aside)
+        _say(f"--restart: moved the earlier run to {aside}")
+        return None
+    saved = _flatten(json.loads((workdir / "config.json").read_text()))
+    current = _flatten(config_lib.to_dict(config))
+    changed = [
+        f"{key} ({saved.get(key)!r} -> {current.get(key)!r})"
+        for key in sorted(set(saved) | set(current))
+        if saved.get(key) != current.get(key) and not key.startswith(_RESUME_FREE)
+    ]
+    if changed and not state.get("complete"):
+        if not allow_config_change:
+            raise UserError(
+                f"the config differs from the interrupted run in {workdir}: "
+                f"{'; '.join(changed)}. Rerun with the same config, add --allow_config_change "
+                "to continue anyway, or --restart to start over"
+            )
+        _say(f"Resuming with a changed config (--allow_config_change): {'; '.join(changed)}")
+    return state
+
+
+def run(
+    config: ml_collections.ConfigDict,
+    workdir: str | Path,
+    restart: bool = False,
+    allow_config_change: bool = False,
+) -> dict:
     """Fine-tunes, evaluates and exports; returns the metrics written to metrics.json.
+
+    Rerun on the workdir of an interrupted run, it resumes from the last checkpoint; on a
+    complete run it only reports that.
 
     Args:
       config: a validated config.
-      workdir: where config.json, logs, history, weights and metrics go.
+      workdir: where config.json, logs, history, weights, checkpoints and metrics go.
+      restart: move an existing run in `workdir` aside (to <workdir>.old-<time>) and start over.
+      allow_config_change: resume even if the config differs from the interrupted run's.
 
     Returns:
       The metrics dict (also written to <workdir>/metrics.json).
@@ -475,6 +540,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     # Every worker runs all of what follows; only the chief's files are kept (output_dir).
     chief = strategy_lib.is_chief(strategy)
     workdir = strategy_lib.output_dir(workdir, strategy)
+    resume = _resume_point(workdir, config, restart, allow_config_change)
+    if resume and resume.get("complete"):
+        _say(f"{workdir} holds a complete run (--restart trains again); its metrics are kept")
+        return resume["metrics"]
     workdir.mkdir(parents=True, exist_ok=True)
     config_lib.save(config, workdir / "config.json")
     keras.utils.set_random_seed(config.seed)
@@ -493,17 +562,57 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         )
     strategy_lib.allow_multi_worker_fit(model, strategy)
     base = model_lib.get_base(model)
-    callbacks = [
-        keras.callbacks.TensorBoard(log_dir=str(workdir / "logs")),
-        keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
-        SaveWeightsEachEpoch(workdir / WEIGHTS_FILE),
-    ]
-    history: dict = {}
-    metrics: dict = {"classes": class_names, "train_examples": len(train)}
     p1, p2 = config.phase1, config.phase2
+    # Where an earlier, interrupted run of this workdir got to (None: a fresh start).
+    state = resume or {"phase": "phase1", "epochs_done": 0, "mid_epoch_step": 0}
+    history: dict = state.get("history", {})
+    metrics: dict = state.get("metrics") or {"classes": class_names, "train_examples": len(train)}
+    checkpoints = ckpt.RunCheckpoints(workdir, model)
+    started = dict(state)  # what this process resumes from
+
+    def save_state(phase, epochs_done, mid_epoch_step=0, epoch_logs=None, checkpoint_phase=None):
+        for key, value in (epoch_logs or {}).items():
+            history.setdefault(key, []).append(float(value))
+        state.update(phase=phase, epochs_done=epochs_done, mid_epoch_step=mid_epoch_step)
+        state.update(checkpoint_phase=checkpoint_phase or phase)
+        state.update(history=history, metrics=metrics, complete=False)
+        ckpt.write_json_atomic(workdir / ckpt.STATE_FILE, state)
+
+    def phase_callbacks(phase: str, hint: str) -> list:
+        # The non-finite guard comes first: it must stop the step before anything is saved.
+        return [
+            ckpt.StopOnNonFinite(phase, hint),
+            keras.callbacks.TensorBoard(log_dir=str(workdir / "logs")),
+            keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
+            SaveWeightsEachEpoch(workdir / WEIGHTS_FILE),
+            ckpt.ProgressSaver(
+                checkpoints,
+                lambda **kw: save_state(phase, **kw),
+                config.runtime.checkpoint_every_steps,
+            ),
+        ]
+
+    def restore_into(phase: str) -> int:
+        """Restores the interrupted run's checkpoint into `phase`; returns the epochs done."""
+        fresh = 0 if phase == "phase1" else p1.epochs
+        if started["phase"] != phase:
+            return fresh
+        same_phase = started.get("checkpoint_phase") == phase
+        if not checkpoints.restore_latest(with_optimizer=same_phase):
+            return fresh
+        done, step = started["epochs_done"], started["mid_epoch_step"]
+        _say(f"Resuming {phase} after {done} finished epoch(s)")
+        if step:
+            _say(
+                f"  the last checkpoint is from step {step} of epoch {done + 1}: that epoch "
+                f"restarts from its first batch, so {step} batch(es) are seen twice"
+            )
+        return done
+
+    hint = "lower the learning rate, or use runtime.precision=float32 if mixed precision is on"
 
     # --- Phase 1: the head on a frozen base ----------------------------------------------------
-    if p1.epochs:
+    if p1.epochs and started["phase"] == "phase1":
         base.trainable = False
         multi_worker = getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
         cached = features.should_cache(
@@ -526,23 +635,31 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
                 else compile_options,
                 phase=p1,
             )
+            checkpoints.track(model)
         _say(f"Phase 1 (head only, base frozen): {model_lib.describe_trainable(model)}")
         if cached:
-            fit = _fit_head_on_features(config, model, trainee, train, validation, callbacks)
+            # Seconds of work: an interrupted cached phase 1 simply runs again.
+            fit = _fit_head_on_features(
+                config, model, trainee, train, validation, [ckpt.StopOnNonFinite("phase 1", hint)]
+            )
+            _merge_history(history, fit)
         else:
-            fit = _fit(
+            done = restore_into("phase1")
+            _fit(
                 model,
                 train_ds,
                 val_ds,
-                callbacks + _early_stopping(p1, val_ds),
+                phase_callbacks("phase1", hint) + _early_stopping(p1, val_ds),
+                initial_epoch=done,
                 epochs=p1.epochs,
                 steps_per_epoch=steps,
             )
-        _merge_history(history, fit)
         metrics["phase1"] = {
             "epochs": p1.epochs,
             "test": _test_metrics(model, config, test, class_names),
         }
+        checkpoints.save()
+        save_state("phase2", p1.epochs, checkpoint_phase="phase1")
 
     # --- Phase 2: the top blocks open, a lower learning rate -----------------------------------
     if p2.epochs:
@@ -561,32 +678,42 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
                 phase=p2,
                 rate_scales=_phase2_recipe(config, base, opened),
             )
+            checkpoints.track(model)
         _say(
             f"Phase 2 ({len(opened)} top blocks open: {', '.join(opened) or 'none'}; "
             f"BatchNorm {p2.batchnorm}): {model_lib.describe_trainable(model)}"
         )
-        fit = _fit(
-            model,
-            train_ds,
-            val_ds,
-            callbacks + _early_stopping(p2, val_ds),
-            initial_epoch=p1.epochs,
-            epochs=p1.epochs + p2.epochs,
-            steps_per_epoch=steps,
-        )
-        _merge_history(history, fit)
-        if p2.batchnorm == "train" and p2.recalibration_batches:
-            used = model_lib.recalibrate_batchnorm(
+        if started["phase"] == "trained":
+            checkpoints.restore_latest(with_optimizer=False)  # training had finished
+        else:
+            done = restore_into("phase2")
+            _fit(
                 model,
-                _dataset(config, train, training=True, augment=False),
-                p2.recalibration_batches,
+                train_ds,
+                val_ds,
+                phase_callbacks("phase2", hint) + _early_stopping(p2, val_ds),
+                initial_epoch=done,
+                epochs=p1.epochs + p2.epochs,
+                steps_per_epoch=steps,
             )
-            _say(f"Re-estimated BatchNorm statistics on {used} training batches")
-        metrics["phase2"] = {
-            "epochs": p2.epochs,
-            "open_blocks": opened,
-            "test": _test_metrics(model, config, test, class_names),
-        }
+            if p2.batchnorm == "train" and p2.recalibration_batches:
+                used = model_lib.recalibrate_batchnorm(
+                    model,
+                    _dataset(config, train, training=True, augment=False),
+                    p2.recalibration_batches,
+                )
+                _say(f"Re-estimated BatchNorm statistics on {used} training batches")
+            metrics["phase2"] = {
+                "epochs": p2.epochs,
+                "open_blocks": opened,
+                "test": _test_metrics(model, config, test, class_names),
+            }
+            checkpoints.save()
+            save_state("trained", p1.epochs + p2.epochs)
+    elif started["phase"] == "trained":
+        checkpoints.restore_latest(with_optimizer=False)
+    else:
+        save_state("trained", p1.epochs, checkpoint_phase="phase1")
 
     # --- Evaluate and export -------------------------------------------------------------------
     model.save_weights(workdir / WEIGHTS_FILE)
@@ -611,6 +738,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         path = _export(export_config, model, class_names, check, metrics)
         metrics["export"] = str(path)
     _write_json(workdir / "metrics.json", metrics)
+    state.update(complete=True, metrics=metrics)
+    ckpt.write_json_atomic(workdir / ckpt.STATE_FILE, state)
     strategy_lib.remove_scratch(workdir, strategy)
     return metrics
 

@@ -392,3 +392,15 @@ def test_disk_cache_and_no_cache_give_the_same_pixels(image_folders, tmp_path, c
     ds = data.build_dataset(examples, 24, 2, True, cache=plan, memory_budget_mb=0)
     labels = np.concatenate([y for _, y in ds])
     assert sorted(labels.tolist()) == sorted(examples.labels.tolist())
+
+
+def test_randaugment_changes_pixels_and_keeps_the_batch_contract(image_folders):
+    examples = data.load_examples(f"folder:{image_folders['test']}")
+    plain = data.build_dataset(examples, 32, 6, training=True, seed=0)
+    augmented = data.build_dataset(
+        examples, 32, 6, training=True, seed=0, augment=data.parse_augment("randaugment")
+    )
+    assert augmented.element_spec == plain.element_spec
+    (x0, y0), (x1, y1) = next(iter(plain)), next(iter(augmented))
+    np.testing.assert_array_equal(y0, y1)  # same order: augmentation does not reshuffle
+    assert np.abs(x0.numpy().astype(int) - x1.numpy().astype(int)).mean() > 1.0

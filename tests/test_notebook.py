@@ -123,6 +123,8 @@ def test_notebook_runs_top_to_bottom_on_cpu(tmp_path, image_folders):
     ]
     text = "".join(o.get("text", "") for o in outputs)
     assert "Runtime: CPU" in text
+    # The training log reaches the notebook, strategy line first.
+    assert "Strategy OneDeviceStrategy: 1 replica(s)" in text and "Phase 2 (" in text
     assert "Export: " in text and (tmp_path / "saved_models" / "tiny" / "1").is_dir()
     # The two figures (training curves, predictions) were drawn.
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2

@@ -57,8 +57,11 @@ def test_auto_choices_on_cpu():
     assert strategy.resolve_precision("mixed_bfloat16", one) == "mixed_bfloat16"
     assert strategy.resolve_steps_per_execution(None, one) == 1
     assert strategy.resolve_steps_per_execution(4, one) == 4
-    assert strategy.resolve_jit_compile("auto") == "auto"
-    assert strategy.resolve_jit_compile("false") is False
+    assert strategy.resolve_jit_compile("auto", one) == "auto"
+    assert strategy.resolve_jit_compile("true", one) is True
+    assert strategy.resolve_jit_compile("false", one) is False
+    with pytest.raises(UserError, match="jit_compile=true fails under MirroredStrategy"):
+        strategy.resolve_jit_compile("true", strategy.build_strategy("mirrored"))
     with pytest.raises(UserError, match="config.runtime.precision='half'"):
         strategy.resolve_precision("half", one)
     # One process, no cluster: it is the chief and writes to the workdir itself.
