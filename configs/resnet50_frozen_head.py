@@ -20,4 +20,5 @@ def get_config():
     config.phase1.optimizer = "adam"
     config.phase1.learning_rate = 1e-4
     config.phase2.epochs = 0  # the base never trains
+    config.phase2.warmup_epochs = 0.0
     return config

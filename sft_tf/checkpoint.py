@@ -63,7 +63,9 @@ class RunCheckpoints:
         self.model = model
         # Optimizer slots must exist before a restore can fill them.
         model.optimizer.build(model.trainable_variables)
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        # The weights as a plain list, not the model: a Keras model tracks its compiled
+        # optimizer, which would drag phase 1's optimizer into phase 2's restore.
+        checkpoint = tf.train.Checkpoint(weights=list(model.weights), optimizer=model.optimizer)
         self.manager = tf.train.CheckpointManager(
             checkpoint, str(self.directory), max_to_keep=self.keep
         )
@@ -82,7 +84,7 @@ class RunCheckpoints:
             if with_optimizer:
                 target = self.manager.checkpoint
             else:
-                target = tf.train.Checkpoint(model=self.model)
+                target = tf.train.Checkpoint(weights=list(self.model.weights))
             target.restore(path).expect_partial()
         return path
 

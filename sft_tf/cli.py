@@ -176,6 +176,12 @@ def main(argv: list[str]) -> int:
     except UserError as e:
         print(f"sft-tf: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # Disk full, permission denied, ...: checkpoints and exports are written by temp file
+        # + rename, so what was there before is intact; say which path failed and why.
+        where = e.filename or "a file"
+        print(f"sft-tf: error: could not write {where}: {e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 def _import_tensorflow_quietly() -> None:

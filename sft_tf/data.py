@@ -237,14 +237,41 @@ def load_examples(spec: str, field: str = "spec", tfds_data_dir: str = "") -> Ex
     """
     parsed = parse_spec(spec, field)
     if parsed.kind == "folder":
-        return _load_folder(parsed.path, spec, field)
+        return check_class_names(_load_folder(parsed.path, spec, field), field)
     if parsed.kind == "tfds":
-        return _load_tfds(parsed.path, parsed.split, tfds_data_dir, spec, field)
+        examples = _load_tfds(parsed.path, parsed.split, tfds_data_dir, spec, field)
+        return check_class_names(examples, field)
     if parsed.kind == "tfrecord":
-        return _load_tfrecord(parsed.path, spec, field)
+        return check_class_names(_load_tfrecord(parsed.path, spec, field), field)
     if parsed.kind == "split":
         raise UserError(f"{field}={spec!r}: split:FRACTION is only for config.data.validation")
     return _load_fashion_mnist(parsed.split, parsed.path, spec, field)
+
+
+def check_class_names(examples: Examples, field: str) -> Examples:
+    """Refuses class names that could break files, assets or logs they end up in.
+
+    Names come from folder names, TFRecord text fields or TFDS metadata and go into
+    labels.txt (one per line), the export and file names: no empty names, no control
+    characters (a newline would shift every label after it), no path separators, no . or ..
+
+    Raises:
+      UserError: naming the class and the source.
+    """
+    for name in examples.class_names:
+        bad = (
+            not name.strip()
+            or name in (".", "..")
+            or "/" in name
+            or "\\" in name
+            or any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
+        )
+        if bad:
+            raise UserError(
+                f"{field}={examples.origin!r}: class name {name!r} is not allowed (empty, . or "
+                ".., a path separator or a control character); rename that class"
+            )
+    return examples
 
 
 def holdout(train: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:

@@ -71,6 +71,7 @@ def _build_archive(
     image_size: int,
     top_k: int,
     labels_path: str,
+    resize_method: str = "resize",
 ) -> keras.export.ExportArchive:
     # Line i of labels.txt names class i. The file becomes a SavedModel asset
     # (<version>/assets/labels.txt), so the served names and the file cannot disagree.
@@ -87,12 +88,14 @@ def _build_archive(
     k = min(top_k, len(class_names))
 
     def from_pixels(images):
-        return _serving_outputs(model(data.resize(images, image_size), training=False), names, k)
+        return _serving_outputs(
+            model(data.resize(images, image_size, resize_method), training=False), names, k
+        )
 
     def from_bytes(image_bytes):
         # The same decode-and-resize as the training pipeline: no train/serve skew.
         images = tf.map_fn(
-            lambda b: data.decode_image(b, image_size),
+            lambda b: data.decode_image(b, image_size, resize_method),
             image_bytes,
             fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
         )
@@ -133,7 +136,11 @@ def image_example(encoded: bytes) -> bytes:
 
 
 def verify_export(
-    path: str | Path, model: keras.Model, image_size: int, encoded: Sequence[bytes]
+    path: str | Path,
+    model: keras.Model,
+    image_size: int,
+    encoded: Sequence[bytes],
+    resize_method: str = "resize",
 ) -> float:
     """Reloads an export and checks every signature against the in-memory model.
 
@@ -150,7 +157,9 @@ def verify_export(
     missing = [s for s in SIGNATURES if s not in loaded.signatures]
     if missing:
         raise RuntimeError(f"export {path} lacks signatures {missing}")
-    pixels = np.stack([data.decode_image(tf.constant(b), image_size).numpy() for b in encoded])
+    pixels = np.stack(
+        [data.decode_image(tf.constant(b), image_size, resize_method).numpy() for b in encoded]
+    )
     expected = model.predict(pixels, verbose=0)
     sig = loaded.signatures
     # Pixels go in one image at a time at their own size, so the in-graph resize is checked.
@@ -203,6 +212,7 @@ def write_tflite(
     image_size: int,
     encoded: Sequence[bytes],
     quantization: str = "float16",
+    resize_method: str = "resize",
 ) -> Path:
     """Converts the classifier to TFLite (uint8 [1, S, S, 3] in, probabilities out).
 
@@ -230,7 +240,9 @@ def write_tflite(
         interpreter = tf.lite.Interpreter(model_path=str(path))
     interpreter.allocate_tensors()
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    pixels = np.stack([data.decode_image(tf.constant(b), image_size).numpy() for b in encoded])
+    pixels = np.stack(
+        [data.decode_image(tf.constant(b), image_size, resize_method).numpy() for b in encoded]
+    )
     expected = model.predict(pixels, verbose=0).argmax(-1)
     for image, want in zip(pixels, expected):
         interpreter.set_tensor(inp["index"], image[None])
@@ -275,6 +287,7 @@ def export_for_serving(
     manifest: dict | None = None,
     keep: int = 0,
     tflite: str = "",
+    resize_method: str = "resize",
 ) -> Path:
     """Writes the next version of a SavedModel for TF Serving, verified before it appears.
 
@@ -309,20 +322,25 @@ def export_for_serving(
         with tempfile.TemporaryDirectory() as tmp:
             labels = Path(tmp) / "labels.txt"
             labels.write_text("\n".join(class_names) + "\n")
-            archive = _build_archive(model, class_names, image_size, top_k, str(labels))
+            archive = _build_archive(
+                model, class_names, image_size, top_k, str(labels), resize_method
+            )
             archive.write_out(str(staging), verbose=False)
         extra = staging / "assets.extra"
         extra.mkdir(exist_ok=True)
         with tf.io.TFRecordWriter(str(staging / WARMUP_FILE)) as writer:
             for record in _warmup_records(encoded):
                 writer.write(record)
-        worst = verify_export(staging, model, image_size, encoded)
+        worst = verify_export(staging, model, image_size, encoded, resize_method)
         if tflite:
-            write_tflite(model, staging / TFLITE_DIR, class_names, image_size, encoded, tflite)
+            write_tflite(
+                model, staging / TFLITE_DIR, class_names, image_size, encoded, tflite, resize_method
+            )
         info = {
             **(manifest or {}),
             "class_names": list(class_names),
             "image_size": image_size,
+            "resize_method": resize_method,
             "input_dtype": "uint8 pixels 0..255; preprocessing is inside the model",
             "signatures": list(SIGNATURES),
             "top_k": min(top_k, len(class_names)),

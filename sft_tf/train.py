@@ -129,10 +129,11 @@ def screen_splits(splits: dict[str, data.Examples], on_bad_image: str) -> dict[s
     if bad:
         _say(f"Skipping {len(bad)} image(s) that cannot be decoded:\n" + "\n".join(bad))
     if report["problems"]:
-        raise UserError(
-            "the data is not usable (sft-tf audit lists more):\n"
-            + "\n".join(f"  {p}" for p in report["problems"])
+        problems = report["problems"]
+        more = (
+            f" (and {len(problems) - 1} more; sft-tf audit lists them)" if len(problems) > 1 else ""
         )
+        raise UserError(f"the data is not usable: {problems[0].strip()}{more}")
     for pair, leak in report["leakage"].items():
         if leak["count"]:
             _say(f"Warning: {leak['count']} identical image(s) in {pair} (sft-tf audit lists them)")
@@ -366,7 +367,8 @@ def write_report(
     def load_images(indices):
         subset = test.take(np.asarray(indices))
         encoded = data.encoded_samples(subset, len(subset))
-        return np.stack([data.decode_image(b, config.model.image_size).numpy() for b in encoded])
+        size, method = config.model.image_size, config.data.resize_method
+        return np.stack([data.decode_image(b, size, method).numpy() for b in encoded])
 
     metrics = report.write_report(
         folder,
@@ -635,6 +637,10 @@ def run(
                 else compile_options,
                 phase=p1,
             )
+            if cached:
+                # Only the head was compiled, but the end-of-phase checkpoint saves the whole
+                # model, which needs an optimizer to track; phase 2 never restores this one.
+                model.compile(optimizer=keras.optimizers.Adam(), loss=trainee.loss)
             checkpoints.track(model)
         _say(f"Phase 1 (head only, base frozen): {model_lib.describe_trainable(model)}")
         if cached:
@@ -956,6 +962,7 @@ def _export(config, model, class_names, check_images, metrics: dict) -> Path:
         manifest=manifest,
         keep=config.export.keep,
         tflite=config.export.tflite_quantization if config.export.tflite else "",
+        resize_method=config.data.resize_method,
     )
     _say(f"Exported {path}")
     return path

@@ -404,3 +404,11 @@ def test_randaugment_changes_pixels_and_keeps_the_batch_contract(image_folders):
     (x0, y0), (x1, y1) = next(iter(plain)), next(iter(augmented))
     np.testing.assert_array_equal(y0, y1)  # same order: augmentation does not reshuffle
     assert np.abs(x0.numpy().astype(int) - x1.numpy().astype(int)).mean() > 1.0
+
+
+@pytest.mark.parametrize("name", ["", " ", "..", "a/b", "a\\b", "line\nbreak", "tab\there"])
+def test_unsafe_class_names_are_refused(name):
+    examples = data.Examples(class_names=("ok", name), labels=np.array([0, 1]), origin="x")
+    with pytest.raises(UserError, match="is not allowed"):
+        data.check_class_names(examples, "config.data.train")
+    data.check_class_names(data.Examples(("cat", "dog 2"), np.array([0, 1])), "f")
