@@ -61,8 +61,9 @@ def test_train_writes_workdir_and_export(trained):
     report = cwd / "run" / "report"
     for name in ("report.md", "metrics.json", "confusion_matrix.png", "curves.png"):
         assert (report / name).is_file(), name
-    assert json.loads((report / "metrics.json").read_text())["accuracy"] == (
-        metrics["phase2"]["test"]["accuracy"]
+    assert (
+        json.loads((report / "metrics.json").read_text())["accuracy"]
+        == (metrics["phase2"]["test"]["accuracy"])
     )
 
 
