@@ -401,9 +401,11 @@ def test_randaugment_changes_pixels_and_keeps_the_batch_contract(image_folders):
         examples, 32, 6, training=True, seed=0, augment=data.parse_augment("randaugment")
     )
     assert augmented.element_spec == plain.element_spec
-    (x0, y0), (x1, y1) = next(iter(plain)), next(iter(augmented))
-    np.testing.assert_array_equal(y0, y1)  # same order: augmentation does not reshuffle
-    assert np.abs(x0.numpy().astype(int) - x1.numpy().astype(int)).mean() > 1.0
+    # Training order is not deterministic (parallel decode), so compare on one fixed batch.
+    images = np.concatenate([x for x, _ in data.build_dataset(examples, 32, 6, training=False)])
+    changed = data.build_augmenter(["randaugment"], seed=0)(images, training=True)
+    assert changed.shape == images.shape
+    assert np.abs(np.asarray(changed).astype(int) - images.astype(int)).mean() > 1.0
 
 
 @pytest.mark.parametrize("name", ["", " ", "..", "a/b", "a\\b", "line\nbreak", "tab\there"])
