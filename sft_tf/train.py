@@ -389,6 +389,14 @@ def _merge_history(history: dict, new: keras.callbacks.History) -> None:
         history.setdefault(key, []).extend(float(v) for v in values)
 
 
+def save_weights_atomic(model: keras.Model, path: Path) -> None:
+    """Writes a weights file by temp file + rename: never a truncated file under `path`."""
+    # Keras insists on the .weights.h5 suffix; the leading dot keeps the temp file hidden.
+    partial = path.with_name(f".partial-{path.name}")
+    model.save_weights(partial)
+    os.replace(partial, path)
+
+
 class SaveWeightsEachEpoch(keras.callbacks.Callback):
     """Rewrites the weights file at every epoch end, atomically (temp file, then rename).
 
@@ -401,10 +409,7 @@ class SaveWeightsEachEpoch(keras.callbacks.Callback):
         self.path = Path(path)
 
     def on_epoch_end(self, epoch, logs=None):
-        # Keras insists on the .weights.h5 suffix; the leading dot keeps the temp file hidden.
-        partial = self.path.with_name(f".partial-{self.path.name}")
-        self.model.save_weights(partial)
-        os.replace(partial, self.path)
+        save_weights_atomic(self.model, self.path)
 
 
 def _fit_head_on_features(
@@ -722,7 +727,7 @@ def run(
         save_state("trained", p1.epochs, checkpoint_phase="phase1")
 
     # --- Evaluate and export -------------------------------------------------------------------
-    model.save_weights(workdir / WEIGHTS_FILE)
+    save_weights_atomic(model, workdir / WEIGHTS_FILE)
     # Workers that stayed in sync print the same digest (the multi-worker test compares them).
     _say(f"Final weights sha256 {strategy_lib.weights_digest(model.weights)}")
     _write_json(workdir / "history.json", history)
