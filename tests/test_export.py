@@ -235,6 +235,7 @@ def test_export_killed_mid_write_publishes_nothing(tmp_path, tiny_model):
 def test_cli_exports_an_interrupted_run(tmp_path, image_folders):
     from tests.conftest import REPO
     from tests.test_cli import sft_tf
+    from tests.test_resume import _kill_when
 
     args = [
         "train",
@@ -244,21 +245,8 @@ def test_cli_exports_an_interrupted_run(tmp_path, image_folders):
         "--config.phase2.epochs=30",
         "--workdir=run",
     ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sft_tf", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    weights = tmp_path / "run" / "model.weights.h5"
-    deadline = time.time() + 240
-    while not weights.is_file():  # the first epoch end writes it
-        assert proc.poll() is None and time.time() < deadline, "training stopped early"
-        time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # Killed once the first epoch end has written the weights file.
+    _kill_when(tmp_path, args, lambda _, cwd: (cwd / "run" / "model.weights.h5").is_file())
     assert not (tmp_path / "run" / "metrics.json").exists()  # really interrupted
     out = sft_tf("export", "--workdir=run", cwd=tmp_path).stdout
     assert "saved_models/tiny/1" in out
