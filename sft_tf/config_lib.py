@@ -198,6 +198,13 @@ def _fail(message: str) -> None:
     raise UserError(message)
 
 
+def _check_choices(section: str, values: ml_collections.ConfigDict, **choices) -> None:
+    """Each named field of `values` must be one of its allowed values."""
+    for field, allowed in choices.items():
+        if values[field] not in allowed:
+            _fail(f"config.{section}.{field}={values[field]!r} must be one of {', '.join(allowed)}")
+
+
 def _check_spec(field: str, value: str, required: bool) -> None:
     if not value:
         if required:
@@ -256,13 +263,13 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
                 f"config.data.{field}={d[field]!r}: split:FRACTION is only for "
                 "config.data.validation; give a dataset spec"
             )
-    for field, value, choices in (
-        ("resize_method", d.resize_method, data.RESIZE_METHODS),
-        ("on_bad_image", d.on_bad_image, data.BAD_IMAGE_POLICIES),
-        ("cache", d.cache, data.CACHE_MODES),
-    ):
-        if value not in choices:
-            _fail(f"config.data.{field}={value!r} must be one of {', '.join(choices)}")
+    _check_choices(
+        "data",
+        d,
+        resize_method=data.RESIZE_METHODS,
+        on_bad_image=data.BAD_IMAGE_POLICIES,
+        cache=data.CACHE_MODES,
+    )
     if d.cache_memory_mb < 0:
         _fail(f"config.data.cache_memory_mb={d.cache_memory_mb} must be >= 0 (MB)")
     cache_features = config.phase1.cache_features
@@ -335,14 +342,14 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
                 f"1..{count}, or -1 to unfreeze the whole base"
             )
     r = config.runtime
-    for field, value, choices in (
-        ("strategy", r.strategy, strategy.STRATEGIES),
-        ("precision", r.precision, strategy.PRECISIONS),
-        ("jit_compile", r.jit_compile, strategy.JIT_COMPILE),
-        ("lr_scaling", r.lr_scaling, strategy.LR_SCALING),
-    ):
-        if value not in choices:
-            _fail(f"config.runtime.{field}={value!r} must be one of {', '.join(choices)}")
+    _check_choices(
+        "runtime",
+        r,
+        strategy=strategy.STRATEGIES,
+        precision=strategy.PRECISIONS,
+        jit_compile=strategy.JIT_COMPILE,
+        lr_scaling=strategy.LR_SCALING,
+    )
     if r.checkpoint_every_steps < 0:
         _fail(
             f"config.runtime.checkpoint_every_steps={r.checkpoint_every_steps} must be >= 0 "
