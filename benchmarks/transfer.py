@@ -10,7 +10,8 @@ best recipe that fits the time budget, next to published Fashion-MNIST results.
 
   .venv/bin/python benchmarks/transfer.py                 # table 1, 2 seeds (~25 min, 2 CPUs)
   .venv/bin/python benchmarks/transfer.py --seeds=1 --labels=20
-  .venv/bin/python benchmarks/transfer.py --full          # table 2 as well (~20 min more)
+  .venv/bin/python benchmarks/transfer.py --full          # table 2 as well (~15 min more)
+  .venv/bin/python benchmarks/transfer.py --full --labels=  # table 2 only
 """
 
 from __future__ import annotations
@@ -100,41 +101,37 @@ def _with(config, weights: str, phase2_epochs: int | None = None, l2sp: float = 
     return config
 
 
-def table_two(workdir: Path, epochs: int) -> tuple[float, float]:
-    """All ten classes, every training image, from scratch: (accuracy, minutes)."""
+def table_two(workdir: Path, epochs: int, image_size: int) -> tuple[float, float]:
+    """All ten classes, every training image, from scratch: (accuracy, minutes).
+
+    The recipe is the best of those tried within the 20-minute budget on 2 CPU cores: at
+    32 px MobileNetV2's last feature map is 1x1 and 12 epochs reached 0.806 (12 min); at
+    48 px, 10 epochs reached 0.903 (15 min).
+    """
     from sft_tf import train
 
     config = _load_config("fashion_mnist")
     config.name = "fashion_mnist_full"
     config.export.dir = ""
+    config.model.image_size = image_size
     config.data.classes = None
     config.data.examples_per_class = None
     config.data.global_batch_size = 128
-    config.data.augment = "flip,translate"
+    config.data.augment = "flip"
     config.phase1.epochs = 0
     config.phase2.epochs = epochs
     config.phase2.unfreeze_blocks = -1
     config.phase2.batchnorm = "train"
-    config.phase2.learning_rate = 4e-3
+    config.phase2.learning_rate = 2e-3
     config.phase2.warmup_epochs = 1.0
     config.phase2.label_smoothing = 0.1
-    metrics, seconds = _quiet(train.run, config, workdir / "full")
+    metrics, seconds = _quiet(train.run, config, workdir / f"full_{image_size}px_{epochs}")
     return _accuracy(metrics, "phase2"), seconds / 60
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--labels", default="10,20,100", help="labels per class, comma-separated")
-    parser.add_argument("--seeds", type=int, default=2, help="seeds averaged per cell")
-    parser.add_argument("--full", action="store_true", help="also run table 2 (all classes)")
-    parser.add_argument("--full_epochs", type=int, default=12)
-    parser.add_argument("--workdir", default="runs/bench_transfer")
-    args = parser.parse_args(argv)
-    workdir = Path(args.workdir)
-    labels = [int(n) for n in args.labels.split(",")]
-    rows = table_one(workdir, labels, list(range(args.seeds)))
+def _print_table_one(rows: list[tuple], labels: list[int], seeds: int) -> None:
 
-    print(f"\nTable 1: target test accuracy (5 unseen classes), mean of {args.seeds} seed(s)\n")
+    print(f"\nTable 1: target test accuracy (5 unseen classes), mean of {seeds} seed(s)\n")
     print(f"| labels/class | {' | '.join(sorted({r[1] for r in rows}, key=_order))} |")
     print("|---" * (1 + len({r[1] for r in rows})) + "|")
     verdicts = []
@@ -155,12 +152,30 @@ def main(argv: list[str]) -> int:
             f"two-phase default minus scratch at {n} labels/class: {100 * gain:+.1f} points{target}"
         )
 
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--labels", default="10,20,100", help="labels per class, comma-separated ('': no table 1)"
+    )
+    parser.add_argument("--seeds", type=int, default=2, help="seeds averaged per cell")
+    parser.add_argument("--full", action="store_true", help="also run table 2 (all classes)")
+    parser.add_argument("--full_epochs", type=int, default=10)
+    parser.add_argument("--full_image_size", type=int, default=48)
+    parser.add_argument("--workdir", default="runs/bench_transfer")
+    args = parser.parse_args(argv)
+    workdir = Path(args.workdir)
+    labels = [int(n) for n in args.labels.split(",") if n]
+    if labels:
+        _print_table_one(table_one(workdir, labels, list(range(args.seeds))), labels, args.seeds)
+
     if args.full:
-        accuracy, minutes = table_two(workdir, args.full_epochs)
+        accuracy, minutes = table_two(workdir, args.full_epochs, args.full_image_size)
         print("\nTable 2: all 10 classes, full training set\n")
         print("| model | test accuracy |\n|---|---|")
         print(
-            f"| sft_tf MobileNetV2 (alpha 0.35, 32 px), {args.full_epochs} epochs, "
+            f"| sft_tf MobileNetV2 (alpha 0.35, {args.full_image_size} px, from scratch), "
+            f"{args.full_epochs} epochs, "
             f"{minutes:.1f} min on this machine | {accuracy:.3f} |"
         )
         for name, acc in PUBLISHED:

@@ -25,8 +25,10 @@ All flags: sft-tf --helpfull. Config fields and their meaning: sft_tf/config_lib
 from __future__ import annotations
 
 import difflib
+import errno
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -89,7 +91,7 @@ def _config(command: str):
 
         # Before validation, which may build a backbone: collective ops can only be set up
         # before TensorFlow runs its first op. train.run reuses this (cached) strategy.
-        strategy.build_strategy("multi_worker")
+        strategy.build_strategy("multi_worker", announce=False)
     config_lib.validate(config, command)
     return config
 
@@ -182,6 +184,43 @@ def main(argv: list[str]) -> int:
         where = e.filename or "a file"
         print(f"sft-tf: error: could not write {where}: {e.strerror or e}", file=sys.stderr)
         return 1
+    except Exception as e:
+        # TensorFlow's file system (checkpoints, SavedModels, gs://) reports the same failures
+        # as its own errors, "PATH; Permission denied"; anything else is a bug: re-raised.
+        failure = _file_system_failure(e)
+        if failure is None:
+            raise
+        print(f"sft-tf: error: could not write {failure[0]}: {failure[1]}", file=sys.stderr)
+        return 1
+
+
+# What an OS reports when a write fails for lack of room or rights, as TF quotes it.
+_WRITE_FAILURES = frozenset(
+    os.strerror(code)
+    for code in (
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EFBIG,
+        errno.ENOTDIR,
+        errno.EISDIR,
+    )
+)
+
+
+def _file_system_failure(error: Exception) -> tuple[str, str] | None:
+    """(path, reason) when `error` is a TensorFlow file-system write failure, else None."""
+    import tensorflow as tf
+
+    if not isinstance(error, tf.errors.OpError):
+        return None
+    # "{{function_node ...}} PATH; REASON [Op:SaveV2]" from ops, "PATH; REASON" from gfile.
+    match = re.fullmatch(r"(?:\{\{.*?\}\}\s*)?(.+); ([^;]+?)(?:\s*\[Op:\w+\])?", error.message)
+    if match is None or match.group(2) not in _WRITE_FAILURES:
+        return None
+    return match.group(1), match.group(2)
 
 
 def _import_tensorflow_quietly() -> None:

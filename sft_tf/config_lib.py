@@ -19,6 +19,7 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+from sft_tf import augment as augment_lib
 from sft_tf import backbones, data, model, strategy
 from sft_tf.errors import UserError
 
@@ -89,9 +90,19 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.classes = config_dict.placeholder(str)
     # Optional few-shot sampling: keep this many training examples per class (seeded).
     c.data.examples_per_class = config_dict.placeholder(int)
-    # Comma-separated training augmentations from: flip, translate, rotate, zoom, contrast,
-    # randaugment (Keras RandAugment: two random ops per image).
+    # Comma-separated training augmentations from: crop (random-resized crop, 50-100% of the
+    # area), flip, translate, rotate, zoom, contrast, randaugment (Keras RandAugment: two random
+    # ops per image), mixup, cutmix (blend two images and their labels; with both, each batch
+    # gets one of them).
     c.data.augment = "flip"
+    # Class imbalance: "none"; "balanced" weights each training example by
+    # n / (classes * examples of its class); or "NAME:WEIGHT,..." (unlisted classes weigh 1).
+    # Applied as per-example loss weights in the input pipeline.
+    c.data.class_weighting = "none"
+    # "balanced" draws every class equally often in training (rejection resampling: rare
+    # classes' images repeat, common ones are thinned); an epoch stays len(train) // batch
+    # steps. Use either this or class_weighting, not both.
+    c.data.resample = "none"
     # TFDS data dir for tfds: specs, local or gs:// ("" is TFDS's default, ~/tensorflow_datasets).
     c.data.tfds_data_dir = ""
     # How images become image_size squares (training and the export alike): "resize" stretches,
@@ -168,6 +179,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.export.tflite = False
     # TFLite weights: "float16" (half size) or "dynamic_range" (int8 weights, quarter size).
     c.export.tflite_quantization = "float16"
+    # Temperature scaling: fit one temperature on the validation set after training (minimum
+    # negative log-likelihood) and divide the export's logits by it, so the probabilities it
+    # serves are calibrated. Needs data.validation; the choice of class never changes.
+    c.export.calibrate = False
 
     c.runtime = ml_collections.ConfigDict()
     # auto | default | one_device | mirrored | multi_worker | tpu (the --strategy flag wins).
@@ -252,7 +267,7 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
         _fail(f"config.data.global_batch_size={d.global_batch_size} must be >= 1")
     if d.examples_per_class is not None and d.examples_per_class < 1:
         _fail(f"config.data.examples_per_class={d.examples_per_class} must be >= 1 or unset")
-    data.parse_augment(d.augment, field="config.data.augment")
+    augment_lib.parse_augment(d.augment, field="config.data.augment")
     needs_train = command in ("train", "audit")
     _check_spec("data.train", d.train, required=needs_train)
     _check_spec("data.validation", d.validation, required=False)
@@ -269,7 +284,14 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
         resize_method=data.RESIZE_METHODS,
         on_bad_image=data.BAD_IMAGE_POLICIES,
         cache=data.CACHE_MODES,
+        resample=augment_lib.RESAMPLING,
     )
+    augment_lib.parse_class_weights(d.class_weighting, field="config.data.class_weighting")
+    if d.resample != "none" and d.class_weighting.strip() not in ("", "none"):
+        _fail(
+            f"config.data.resample={d.resample!r} and config.data.class_weighting="
+            f"{d.class_weighting!r} both correct the imbalance; set one of them to 'none'"
+        )
     if d.cache_memory_mb < 0:
         _fail(f"config.data.cache_memory_mb={d.cache_memory_mb} must be >= 0 (MB)")
     cache_features = config.phase1.cache_features
@@ -325,6 +347,11 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
         _fail(
             f"config.export.tflite_quantization={config.export.tflite_quantization!r} must be "
             "'float16' or 'dynamic_range'"
+        )
+    if config.export.calibrate and not d.validation:
+        _fail(
+            "config.export.calibrate=True fits the temperature on validation data; set "
+            "config.data.validation (e.g. split:0.1) or turn calibration off"
         )
     if config.export.keep < 0:
         _fail(f"config.export.keep={config.export.keep} must be >= 0 (0 keeps every version)")

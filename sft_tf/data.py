@@ -1,4 +1,4 @@
-"""Dataset specs -> labelled examples -> tf.data pipelines of (uint8 images, int32 labels).
+"""Dataset specs -> labelled examples -> tf.data pipelines of (uint8 images, labels).
 
 A spec string names where a split comes from:
 
@@ -18,7 +18,8 @@ Loading a spec gives `Examples`: labels plus a way to reach each image (file pat
 record stream, or in-memory pixels), cheap to subset (classes, few-shot sampling, hold-outs)
 before any image is decoded. `scan_images` decodes everything once to find files that cannot be
 decoded; `build_dataset` turns the rest into the batches every trainer here consumes:
-`(uint8 [B, H, W, 3], int32 [B])` with static shapes.
+`(uint8 [B, H, W, 3], int32 [B])` with static shapes, or for the trainers one-hot float32
+labels [B, C] and, with class weighting, a third element: per-example sample weights.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
+from sft_tf import augment as augment_lib
 from sft_tf.errors import UserError
 
 SPEC_KINDS = ("folder", "tfds", "tfrecord", "fashion_mnist", "split")
@@ -61,7 +62,6 @@ _FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-AUGMENTATIONS = ("flip", "translate", "rotate", "zoom", "contrast", "randaugment")
 # Feature keys of TF Model Garden's image classification records.
 TFRECORD_IMAGE = "image/encoded"
 TFRECORD_LABEL = "image/class/label"
@@ -677,7 +677,10 @@ def encoded_images(examples: Examples) -> tf.data.Dataset:
     keep_t = tf.constant(keep)
     stream = examples.records.images().take(len(keep)).enumerate()
     stream = stream.map(lambda pos, encoded: (tf.gather(keep_t, pos), encoded))
-    return stream.filter(lambda i, _: i >= 0)
+    # The filter hides the length; stating it lets Keras size its loops and progress bars.
+    return stream.filter(lambda i, _: i >= 0).apply(
+        tf.data.experimental.assert_cardinality(len(examples))
+    )
 
 
 def _probe(encoded: tf.Tensor) -> tuple[tf.Tensor, ...]:
@@ -766,35 +769,6 @@ def drop_bad(examples: Examples, scan: ImageScan) -> Examples:
     return examples if scan.ok.all() else examples.take(np.flatnonzero(scan.ok))
 
 
-def parse_augment(text: str, field: str = "augment") -> list[str]:
-    """Splits and checks a comma-separated augmentation list."""
-    names = [a.strip() for a in text.split(",") if a.strip()]
-    unknown = [a for a in names if a not in AUGMENTATIONS]
-    if unknown:
-        raise UserError(
-            f"{field}={text!r}: unknown {unknown}; choose from {', '.join(AUGMENTATIONS)}"
-        )
-    return names
-
-
-def build_augmenter(names: Sequence[str], seed: int) -> keras.Sequential | None:
-    """Keras preprocessing layers for the chosen augmentations, or None for none."""
-    choices = {
-        "flip": lambda: keras.layers.RandomFlip("horizontal", seed=seed),
-        "translate": lambda: keras.layers.RandomTranslation(0.1, 0.1, seed=seed),
-        "rotate": lambda: keras.layers.RandomRotation(0.05, seed=seed),
-        "zoom": lambda: keras.layers.RandomZoom(0.1, seed=seed),
-        "contrast": lambda: keras.layers.RandomContrast(0.2, seed=seed),
-        # Two random ops per image at moderate strength; value_range matches our 0..255 pixels.
-        "randaugment": lambda: keras.layers.RandAugment(
-            value_range=(0, 255), num_ops=2, factor=0.5, seed=seed
-        ),
-    }
-    if not names:
-        return None
-    return keras.Sequential([choices[n]() for n in names], name="augment")
-
-
 def cache_plan(
     examples: Examples, image_size: int, mode: str, budget_mb: int, directory: str, tag: str
 ) -> str:
@@ -835,41 +809,17 @@ def cache_plan(
     return path
 
 
-def build_dataset(
+def _example_stream(
     examples: Examples,
     image_size: int,
-    batch_size: int,
     training: bool,
-    seed: int = 0,
-    augment: Sequence[str] = (),
-    resize_method: str = "resize",
-    cache: str = "memory",
-    memory_budget_mb: int = 1024,
+    seed: int,
+    resize_method: str,
+    cache: str,
+    memory_budget_mb: int,
+    batch_size: int,
 ) -> tf.data.Dataset:
-    """The input pipeline: read, decode+resize, cache, shuffle, batch, augment, prefetch.
-
-    Args:
-      examples: what to read (undecodable files already dropped, see `scan_images`).
-      image_size: output height and width.
-      batch_size: the global batch size (a strategy splits it over replicas).
-      training: shuffle every epoch, drop the last partial batch (static shapes), augment.
-      seed: shuffling and augmentation seed.
-      augment: augmentation names (see AUGMENTATIONS); only used when training.
-      resize_method: "resize", "crop" or "pad" (see `resize`).
-      cache: "memory", "off", or a file path prefix for an on-disk cache (see `cache_plan`).
-      memory_budget_mb: bounds the shuffle buffer when the pixels are not cached in memory.
-
-    Returns:
-      A dataset of (uint8 [B, S, S, 3], int32 [B]).
-
-    Raises:
-      UserError: training on fewer examples than one batch.
-    """
-    if training and len(examples) < batch_size:
-        raise UserError(
-            f"{examples.origin!r} has {len(examples)} training examples, fewer than one batch of "
-            f"data.global_batch_size={batch_size}; lower the batch size"
-        )
+    """(uint8 image, int32 label) one example at a time: read, decode+resize, cache, shuffle."""
     n = len(examples)
     labels = tf.constant(examples.labels, tf.int32)
     # Uncached files are shuffled by name before reading (below), not as decoded pixels.
@@ -921,17 +871,108 @@ def build_dataset(
             else max(batch_size, min(n, memory_budget_mb * 2**20 // per_image))
         )
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds
+
+
+def build_dataset(
+    examples: Examples,
+    image_size: int,
+    batch_size: int,
+    training: bool,
+    seed: int = 0,
+    augment: Sequence[str] = (),
+    resize_method: str = "resize",
+    cache: str = "memory",
+    memory_budget_mb: int = 1024,
+    num_classes: int = 0,
+    class_weights: np.ndarray | None = None,
+    resample: str = "none",
+) -> tf.data.Dataset:
+    """The input pipeline: read, decode+resize, cache, shuffle, batch, augment, prefetch.
+
+    Args:
+      examples: what to read (undecodable files already dropped, see `scan_images`).
+      image_size: output height and width.
+      batch_size: the global batch size (a strategy splits it over replicas).
+      training: shuffle every epoch, drop the last partial batch (static shapes), augment.
+      seed: shuffling and augmentation seed.
+      augment: augmentation names (see augment.AUGMENTATIONS); only used when training.
+        mixup and cutmix need `num_classes`.
+      resize_method: "resize", "crop" or "pad" (see `resize`).
+      cache: "memory", "off", or a file path prefix for an on-disk cache (see `cache_plan`).
+      memory_budget_mb: bounds the shuffle buffer when the pixels are not cached in memory.
+      num_classes: > 0: one-hot float32 labels of this width (what the trainers' loss takes);
+        0: int32 labels.
+      class_weights: per-class weights (`augment.class_weights`) for training batches, which
+        then carry a third element, the per-example sample weight. Needs `num_classes`.
+      resample: "balanced": training draws every class equally often from one stream per class
+        (`augment.balanced_stream`); the dataset is endless (give fit steps_per_epoch).
+
+    Returns:
+      A dataset of (uint8 [B, S, S, 3], labels) or (images, labels, float32 weights [B]).
+
+    Raises:
+      UserError: training on fewer examples than one batch.
+    """
+    mixing = [a for a in augment if a in augment_lib.MIXING] if training else []
+    if (mixing or class_weights is not None) and not num_classes:
+        raise ValueError("mixup, cutmix and class weights need one-hot labels (num_classes)")
+    if training and len(examples) < batch_size:
+        raise UserError(
+            f"{examples.origin!r} has {len(examples)} training examples, fewer than one batch of "
+            f"data.global_batch_size={batch_size}; lower the batch size"
+        )
+    if training and resample == "balanced":
+        # Class-balanced batches for an imbalanced split: one endless stream per class (each
+        # cached and shuffled on its own), drawn with equal probability. Rare classes' images
+        # come round more often than common ones'; the caller counts an epoch in steps.
+        # (Record sources are read once per class to fill the caches.)
+        streams = []
+        for c in np.flatnonzero(examples.counts()):
+            members = examples.take(np.flatnonzero(examples.labels == c))
+            class_cache = cache if cache in ("memory", "off") else f"{cache}-class{c}"
+            streams.append(
+                _example_stream(
+                    members,
+                    image_size,
+                    training,
+                    seed,
+                    resize_method,
+                    class_cache,
+                    memory_budget_mb,
+                    batch_size,
+                )
+            )
+        ds = augment_lib.balanced_stream(streams, seed)
+    else:
+        ds = _example_stream(
+            examples, image_size, training, seed, resize_method, cache, memory_budget_mb, batch_size
+        )
     # drop_remainder for training: static batch shapes, required by TPUs and replica splits.
     ds = ds.batch(batch_size, drop_remainder=training)
-    augmenter = build_augmenter(augment, seed) if training else None
-    if augmenter is not None:
+    augmenter = augment_lib.build_augmenter(augment, seed) if training else None
+    crop = training and "crop" in augment
+    if augmenter is not None or crop:
         # Batch-level augmentation: one vectorised call per batch instead of one per image.
 
         def augment_batch(images, y):
-            augmented = augmenter(tf.cast(images, tf.float32))
+            augmented = tf.cast(images, tf.float32)
+            if crop:
+                augmented = augment_lib.random_resized_crop(augmented, seed)
+            if augmenter is not None:
+                augmented = augmenter(augmented)
             return tf.cast(tf.clip_by_value(augmented, 0, 255), tf.uint8), y
 
         ds = ds.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    if num_classes:
+        # One-hot labels (soft after mixing) and per-example weights, built per batch.
+        mixer = augment_lib.build_mixer(mixing, seed)
+        weights = class_weights if training else None
+
+        def finish(images, y):
+            return augment_lib.finish_batch(images, y, num_classes, weights, mixer)
+
+        ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
     # Overlap input work with the training step.
     return ds.prefetch(tf.data.AUTOTUNE)
 

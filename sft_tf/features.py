@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from sft_tf import augment
+
 # Layer names from model.build_classifier: the pooled features and what sits above them.
 POOL_LAYER = "pool"
 HEAD_LAYERS = ("dropout", "probabilities")
@@ -49,19 +51,43 @@ def head_of(model: keras.Model) -> keras.Model:
 
 
 def feature_dataset(
-    features: np.ndarray, labels: np.ndarray, batch_size: int, training: bool, seed: int = 0
+    features: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    training: bool,
+    seed: int = 0,
+    num_classes: int = 0,
+    class_weights: np.ndarray | None = None,
+    resample: str = "none",
 ) -> tf.data.Dataset:
     """Batches of (features, labels), shuffled and batched like `data.build_dataset` does.
 
     The shuffle uses the same seed and a full buffer, so a training epoch visits the examples
-    in the same order as the image pipeline over the same examples would.
+    in the same order as the image pipeline over the same examples would. num_classes,
+    class_weights and resample mean what they mean for `data.build_dataset`.
     """
-    ds = tf.data.Dataset.from_tensor_slices((features, labels))
-    if training:
+
+    def shuffled(x, y):
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
         # Same seed and buffer as the image pipeline's shuffle: the same order of examples.
-        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+        return ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True) if training else ds
+
+    if training and resample == "balanced":
+        ds = augment.balanced_stream(
+            [shuffled(features[labels == c], labels[labels == c]) for c in np.unique(labels)], seed
+        )
+    else:
+        ds = shuffled(features, labels)
     # drop_remainder for training: the same steps per epoch as the image pipeline.
-    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training)
+    if num_classes:
+        weights = class_weights if training else None
+
+        def finish(x, y):
+            return augment.finish_batch(x, y, num_classes, weights)
+
+        ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def should_cache(mode: str, augment: list[str] | tuple[str, ...], multi_worker: bool) -> bool:

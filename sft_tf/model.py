@@ -42,6 +42,37 @@ class Preprocess(keras.layers.Layer):
         return {**super().get_config(), "backbone": self.backbone}
 
 
+@keras.saving.register_keras_serializable(package="sft_tf")
+class Temperature(keras.layers.Layer):
+    """Temperature scaling of a classifier's probabilities: softmax(log p / T).
+
+    The classifier ends in a softmax, so log p are its logits up to a per-example constant,
+    which the softmax cancels. Always float32, like the head's last layer.
+    """
+
+    def __init__(self, temperature: float, **kwargs):
+        super().__init__(dtype="float32", **kwargs)
+        self.temperature = float(temperature)
+
+    def call(self, probabilities):
+        logits = ops.log(ops.maximum(ops.cast(probabilities, "float32"), 1e-30))
+        return ops.softmax(logits / self.temperature, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}
+
+
+def with_temperature(model: keras.Model, temperature: float | None) -> keras.Model:
+    """`model` followed by temperature scaling (the model itself when temperature is None).
+
+    The new model shares `model`'s layers and weights; nothing is copied.
+    """
+    if temperature is None:
+        return model
+    outputs = Temperature(temperature, name="temperature")(model.outputs[0])
+    return keras.Model(model.inputs, outputs, name=model.name)
+
+
 def _backbone_options(alpha: float | None) -> dict:
     return {} if alpha is None else {"alpha": alpha}
 

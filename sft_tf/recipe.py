@@ -1,4 +1,4 @@
-"""The fine-tuning recipe: optimizers, per-block learning rates, L2-SP, label smoothing, head init.
+"""The fine-tuning recipe: optimizers, per-block learning rates, L2-SP, head init.
 
 Everything here reuses Keras: the optimizers are Keras's own, with one override that scales
 the learning rate per variable (Keras has no per-layer rates); L2-SP is a Keras regularizer
@@ -126,22 +126,3 @@ def zero_head(model: keras.Model, layer_name: str = "probabilities") -> None:
     head = model.get_layer(layer_name)
     for variable in head.weights:
         variable.assign(ops.zeros_like(variable))
-
-
-def sparse_crossentropy(label_smoothing: float = 0.0):
-    """Cross-entropy on integer labels, optionally with label smoothing.
-
-    Keras's SparseCategoricalCrossentropy has no smoothing; with smoothing e the target is
-    (1 - e) on the true class plus e/C everywhere, which is
-    (1 - e) * CE(true class) + e * mean over classes of -log p.
-    """
-    if not label_smoothing:
-        return keras.losses.SparseCategoricalCrossentropy()
-
-    def loss(y_true, y_pred):
-        y_pred = ops.clip(y_pred, keras.config.epsilon(), 1.0)
-        log_p = ops.log(y_pred)
-        true = ops.take_along_axis(log_p, ops.cast(ops.reshape(y_true, (-1, 1)), "int32"), 1)
-        return -(1 - label_smoothing) * true[:, 0] - label_smoothing * ops.mean(log_p, axis=-1)
-
-    return loss

@@ -63,7 +63,9 @@ def _tpu_strategy(tpu: str) -> tf.distribute.Strategy:
     return tf.distribute.TPUStrategy(resolver)
 
 
-def build_strategy(name: str = "auto", tpu: str = "") -> tf.distribute.Strategy:
+def build_strategy(
+    name: str = "auto", tpu: str = "", announce: bool = True
+) -> tf.distribute.Strategy:
     """Creates the distribution strategy (once per kind per process) and prints what it runs on.
 
     Args:
@@ -71,6 +73,8 @@ def build_strategy(name: str = "auto", tpu: str = "") -> tf.distribute.Strategy:
         default, one_device, mirrored (all GPUs, or all logical CPUs when there is no GPU),
         multi_worker (TF_CONFIG describes the cluster) or tpu.
       tpu: TPU name or grpc:// address for name="tpu" (empty: the attached one).
+      announce: print the strategy line (the CLI's early multi-worker set-up does not; the
+        trainer's call prints it once).
 
     Returns:
       The strategy; its class, replica count and devices are printed.
@@ -109,11 +113,12 @@ def build_strategy(name: str = "auto", tpu: str = "") -> tf.distribute.Strategy:
     _CACHE[name, tpu] = strategy
     # MultiWorkerMirroredStrategy's class is named CollectiveAllReduceStrategy; print the API name.
     kind = "MultiWorkerMirroredStrategy" if name == "multi_worker" else type(strategy).__name__
-    print(
-        f"Strategy {kind}: {strategy.num_replicas_in_sync} replica(s) on "
-        f"{', '.join(_devices(strategy)) or 'the default device'}",
-        flush=True,
-    )
+    if announce:
+        print(
+            f"Strategy {kind}: {strategy.num_replicas_in_sync} replica(s) on "
+            f"{', '.join(_devices(strategy)) or 'the default device'}",
+            flush=True,
+        )
     return strategy
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from sft_tf import audit as audit_lib
+from sft_tf import augment as augment_lib
 from sft_tf import backbones, config_lib, data, evaluate, export, features, recipe, report
 from sft_tf import checkpoint as ckpt
 from sft_tf import model as model_lib
@@ -148,8 +149,21 @@ def load_target_splits(config: ml_collections.ConfigDict):
 
 
 def _dataset(
-    config, examples, training: bool, augment: bool = True, batch_size: int | None = None
+    config,
+    examples,
+    training: bool,
+    augment: bool = True,
+    batch_size: int | None = None,
+    one_hot: bool = True,
+    class_weights: np.ndarray | None = None,
+    resample: str = "none",
 ) -> tf.data.Dataset:
+    """The pipeline for `examples` as `config.data` says.
+
+    one_hot: labels as the trainers' loss takes them (False: int labels, for evaluation).
+    class_weights: per-class training weights (`_class_weights`, from the whole training split
+    even when `examples` is one worker's shard). resample: `data.resample` for training.
+    """
     d = config.data
     cache_dir = d.cache_dir or os.path.join(tempfile.gettempdir(), "sft_tf_cache")
     ds = data.build_dataset(
@@ -158,7 +172,7 @@ def _dataset(
         batch_size=batch_size or d.global_batch_size,
         training=training,
         seed=config.seed,
-        augment=data.parse_augment(d.augment) if (training and augment) else (),
+        augment=augment_lib.parse_augment(d.augment) if (training and augment) else (),
         resize_method=d.resize_method,
         cache=data.cache_plan(
             examples,
@@ -169,11 +183,24 @@ def _dataset(
             f"{d.resize_method}-{'train' if training else 'eval'}",
         ),
         memory_budget_mb=d.cache_memory_mb,
+        num_classes=len(examples.class_names) if one_hot else 0,
+        class_weights=class_weights if training else None,
+        resample=resample if training else "none",
     )
     return ds
 
 
-def _train_input(config, strategy, examples) -> tuple[tf.data.Dataset, int]:
+def _class_weights(config, train: data.Examples) -> np.ndarray | None:
+    """`data.class_weighting` for the training split (None: unweighted)."""
+    return augment_lib.class_weights(
+        config.data.class_weighting,
+        train.class_names,
+        train.counts(),
+        field="config.data.class_weighting",
+    )
+
+
+def _train_input(config, strategy, examples, balance: bool = True) -> tuple[tf.data.Dataset, int]:
     """Training batches split over the strategy's replicas, and the steps per epoch.
 
     One worker (one device, Mirrored, a single-host TPU): Keras splits each global batch over
@@ -182,19 +209,35 @@ def _train_input(config, strategy, examples) -> tuple[tf.data.Dataset, int]:
     shard; in-memory pixels have no files to split, so every worker builds the same pipeline
     and tf.distribute keeps each worker's part of every global batch (auto-shard by data).
     Pass the steps to fit as steps_per_epoch (the per-worker pipelines repeat endlessly).
+    balance: apply data.class_weighting and data.resample (the target task's; not for source
+    training).
     """
     global_batch = config.data.global_batch_size
+    weights = _class_weights(config, examples) if balance else None
+    resample = config.data.resample if balance else "none"
+    if weights is not None:
+        listed = ", ".join(f"{n} {w:.3g}" for n, w in zip(examples.class_names, weights))
+        _say(f"Class weights ({config.data.class_weighting}): {listed}")
+    if resample != "none":
+        _say(f"Training draws the classes equally often (data.resample={resample})")
     if examples.pixels is None and strategy_lib.input_pipelines(strategy) > 1:
         return strategy_lib.distribute_by_file(
             strategy,
             lambda indices, batch: _dataset(
-                config, examples.take(indices), training=True, batch_size=batch
+                config,
+                examples.take(indices),
+                training=True,
+                batch_size=batch,
+                class_weights=weights,
+                resample=resample,
             ),
             len(examples),
             global_batch,
             log=_say,
         )
-    train_ds = strategy_lib.shard_by_data(_dataset(config, examples, training=True))
+    train_ds = strategy_lib.shard_by_data(
+        _dataset(config, examples, training=True, class_weights=weights, resample=resample)
+    )
     return train_ds, len(examples) // global_batch
 
 
@@ -281,9 +324,10 @@ def _compile(
         warmup_steps=warmup,
     )
     num_classes = model.output_shape[-1]
-    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    # The pipelines give one-hot labels (soft ones after mixup/cutmix).
+    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     if num_classes > 5:
-        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
     if phase is None:
         optimizer = recipe.build_optimizer("adam", schedule)
     else:
@@ -298,7 +342,9 @@ def _compile(
     optimizer.set_rate_scales(rate_scales)
     model.compile(
         optimizer=optimizer,
-        loss=recipe.sparse_crossentropy(phase.label_smoothing if phase else 0.0),
+        loss=keras.losses.CategoricalCrossentropy(
+            label_smoothing=phase.label_smoothing if phase else 0.0
+        ),
         metrics=metrics,
         **(compile_options or {}),
     )
@@ -340,7 +386,7 @@ def _early_stopping(phase: ml_collections.ConfigDict, val_ds) -> list[keras.call
 
 def _predict(model, config, examples: data.Examples) -> np.ndarray:
     """Class probabilities for every example, in order."""
-    ds = _dataset(config, examples, training=False)
+    ds = _dataset(config, examples, training=False, one_hot=False)
     if strategy_lib.input_pipelines(model.distribute_strategy) > 1:
         # Several workers: model.predict would return only this worker's share of the
         # examples, so each worker runs the model itself on all of them.
@@ -384,6 +430,31 @@ def write_report(
     return metrics
 
 
+def _calibrate(model, config, validation: data.Examples) -> dict:
+    """Fits the temperature on validation data (export.calibrate); returns what it measured."""
+    probabilities = _predict(model, config, validation)
+    temperature = round(evaluate.fit_temperature(probabilities, validation.labels), 4)
+    scaled = evaluate.apply_temperature(probabilities, temperature)
+    result = {"temperature": temperature, "validation_examples": len(validation)}
+    for name, p in (("before", probabilities), ("after", scaled)):
+        result[f"validation_nll_{name}"] = round(
+            evaluate.negative_log_likelihood(p, validation.labels), 4
+        )
+        result[f"validation_ece_{name}"] = round(evaluate.calibration(p, validation.labels)[0], 4)
+    _say(
+        f"Temperature scaling (export.calibrate): T={temperature} on {len(validation)} "
+        f"validation images; NLL {result['validation_nll_before']} -> "
+        f"{result['validation_nll_after']}, ECE {result['validation_ece_before']} -> "
+        f"{result['validation_ece_after']}"
+    )
+    return result
+
+
+def _served(model: keras.Model, metrics: dict) -> keras.Model:
+    """The model as evaluated and exported: with the fitted temperature, if there is one."""
+    return model_lib.with_temperature(model, metrics.get("calibration", {}).get("temperature"))
+
+
 def _merge_history(history: dict, new: keras.callbacks.History) -> None:
     for key, values in new.history.items():
         history.setdefault(key, []).extend(float(v) for v in values)
@@ -421,21 +492,26 @@ def _fit_head_on_features(
     the same updates as it would from `_fit` on images (tests/test_input_pipeline.py checks).
     """
     batch = config.data.global_batch_size
+    num_classes = len(train.class_names)
     start = time.perf_counter()
     train_f = features.feature_dataset(
-        features.extract(model, _dataset(config, train, training=False)),
+        features.extract(model, _dataset(config, train, training=False, one_hot=False)),
         train.labels,
         batch,
         training=True,
         seed=config.seed,
+        num_classes=num_classes,
+        class_weights=_class_weights(config, train),
+        resample=config.data.resample,
     )
     val_f = None
     if validation is not None:
         val_f = features.feature_dataset(
-            features.extract(model, _dataset(config, validation, training=False)),
+            features.extract(model, _dataset(config, validation, training=False, one_hot=False)),
             validation.labels,
             batch,
             training=False,
+            num_classes=num_classes,
         )
     _say(
         f"Phase 1 on cached features (phase1.cache_features): the frozen base ran once over "
@@ -444,7 +520,14 @@ def _fit_head_on_features(
     # The per-epoch weights file is the whole model's; the head-only fit cannot write it.
     head_callbacks = [c for c in callbacks if not isinstance(c, SaveWeightsEachEpoch)]
     head_callbacks += _early_stopping(config.phase1, val_f)
-    return _fit(head, train_f, val_f, head_callbacks, epochs=config.phase1.epochs)
+    return _fit(
+        head,
+        train_f,
+        val_f,
+        head_callbacks,
+        epochs=config.phase1.epochs,
+        steps_per_epoch=len(train) // batch,
+    )
 
 
 def _fit(model, train_ds, val_ds, callbacks, **epochs) -> keras.callbacks.History:
@@ -623,7 +706,7 @@ def run(
         base.trainable = False
         multi_worker = getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
         cached = features.should_cache(
-            p1.cache_features, data.parse_augment(config.data.augment), multi_worker
+            p1.cache_features, augment_lib.parse_augment(config.data.augment), multi_worker
         )
         with strategy.scope():
             # With cached features only the head (dropout + Dense, the same layers) trains.
@@ -726,7 +809,10 @@ def run(
     else:
         save_state("trained", p1.epochs, checkpoint_phase="phase1")
 
-    # --- Evaluate and export -------------------------------------------------------------------
+    # --- Calibrate, evaluate and export ---------------------------------------------------------
+    if config.export.calibrate and validation is not None:
+        metrics["calibration"] = _calibrate(model, config, validation)
+    served = _served(model, metrics)
     save_weights_atomic(model, workdir / WEIGHTS_FILE)
     # Workers that stayed in sync print the same digest (the multi-worker test compares them).
     _say(f"Final weights sha256 {strategy_lib.weights_digest(model.weights)}")
@@ -736,7 +822,7 @@ def run(
             _say(f"Test accuracy after {phase}: {metrics[phase]['test']['accuracy']:.4f}")
     if test is not None and chief:
         switch = p1.epochs if p2.epochs else None
-        write_report(model, config, test, workdir / "report", history, switch)
+        write_report(served, config, test, workdir / "report", history, switch)
         _say(f"Evaluation report: {workdir / 'report' / 'report.md'}")
     if config.export.dir:
         check = data.encoded_samples(validation or test or train, 8)
@@ -746,7 +832,7 @@ def run(
         if not chief:
             export_config = copy.deepcopy(config)
             export_config.export.dir = str(workdir / "saved_models")
-        path = _export(export_config, model, class_names, check, metrics)
+        path = _export(export_config, served, class_names, check, metrics)
         metrics["export"] = str(path)
     _write_json(workdir / "metrics.json", metrics)
     state.update(complete=True, metrics=metrics)
@@ -812,7 +898,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         if split is not None:
             _say(_describe_split(name, split))
     class_names = list(train.class_names)
-    train_ds, steps = _train_input(config, strategy, train)
+    train_ds, steps = _train_input(config, strategy, train, balance=False)
 
     # --- Model: everything trains, BatchNorm included -----------------------------------------
     with strategy.scope():
@@ -888,6 +974,7 @@ def restore(workdir: str | Path) -> tuple[ml_collections.ConfigDict, keras.Model
 def evaluate_workdir(workdir: str | Path) -> dict:
     """Evaluates a workdir's trained model on its config's test split; writes evaluation.json."""
     config, model, _ = restore(workdir)
+    model = _served(model, _saved_metrics(workdir))
     _, _, test = load_target_splits(config)
     if test is None:
         raise UserError("config.data.test is empty; set it to evaluate")
@@ -914,7 +1001,7 @@ def evaluate_export(export_dir: str | Path, config: ml_collections.ConfigDict) -
     )
     probabilities, labels = evaluate.collect_predictions(
         lambda images: serve(images=images)["probabilities"].numpy(),
-        _dataset(config, test, training=False),
+        _dataset(config, test, training=False, one_hot=False),
     )
     return evaluate.classification_metrics(
         probabilities, labels, list(test.class_names), top_k=config.export.top_k
@@ -932,15 +1019,20 @@ def export_workdir(workdir: str | Path) -> Path:
         raise UserError(
             "config.export.dir is empty in this workdir's config.json; nothing to export to"
         )
-    metrics_path = Path(workdir) / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    metrics = _saved_metrics(workdir)
     try:  # real images for the parity check when the data is still there
         train, validation, test = load_target_splits(config)
         check = data.encoded_samples(validation or test or train, 8)
     except UserError as e:
         _say(f"Data unavailable ({e}); checking the export on synthetic images")
         check = []
-    return _export(config, model, class_names, check, metrics)
+    return _export(config, _served(model, metrics), class_names, check, metrics)
+
+
+def _saved_metrics(workdir: str | Path) -> dict:
+    """metrics.json of a finished run ({} before the run finished)."""
+    path = Path(workdir) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _export(config, model, class_names, check_images, metrics: dict) -> Path:
@@ -951,6 +1043,8 @@ def _export(config, model, class_names, check_images, metrics: dict) -> Path:
         "backbone_options": {"alpha": config.model.alpha} if config.model.alpha else {},
         "weights": config.model.weights or "random init",
         "config_digest": _digest(config),
+        # Temperature scaling applied inside the export (None: uncalibrated).
+        "temperature": metrics.get("calibration", {}).get("temperature"),
         "test_metrics": {
             phase: {k: v for k, v in metrics[phase]["test"].items() if k != "confusion_matrix"}
             for phase in ("phase1", "phase2")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sft_tf import data
+from sft_tf import augment, data
 from sft_tf.errors import UserError
 from tests import image_files
 from tests.conftest import CLASS_COLOURS, write_image
@@ -141,7 +141,7 @@ def test_pipeline_rejects_fewer_examples_than_a_batch(image_folders):
 
 def test_unknown_augmentation_is_named():
     with pytest.raises(UserError, match=r"unknown \['blur'\]"):
-        data.parse_augment("flip,blur", field="config.data.augment")
+        augment.parse_augment("flip,blur", field="config.data.augment")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,12 +398,12 @@ def test_randaugment_changes_pixels_and_keeps_the_batch_contract(image_folders):
     examples = data.load_examples(f"folder:{image_folders['test']}")
     plain = data.build_dataset(examples, 32, 6, training=True, seed=0)
     augmented = data.build_dataset(
-        examples, 32, 6, training=True, seed=0, augment=data.parse_augment("randaugment")
+        examples, 32, 6, training=True, seed=0, augment=augment.parse_augment("randaugment")
     )
     assert augmented.element_spec == plain.element_spec
     # Training order is not deterministic (parallel decode), so compare on one fixed batch.
     images = np.concatenate([x for x, _ in data.build_dataset(examples, 32, 6, training=False)])
-    changed = data.build_augmenter(["randaugment"], seed=0)(images, training=True)
+    changed = augment.build_augmenter(["randaugment"], seed=0)(images, training=True)
     assert changed.shape == images.shape
     assert np.abs(np.asarray(changed).astype(int) - images.astype(int)).mean() > 1.0
 

@@ -105,6 +105,7 @@ def test_two_workers_train_both_phases_in_sync_and_only_the_chief_writes(tmp_pat
     # Both workers form one 2-replica cluster, and both phases ran on both.
     for out in (chief_out, worker_out):
         _line(r"^Strategy MultiWorkerMirroredStrategy: 2 replica\(s\)", out)
+        assert len(re.findall(r"^Strategy ", out, re.MULTILINE)) == 1  # printed once
         _line(r"^Global batch 8 = 4 per replica x 2", out)
         _line(r"^Phase 1 ", out)
         _line(r"^Phase 2 ", out)

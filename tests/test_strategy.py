@@ -170,7 +170,7 @@ def test_mixed_precision_builds_and_trains_with_a_float32_head(policy, image_fol
         assert all(w.dtype == "float32" for w in model.trainable_weights)
         rng = np.random.default_rng(0)
         images = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
-        labels = rng.integers(0, 3, 16).astype(np.int32)
+        labels = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 16)]  # one-hot, as trained
         before = model.get_layer("probabilities").kernel.numpy()
         logs = model.fit(images, labels, batch_size=8, epochs=1, verbose=0).history
         assert np.isfinite(logs["loss"][0])

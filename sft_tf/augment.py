@@ -1,0 +1,204 @@
+"""Training-batch transforms: augmentation, MixUp/CutMix, class weights, balanced resampling.
+
+Everything here runs inside `tf.data` on whole batches (one vectorised call per batch, and
+nothing that XLA would have to compile in the training step). The pieces are Keras
+preprocessing layers where Keras has one; the random-resized crop samples its boxes here and
+lets `tf.image.crop_and_resize` do the work, because Keras's RandomCrop takes one offset per
+batch and returns a smaller image.
+
+Class imbalance has two remedies, chosen in config: per-example weights from the training
+split's class counts (`data.class_weighting`), carried as the batch's `sample_weight` (Keras's
+`class_weight` argument does not work under distribution strategies and TPUs), or a balanced
+stream of examples (`data.resample=balanced`): `tf.data` draws from one stream per class.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sft_tf.errors import UserError
+
+# Per-image geometric and photometric augmentations, applied in this order of the list given.
+IMAGE_AUGMENTATIONS = ("crop", "flip", "translate", "rotate", "zoom", "contrast", "randaugment")
+# Augmentations that mix two images and their labels (need one-hot labels).
+MIXING = ("mixup", "cutmix")
+AUGMENTATIONS = IMAGE_AUGMENTATIONS + MIXING
+RESAMPLING = ("none", "balanced")
+# The random-resized crop keeps 50-100% of the image area at aspect ratios 3:4 to 4:3.
+CROP_AREA = (0.5, 1.0)
+CROP_ASPECT = (3 / 4, 4 / 3)
+
+
+def parse_augment(text: str, field: str = "augment") -> list[str]:
+    """Splits and checks a comma-separated augmentation list."""
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    unknown = [a for a in names if a not in AUGMENTATIONS]
+    if unknown:
+        raise UserError(
+            f"{field}={text!r}: unknown {unknown}; choose from {', '.join(AUGMENTATIONS)}"
+        )
+    return names
+
+
+def build_augmenter(names: Sequence[str], seed: int) -> keras.Sequential | None:
+    """Keras preprocessing layers for the per-image augmentations in `names` (crop and mixing
+    are separate), or None when there are none."""
+    choices = {
+        "flip": lambda: keras.layers.RandomFlip("horizontal", seed=seed),
+        "translate": lambda: keras.layers.RandomTranslation(0.1, 0.1, seed=seed),
+        "rotate": lambda: keras.layers.RandomRotation(0.05, seed=seed),
+        "zoom": lambda: keras.layers.RandomZoom(0.1, seed=seed),
+        "contrast": lambda: keras.layers.RandomContrast(0.2, seed=seed),
+        # Two random ops per image at moderate strength; value_range matches our 0..255 pixels.
+        "randaugment": lambda: keras.layers.RandAugment(
+            value_range=(0, 255), num_ops=2, factor=0.5, seed=seed
+        ),
+    }
+    layers = [choices[n]() for n in names if n in choices]
+    return keras.Sequential(layers, name="augment") if layers else None
+
+
+def random_resized_crop(images: tf.Tensor, seed: int) -> tf.Tensor:
+    """Crops a random box from each image (its own area, aspect and place) and resizes it back.
+
+    Args:
+      images: float32 [B, H, W, C].
+      seed: op seed; each call draws new boxes.
+
+    Returns:
+      float32 [B, H, W, C].
+    """
+    batch = tf.shape(images)[0]
+    area = tf.random.uniform([batch], *CROP_AREA, seed=seed)
+    aspect = tf.exp(tf.random.uniform([batch], *map(math.log, CROP_ASPECT), seed=seed + 1))
+    # Box sides as fractions of the image; a side that would pass 1 is clipped to the image.
+    height = tf.minimum(tf.sqrt(area / aspect), 1.0)
+    width = tf.minimum(tf.sqrt(area * aspect), 1.0)
+    top = tf.random.uniform([batch], seed=seed + 2) * (1.0 - height)
+    left = tf.random.uniform([batch], seed=seed + 3) * (1.0 - width)
+    boxes = tf.stack([top, left, top + height, left + width], axis=1)
+    return tf.image.crop_and_resize(images, boxes, tf.range(batch), tf.shape(images)[1:3])
+
+
+def build_mixer(names: Sequence[str], seed: int):
+    """A function mixing a batch's images and one-hot labels, or None without mixup/cutmix.
+
+    With both chosen, each batch gets one of the two at random (both are computed and one is
+    selected: a branch-free graph, and the batch-level work is small next to a training step).
+    """
+    layers = []
+    if "mixup" in names:
+        # alpha 0.2: the Beta(0.2, 0.2) mixing weights most ImageNet recipes use.
+        layers.append(keras.layers.MixUp(alpha=0.2, seed=seed))
+    if "cutmix" in names:
+        layers.append(keras.layers.CutMix(factor=1.0, seed=seed))
+    if not layers:
+        return None
+
+    def mix(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        outputs = [layer({"images": images, "labels": labels}) for layer in layers]
+        if len(outputs) == 1:
+            return outputs[0]["images"], outputs[0]["labels"]
+        use_first = tf.random.uniform([], seed=seed + 4) < 0.5
+        return (
+            tf.where(use_first, outputs[0]["images"], outputs[1]["images"]),
+            tf.where(use_first, outputs[0]["labels"], outputs[1]["labels"]),
+        )
+
+    return mix
+
+
+def class_weights(
+    text: str, class_names: Sequence[str], counts: np.ndarray, field: str = "class_weighting"
+) -> np.ndarray | None:
+    """Per-class loss weights from `data.class_weighting`, or None for "none".
+
+    Args:
+      text: "none"; "balanced" (n / (classes * n_c): every class carries the same total weight
+        and the mean weight over the training examples is 1); or "NAME:WEIGHT,..." (classes
+        not listed keep 1).
+      class_names: the training classes.
+      counts: training examples per class.
+      field: the config field, for messages.
+    """
+    text = text.strip()
+    if text in ("", "none"):
+        return None
+    if text == "balanced":
+        counts = np.asarray(counts, np.float64)
+        return (counts.sum() / (len(counts) * np.maximum(counts, 1))).astype(np.float32)
+    weights = np.ones(len(class_names), np.float32)
+    for name, value in parse_class_weights(text, field):
+        if name not in class_names:
+            raise UserError(
+                f"{field}={text!r}: no class {name!r}; the classes are {', '.join(class_names)}"
+            )
+        weights[list(class_names).index(name)] = value
+    return weights
+
+
+def parse_class_weights(text: str, field: str = "class_weighting") -> list[tuple[str, float]]:
+    """Checks the syntax of a class weighting; returns (name, weight) pairs ([] for the
+    keywords none and balanced)."""
+    text = text.strip()
+    if text in ("", "none", "balanced"):
+        return []
+    pairs = []
+    for item in text.split(","):
+        name, sep, value = item.rpartition(":")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not sep or not name.strip() or not math.isfinite(weight) or weight <= 0:
+            raise UserError(
+                f"{field}={text!r}: {item.strip()!r} is not NAME:WEIGHT with a weight > 0; "
+                "use none, balanced, or e.g. 'Dress:4,Coat:1'"
+            )
+        pairs.append((name.strip(), weight))
+    return pairs
+
+
+def balanced_stream(streams: Sequence[tf.data.Dataset], seed: int) -> tf.data.Dataset:
+    """An endless stream drawing from the per-class `streams` with equal probability.
+
+    Each class's examples repeat on their own, so a rare class's images come round several
+    times while a common class's are seen about once per epoch-worth of steps (oversampling,
+    nothing is thrown away).
+    """
+    return tf.data.Dataset.sample_from_datasets([s.repeat() for s in streams], seed=seed)
+
+
+def finish_batch(
+    images: tf.Tensor,
+    labels: tf.Tensor,
+    num_classes: int,
+    weights: np.ndarray | None = None,
+    mixer=None,
+) -> tuple:
+    """One-hot labels, optional mixing, and the per-example weights of a batch.
+
+    Args:
+      images: uint8 [B, H, W, 3] (or any batch of model inputs when there is no mixer).
+      labels: int [B].
+      num_classes: width of the one-hot labels.
+      weights: per-class weights (None: no sample weights).
+      mixer: from `build_mixer`, or None.
+
+    Returns:
+      (images, float32 labels [B, C]) or (images, labels, float32 sample weights [B]). A mixed
+      example's weight is its labels' mixture of the two classes' weights.
+    """
+    one_hot = tf.one_hot(labels, num_classes, dtype=tf.float32)
+    if mixer is not None:
+        mixed, one_hot = mixer(tf.cast(images, tf.float32), one_hot)
+        # Back to the pipeline's uint8 pixels (rounding moves a pixel by at most half a level).
+        images = tf.cast(tf.clip_by_value(tf.round(mixed), 0, 255), tf.uint8)
+    if weights is None:
+        return images, one_hot
+    return images, one_hot, tf.linalg.matvec(one_hot, tf.constant(weights, tf.float32))
