@@ -384,9 +384,13 @@ def _early_stopping(phase: ml_collections.ConfigDict, val_ds) -> list[keras.call
     ]
 
 
-def _predict(model, config, examples: data.Examples) -> np.ndarray:
-    """Class probabilities for every example, in order."""
-    ds = _dataset(config, examples, training=False, one_hot=False)
+def _predict(model, config, examples: data.Examples, dataset=None) -> np.ndarray:
+    """Class probabilities for every example, in order.
+
+    dataset: `examples`' evaluation pipeline when the caller keeps one (its pixel cache then
+    survives from one call to the next); built here otherwise.
+    """
+    ds = dataset or _dataset(config, examples, training=False, one_hot=False)
     if strategy_lib.input_pipelines(model.distribute_strategy) > 1:
         # Several workers: model.predict would return only this worker's share of the
         # examples, so each worker runs the model itself on all of them.
@@ -397,16 +401,25 @@ def _predict(model, config, examples: data.Examples) -> np.ndarray:
     return model.predict(ds, verbose=0)
 
 
-def _test_metrics(model, config, test, class_names) -> dict | None:
+def _test_metrics(model, config, test, class_names, dataset=None) -> dict | None:
     if test is None:
         return None
     return evaluate.classification_metrics(
-        _predict(model, config, test), test.labels, class_names, top_k=config.export.top_k
+        _predict(model, config, test, dataset),
+        test.labels,
+        class_names,
+        top_k=config.export.top_k,
     )
 
 
 def write_report(
-    model, config, test: data.Examples, folder: Path, history=None, phase_switch=None
+    model,
+    config,
+    test: data.Examples,
+    folder: Path,
+    history=None,
+    phase_switch=None,
+    dataset=None,
 ) -> dict:
     """The evaluation report of `model` on `test` in `folder` (see sft_tf/report.py)."""
 
@@ -418,7 +431,7 @@ def write_report(
 
     metrics = report.write_report(
         folder,
-        _predict(model, config, test),
+        _predict(model, config, test, dataset),
         test.labels,
         list(test.class_names),
         load_images,
@@ -644,6 +657,8 @@ def run(
             _say(_describe_split(name, split))
     train_ds, steps = _train_input(config, strategy, train)
     val_ds = _dataset(config, validation, training=False) if validation is not None else None
+    # One evaluation pipeline for the test split: its pixel cache serves every evaluation.
+    test_ds = _dataset(config, test, training=False, one_hot=False) if test is not None else None
 
     # --- Model -------------------------------------------------------------------------------
     with strategy.scope():
@@ -750,7 +765,7 @@ def run(
             )
         metrics["phase1"] = {
             "epochs": p1.epochs,
-            "test": _test_metrics(model, config, test, class_names),
+            "test": _test_metrics(model, config, test, class_names, test_ds),
         }
         checkpoints.save()
         save_state("phase2", p1.epochs, checkpoint_phase="phase1")
@@ -800,7 +815,7 @@ def run(
             metrics["phase2"] = {
                 "epochs": p2.epochs,
                 "open_blocks": opened,
-                "test": _test_metrics(model, config, test, class_names),
+                "test": _test_metrics(model, config, test, class_names, test_ds),
             }
             checkpoints.save()
             save_state("trained", p1.epochs + p2.epochs)
@@ -822,7 +837,7 @@ def run(
             _say(f"Test accuracy after {phase}: {metrics[phase]['test']['accuracy']:.4f}")
     if test is not None and chief:
         switch = p1.epochs if p2.epochs else None
-        write_report(served, config, test, workdir / "report", history, switch)
+        write_report(served, config, test, workdir / "report", history, switch, test_ds)
         _say(f"Evaluation report: {workdir / 'report' / 'report.md'}")
     if config.export.dir:
         check = data.encoded_samples(validation or test or train, 8)
@@ -920,11 +935,12 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     _fit(model, train_ds, None, [], epochs=p.epochs, steps_per_epoch=steps)
 
     # --- BatchNorm statistics, then the source accuracy ----------------------------------------
-    before = _test_metrics(model, config, test, class_names)
+    test_ds = _dataset(config, test, training=False, one_hot=False) if test is not None else None
+    before = _test_metrics(model, config, test, class_names, test_ds)
     used = model_lib.recalibrate_batchnorm(
         model, _dataset(config, train, training=True, augment=False), p.recalibration_batches
     )
-    after = _test_metrics(model, config, test, class_names)
+    after = _test_metrics(model, config, test, class_names, test_ds)
     if after is not None:
         _say(
             f"Source test accuracy: {before['accuracy']:.4f} with training-time BatchNorm "
