@@ -598,6 +598,10 @@ def _resume_point(workdir: Path, config, restart: bool, allow_config_change: boo
         return None
     saved = _flatten(json.loads((workdir / "config.json").read_text()))
     current = _flatten(config_lib.to_dict(config))
+    # A field added by a newer sft_tf is missing from an older run's config.json: it counts
+    # as unchanged while it keeps its default.
+    defaults = _flatten(config_lib.to_dict(config_lib.base_config()))
+    saved = {**{k: defaults[k] for k in current.keys() - saved.keys() if k in defaults}, **saved}
     changed = [
         f"{key} ({saved.get(key)!r} -> {current.get(key)!r})"
         for key in sorted(set(saved) | set(current))

@@ -116,3 +116,22 @@ def test_non_finite_loss_stops_names_the_step_and_skips_export(tmp_path, image_f
     assert "at epoch 1, step" in result.stderr and "lower the learning rate" in result.stderr
     assert not (tmp_path / "saved_models").exists()
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_fields_added_by_a_newer_version_do_not_block_a_resume(tmp_path, image_folders):
+    """An interrupted run's config.json from before a field existed still resumes."""
+    from sft_tf import config_lib, train
+    from tests.test_config_lib import _load
+
+    config = _load(REPO / "configs" / "tiny.py")
+    config.data.train = f"folder:{image_folders['train']}"
+    older = config_lib.to_dict(config)
+    del older["data"]["class_weighting"], older["export"]["calibrate"]
+    (tmp_path / "config.json").write_text(json.dumps(older))
+    state = {"phase": "phase1", "epochs_done": 1, "mid_epoch_step": 0, "complete": False}
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    assert train._resume_point(tmp_path, config, False, False)["epochs_done"] == 1
+    # A new field set away from its default is a change like any other.
+    config.data.class_weighting = "balanced"
+    with pytest.raises(train.UserError, match=r"data.class_weighting \('none' -> 'balanced'\)"):
+        train._resume_point(tmp_path, config, False, False)
