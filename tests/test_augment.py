@@ -156,6 +156,7 @@ def test_mixed_examples_weigh_by_their_label_mixture():
     np.testing.assert_allclose(sample_weight, [2.5, 1.5, 2.5, 1.5])
 
 
+@pytest.mark.slow
 def test_train_with_every_new_option(tmp_path, image_folders, capsys):
     """The real trainer with crop + mixup + cutmix, balanced weights, calibration, export."""
     config = _load(REPO / "configs" / "tiny.py")

@@ -93,6 +93,7 @@ def _train_args(base: Path, phase2_epochs: int = 2) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_export_into_a_read_only_folder_fails_and_keeps_the_old_version(base):
     sft_tf(*_train_args(base, phase2_epochs=0), cwd=base)
     versions = base / "saved_models" / "tiny"
