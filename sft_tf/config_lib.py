@@ -99,8 +99,8 @@ def base_config() -> ml_collections.ConfigDict:
     # n / (classes * examples of its class); or "NAME:WEIGHT,..." (unlisted classes weigh 1).
     # Applied as per-example loss weights in the input pipeline.
     c.data.class_weighting = "none"
-    # "balanced" draws every class equally often in training (rejection resampling: rare
-    # classes' images repeat, common ones are thinned); an epoch stays len(train) // batch
+    # "balanced" draws every class equally often in training (one stream per class, picked
+    # at random: rare classes' images repeat more often); an epoch stays len(train) // batch
     # steps. Use either this or class_weighting, not both.
     c.data.resample = "none"
     # TFDS data dir for tfds: specs, local or gs:// ("" is TFDS's default, ~/tensorflow_datasets).

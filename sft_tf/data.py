@@ -25,6 +25,7 @@ labels [B, C] and, with class weighting, a third element: per-example sample wei
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import os
 from collections.abc import Sequence
@@ -922,32 +923,32 @@ def build_dataset(
             f"{examples.origin!r} has {len(examples)} training examples, fewer than one batch of "
             f"data.global_batch_size={batch_size}; lower the batch size"
         )
+    stream = functools.partial(
+        _example_stream,
+        image_size=image_size,
+        training=training,
+        seed=seed,
+        resize_method=resize_method,
+        memory_budget_mb=memory_budget_mb,
+        batch_size=batch_size,
+    )
     if training and resample == "balanced":
         # Class-balanced batches for an imbalanced split: one endless stream per class (each
         # cached and shuffled on its own), drawn with equal probability. Rare classes' images
         # come round more often than common ones'; the caller counts an epoch in steps.
         # (Record sources are read once per class to fill the caches.)
-        streams = []
-        for c in np.flatnonzero(examples.counts()):
-            members = examples.take(np.flatnonzero(examples.labels == c))
-            class_cache = cache if cache in ("memory", "off") else f"{cache}-class{c}"
-            streams.append(
-                _example_stream(
-                    members,
-                    image_size,
-                    training,
-                    seed,
-                    resize_method,
-                    class_cache,
-                    memory_budget_mb,
-                    batch_size,
+        ds = augment_lib.balanced_stream(
+            [
+                stream(
+                    examples.take(np.flatnonzero(examples.labels == c)),
+                    cache=cache if cache in ("memory", "off") else f"{cache}-class{c}",
                 )
-            )
-        ds = augment_lib.balanced_stream(streams, seed)
-    else:
-        ds = _example_stream(
-            examples, image_size, training, seed, resize_method, cache, memory_budget_mb, batch_size
+                for c in np.flatnonzero(examples.counts())
+            ],
+            seed,
         )
+    else:
+        ds = stream(examples, cache=cache)
     # drop_remainder for training: static batch shapes, required by TPUs and replica splits.
     ds = ds.batch(batch_size, drop_remainder=training)
     augmenter = augment_lib.build_augmenter(augment, seed) if training else None

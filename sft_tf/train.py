@@ -162,7 +162,8 @@ def _dataset(
 
     one_hot: labels as the trainers' loss takes them (False: int labels, for evaluation).
     class_weights: per-class training weights (`_class_weights`, from the whole training split
-    even when `examples` is one worker's shard). resample: `data.resample` for training.
+    even when `examples` is one worker's shard). resample: `data.resample`. Both only apply
+    when `training`.
     """
     d = config.data
     cache_dir = d.cache_dir or os.path.join(tempfile.gettempdir(), "sft_tf_cache")
@@ -184,8 +185,8 @@ def _dataset(
         ),
         memory_budget_mb=d.cache_memory_mb,
         num_classes=len(examples.class_names) if one_hot else 0,
-        class_weights=class_weights if training else None,
-        resample=resample if training else "none",
+        class_weights=class_weights,
+        resample=resample,
     )
     return ds
 
