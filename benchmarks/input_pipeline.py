@@ -73,9 +73,9 @@ def fashion_folders(workdir: Path, config, images: int, big: int) -> dict[str, P
     }
 
 
-def timed_fit(model, dataset, epochs: int) -> float:
+def timed_fit(model, dataset, epochs: int, steps: int | None = None) -> float:
     start = time.perf_counter()
-    model.fit(dataset, epochs=epochs, shuffle=False, verbose=0)
+    model.fit(dataset, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0)
     return time.perf_counter() - start
 
 
@@ -99,16 +99,17 @@ def ratio_pipeline(folder: Path, weights: str, repeats: int = 5) -> dict:
     are timed alternately `repeats` times, 2 epochs each, and each side keeps its best time.
     """
     examples = data.load_examples(f"folder:{folder}")
-    ds = data.build_dataset(examples, IMAGE_SIZE, BATCH, training=True, seed=0)
+    ds = data.build_dataset(examples, IMAGE_SIZE, BATCH, training=True, seed=0, until_epoch=2)
+    steps = len(examples) // BATCH
     model = phase2_model(weights, len(examples.class_names))
-    timed_fit(model, ds, 1)  # fills the pixel cache and traces the step
-    images, labels = zip(*ds.as_numpy_iterator())
+    timed_fit(model, ds, 1, steps)  # fills the pixel cache and traces the step
+    images, labels = zip(*ds.take(steps).as_numpy_iterator())
     tensors = tf.data.Dataset.from_tensor_slices((np.stack(images), np.stack(labels))).cache()
     timed_fit(model, tensors, 1)
     pipeline_s, memory_s = [], []
     for _ in range(repeats):
         memory_s.append(timed_fit(model, tensors, 2))
-        pipeline_s.append(timed_fit(model, ds, 2))
+        pipeline_s.append(timed_fit(model, ds, 2, steps))
     seen = 2 * len(images) * BATCH
     return {
         "pipeline_img_s": seen / min(pipeline_s),
@@ -203,8 +204,9 @@ def ratio_feature_cache(folder: Path, weights: str, epochs: int) -> dict:
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy())
     start = time.perf_counter()
     model.fit(
-        data.build_dataset(examples, IMAGE_SIZE, BATCH, True, seed=0),
+        data.build_dataset(examples, IMAGE_SIZE, BATCH, True, seed=0, until_epoch=epochs),
         epochs=epochs,
+        steps_per_epoch=len(examples) // BATCH,
         shuffle=False,
         verbose=0,
     )
@@ -223,8 +225,9 @@ def ratio_feature_cache(folder: Path, weights: str, epochs: int) -> dict:
         steps_per_execution=len(examples) // BATCH,
     )
     head.fit(
-        features.feature_dataset(pooled, examples.labels, BATCH, True, seed=0),
+        features.feature_dataset(pooled, examples.labels, BATCH, True, seed=0, epochs=epochs),
         epochs=epochs,
+        steps_per_epoch=len(examples) // BATCH,
         shuffle=False,
         verbose=0,
     )
@@ -245,10 +248,11 @@ def rss_child(folder: str, cache: str, cache_dir: str) -> None:
     examples = data.load_examples(f"folder:{folder}")
     examples = data.drop_bad(examples, data.scan_images(examples))
     plan = data.cache_plan(examples, IMAGE_SIZE, cache, 2048, cache_dir, "rss")
-    ds = data.build_dataset(examples, IMAGE_SIZE, BATCH, True, cache=plan, memory_budget_mb=64)
-    for _ in range(2):
-        for _ in ds:
-            pass
+    ds = data.build_dataset(
+        examples, IMAGE_SIZE, BATCH, True, cache=plan, memory_budget_mb=64, until_epoch=2
+    )
+    for _ in ds:
+        pass
     print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
 
 

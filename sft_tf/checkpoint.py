@@ -9,6 +9,11 @@ A run can be killed at any moment and rerun with the same command:
   run (export included) is complete. It is written after the checkpoint it describes, by temp
   file + rename, so it never points at a checkpoint that is not on disk.
 
+A resumed run continues exactly where the checkpoint left off: the checkpoint holds the
+weights, the optimizer (its step count drives the learning-rate schedule) and the random state
+of layers such as Dropout, and the training stream gives the remaining batches of the
+interrupted epoch (`data.epoch_stream`); nothing is trained twice.
+
 Keras's BackupAndRestore is not used: it deletes its backup at the end of every fit() (and a
 two-phase run calls fit twice), and replays an interrupted epoch from batch 0 silently.
 """
@@ -65,7 +70,7 @@ class RunCheckpoints:
         model.optimizer.build(model.trainable_variables)
         # The weights as a plain list, not the model: a Keras model tracks its compiled
         # optimizer, which would drag phase 1's optimizer into phase 2's restore.
-        checkpoint = tf.train.Checkpoint(weights=list(model.weights), optimizer=model.optimizer)
+        checkpoint = tf.train.Checkpoint(**self._model_state(), optimizer=model.optimizer)
         self.manager = tf.train.CheckpointManager(
             checkpoint, str(self.directory), max_to_keep=self.keep
         )
@@ -84,28 +89,43 @@ class RunCheckpoints:
             if with_optimizer:
                 target = self.manager.checkpoint
             else:
-                target = tf.train.Checkpoint(weights=list(self.model.weights))
+                target = tf.train.Checkpoint(**self._model_state())
             target.restore(path).expect_partial()
         return path
 
+    def _model_state(self) -> dict:
+        """The weights, and the random-seed state of layers like Dropout (which Keras keeps out
+        of `weights`): a resumed run draws the dropout masks the uninterrupted one would."""
+        weights = list(self.model.weights)
+        ids = {id(w) for w in weights}
+        return {"weights": weights, "seeds": [v for v in self.model.variables if id(v) not in ids]}
+
 
 class ProgressSaver(keras.callbacks.Callback):
-    """Saves a checkpoint, then the state, every `every_steps` steps and at each epoch end."""
+    """Saves a checkpoint, then the state, every `every_steps` steps and at each epoch end.
 
-    def __init__(self, checkpoints: RunCheckpoints, on_save, every_steps: int = 0):
+    first_step: the steps of the epoch done before this fit (a resumed epoch's fit starts
+    there); steps are counted from the epoch's start.
+    """
+
+    def __init__(
+        self, checkpoints: RunCheckpoints, on_save, every_steps: int = 0, first_step: int = 0
+    ):
         super().__init__()
         self.checkpoints = checkpoints
         self.on_save = on_save
         self.every_steps = every_steps
+        self.first_step = first_step
         self.epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.every_steps and (batch + 1) % self.every_steps == 0:
+        step = self.first_step + batch + 1
+        if self.every_steps and step % self.every_steps == 0:
             self.checkpoints.save()
-            self.on_save(epochs_done=self.epoch, mid_epoch_step=batch + 1)
+            self.on_save(epochs_done=self.epoch, mid_epoch_step=step)
 
     def on_epoch_end(self, epoch, logs=None):
         self.checkpoints.save()
@@ -115,10 +135,11 @@ class ProgressSaver(keras.callbacks.Callback):
 class StopOnNonFinite(keras.callbacks.Callback):
     """Raises TrainingDiverged on the first NaN or infinite loss, before anything is saved."""
 
-    def __init__(self, phase: str, hint: str):
+    def __init__(self, phase: str, hint: str, first_step: int = 0):
         super().__init__()
         self.phase = phase
         self.hint = hint
+        self.first_step = first_step  # as for ProgressSaver
         self.epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -129,6 +150,6 @@ class StopOnNonFinite(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             raise TrainingDiverged(
                 f"{self.phase}: the loss became {float(loss)} at epoch {self.epoch + 1}, step "
-                f"{batch + 1}; {self.hint}. The last good checkpoint is kept and nothing was "
-                "exported; rerun the same command to resume from it"
+                f"{self.first_step + batch + 1}; {self.hint}. The last good checkpoint is kept "
+                "and nothing was exported; rerun the same command to resume from it"
             )

@@ -206,6 +206,11 @@ def base_config() -> ml_collections.ConfigDict:
     # Checkpoint every this many training steps as well as at each epoch end (0: epoch ends
     # only). A killed run loses at most the steps since the last checkpoint.
     c.runtime.checkpoint_every_steps = 0
+    # true: tf.config.experimental.enable_op_determinism(), so every op, GPU kernels included,
+    # gives the same result for the same inputs (GPU training gets slower). On CPU a run is
+    # repeatable without it, and a resumed run ends with the uninterrupted run's weights bit
+    # for bit; this makes that hold on GPUs too.
+    c.runtime.deterministic = False
     return c
 
 

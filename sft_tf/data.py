@@ -28,7 +28,7 @@ import dataclasses
 import functools
 import gzip
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -810,7 +810,57 @@ def cache_plan(
     return path
 
 
-def _example_stream(
+def epoch_seed(seed: int, epoch: tf.Tensor) -> tf.Tensor:
+    """The shuffling seed of one training epoch: a function of the run's seed and the epoch."""
+    return seed * 1_000_003 + tf.cast(epoch, tf.int64)
+
+
+# The graph-level seed of the epoch function (see `epoch_stream`).
+_EPOCH_GRAPH_SEED = 1
+
+
+def epoch_stream(
+    epoch_examples: Callable[[tf.Tensor], tf.data.Dataset],
+    batch_size: int,
+    epoch_batches: int,
+    start: tuple[int, int] = (0, 0),
+    until_epoch: int | None = None,
+) -> tf.data.Dataset:
+    """Training batches, epoch after epoch, numbered through the whole run.
+
+    Epoch e is `epoch_examples(e)` (examples shuffled by `epoch_seed`) in `epoch_batches` full
+    batches, so its batches depend on the seed and e alone: a run resumed at epoch e, batch b
+    gets exactly the batches the uninterrupted run got from there, without replaying earlier
+    epochs (only the first b batches of epoch e are made again, and dropped). The epochs are
+    made one after another from the same cached examples (measured: no memory growth with the
+    number of epochs; one dataset per epoch chained instead would copy in-memory pixels into
+    each of them when tf.data optimises the graph).
+
+    Args:
+      epoch_examples: epoch number (an int64 tensor) -> that epoch's examples, one at a time.
+      batch_size: examples per batch (full batches only).
+      epoch_batches: batches per epoch.
+      start: (epoch, batch) where the stream begins.
+      until_epoch: the epoch before which it ends (default: the end of the start epoch).
+
+    Returns:
+      (global batch number, batch) pairs; batch b of epoch e is number e * epoch_batches + b.
+    """
+    first, skip = start
+
+    def one_epoch(epoch):
+        # tf.data combines an op's seed with the graph-level seed, and with a tensor op seed
+        # fails if that graph seed is 0 (what keras.utils.set_random_seed(0) leaves). This
+        # function's own graph gets a fixed one, so the order depends on `epoch_seed` alone.
+        tf.random.set_seed(_EPOCH_GRAPH_SEED)
+        batches = epoch_examples(epoch).batch(batch_size, drop_remainder=True)
+        return batches.take(epoch_batches).enumerate(epoch * epoch_batches)
+
+    epochs = tf.data.Dataset.range(first, first + 1 if until_epoch is None else until_epoch)
+    return epochs.flat_map(one_epoch).skip(skip)
+
+
+def _epoch_examples(
     examples: Examples,
     image_size: int,
     training: bool,
@@ -819,8 +869,14 @@ def _example_stream(
     cache: str,
     memory_budget_mb: int,
     batch_size: int,
-) -> tf.data.Dataset:
-    """(uint8 image, int32 label) one example at a time: read, decode+resize, cache, shuffle."""
+    sources: dict | None = None,
+) -> Callable[[tf.Tensor | None], tf.data.Dataset]:
+    """(uint8 image, int32 label) examples: read, decode+resize, cache; shuffled when training.
+
+    Returns a function of the epoch number giving that epoch's examples (in the same order for
+    evaluation). The decoded, cached examples are built once and shared by every epoch, and by
+    every call given the same `sources` dict.
+    """
     n = len(examples)
     labels = tf.constant(examples.labels, tf.int32)
     # Uncached files are shuffled by name before reading (below), not as decoded pixels.
@@ -839,40 +895,50 @@ def _example_stream(
     def look_up_label(index, encoded):
         return encoded, tf.gather(labels, index)
 
-    if examples.pixels is not None:
-        ds = tf.data.Dataset.from_tensor_slices((examples.pixels, labels))
-        ds = ds.map(resize_pixels, num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        if shuffle_names:
-            # Nothing is cached: shuffle the file names (a few bytes each), not the pixels, so
-            # the order is uniformly random and memory does not grow with the data.
-            ds = tf.data.Dataset.from_tensor_slices((examples.paths, labels))
-            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    # Decoding dominates an uncached epoch: every core. The output order stays the input's
+    # (tf.data's default), so a seed gives the same batches in every run.
+    if shuffle_names:
+        # Nothing is cached: shuffle the file names (a few bytes each), not the pixels, so the
+        # order is uniformly random and memory does not grow with the data.
+        names = tf.data.Dataset.from_tensor_slices((examples.paths, labels))
+
+        def shuffled_files(epoch):
+            ds = names.shuffle(n, seed=epoch_seed(seed, epoch))
             ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+            return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+        return shuffled_files
+
+    def decoded() -> tf.data.Dataset:
+        if examples.pixels is not None:
+            ds = tf.data.Dataset.from_tensor_slices((examples.pixels, labels))
+            ds = ds.map(resize_pixels, num_parallel_calls=tf.data.AUTOTUNE)
         else:
             ds = encoded_images(examples).map(look_up_label)
-        ds = ds.map(
-            decode,
-            # Decoding dominates an uncached epoch: every core, and for training in whatever
-            # order images finish (a slow file does not hold up the batch).
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=not training,
-        )
-    if cache != "off":
-        # Cache decoded, resized pixels: later epochs skip reading and decoding entirely.
-        # A file cache when the split would not fit in memory (`cache_plan`).
-        ds = ds.cache() if cache == "memory" else ds.cache(cache)
-    if training and not shuffle_names:
-        # Shuffle before batching so every batch mixes classes; a full buffer over an in-memory
-        # cache is a uniform shuffle, otherwise the buffer is bounded by the memory budget.
-        per_image = image_size * image_size * 3
-        buffer = (
-            n
-            if cache == "memory"
-            else max(batch_size, min(n, memory_budget_mb * 2**20 // per_image))
-        )
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    return ds
+            ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        if cache != "off":
+            # Cache decoded, resized pixels: later epochs skip reading and decoding entirely.
+            # A file cache when the split would not fit in memory (`cache_plan`).
+            ds = ds.cache() if cache == "memory" else ds.cache(cache)
+        return ds
+
+    if sources is None:
+        ds = decoded()
+    else:
+        key = (id(examples), image_size, resize_method, cache)
+        if key not in sources:
+            # The Examples object is kept with its dataset so that its id is never reused.
+            sources[key] = (examples, decoded())
+        ds = sources[key][1]
+    if not training:
+        return lambda epoch: ds
+    # Shuffle before batching so every batch mixes classes; a full buffer over an in-memory
+    # cache is a uniform shuffle, otherwise the buffer is bounded by the memory budget.
+    per_image = image_size * image_size * 3
+    buffer = (
+        n if cache == "memory" else max(batch_size, min(n, memory_budget_mb * 2**20 // per_image))
+    )
+    return lambda epoch: ds.shuffle(buffer, seed=epoch_seed(seed, epoch))
 
 
 def build_dataset(
@@ -888,8 +954,17 @@ def build_dataset(
     num_classes: int = 0,
     class_weights: np.ndarray | None = None,
     resample: str = "none",
+    start: tuple[int, int] = (0, 0),
+    until_epoch: int | None = None,
+    epoch_batches: int | None = None,
+    sources: dict | None = None,
 ) -> tf.data.Dataset:
     """The input pipeline: read, decode+resize, cache, shuffle, batch, augment, prefetch.
+
+    Training batches come epoch after epoch from `start` until `until_epoch` (give fit
+    steps_per_epoch); which examples form batch b of epoch e, and how they are augmented,
+    depends on the seed, e and b alone (`epoch_stream`, `augment.BatchSeeds`), so a resumed
+    run continues exactly.
 
     Args:
       examples: what to read (undecodable files already dropped, see `scan_images`).
@@ -907,7 +982,12 @@ def build_dataset(
       class_weights: per-class weights (`augment.class_weights`) for training batches, which
         then carry a third element, the per-example sample weight. Needs `num_classes`.
       resample: "balanced": training draws every class equally often from one stream per class
-        (`augment.balanced_stream`); the dataset is endless (give fit steps_per_epoch).
+        (`augment.balanced_stream`).
+      start: training only: (epoch, batch) of the run where the stream begins.
+      until_epoch: training only: the epoch before which it ends (default: start's epoch + 1).
+      epoch_batches: training only: batches per epoch (default: all full batches of examples).
+      sources: a dict shared by several calls over the same examples (say one per training
+        phase) so they share one decode and cache instead of each filling its own.
 
     Returns:
       A dataset of (uint8 [B, S, S, 3], labels) or (images, labels, float32 weights [B]).
@@ -923,57 +1003,70 @@ def build_dataset(
             f"{examples.origin!r} has {len(examples)} training examples, fewer than one batch of "
             f"data.global_batch_size={batch_size}; lower the batch size"
         )
-    stream = functools.partial(
-        _example_stream,
+    by_epoch = functools.partial(
+        _epoch_examples,
         image_size=image_size,
         training=training,
         seed=seed,
         resize_method=resize_method,
         memory_budget_mb=memory_budget_mb,
         batch_size=batch_size,
+        sources=sources,
     )
-    if training and resample == "balanced":
-        # Class-balanced batches for an imbalanced split: one endless stream per class (each
-        # cached and shuffled on its own), drawn with equal probability. Rare classes' images
-        # come round more often than common ones'; the caller counts an epoch in steps.
-        # (Record sources are read once per class to fill the caches.)
-        ds = augment_lib.balanced_stream(
-            [
-                stream(
-                    examples.take(np.flatnonzero(examples.labels == c)),
-                    cache=cache if cache in ("memory", "off") else f"{cache}-class{c}",
-                )
-                for c in np.flatnonzero(examples.counts())
-            ],
-            seed,
-        )
-    else:
-        ds = stream(examples, cache=cache)
-    # drop_remainder for training: static batch shapes, required by TPUs and replica splits.
-    ds = ds.batch(batch_size, drop_remainder=training)
-    augmenter = augment_lib.build_augmenter(augment, seed) if training else None
-    crop = training and "crop" in augment
-    if augmenter is not None or crop:
-        # Batch-level augmentation: one vectorised call per batch instead of one per image.
+    if not training:
+        ds = by_epoch(examples, cache=cache)(None).batch(batch_size)
+        if num_classes:
 
-        def augment_batch(images, y):
+            def one_hot(images, y):
+                return augment_lib.finish_batch(images, y, num_classes)
+
+            ds = ds.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+    if resample == "balanced":
+        # Class-balanced batches for an imbalanced split: one stream per class (each cached
+        # and shuffled on its own) repeating within the epoch, drawn with equal probability.
+        # Rare classes' images come round more often than common ones'.
+        # (Record sources are read once per class to fill the caches.)
+        per_class = [
+            by_epoch(
+                examples.take(np.flatnonzero(examples.labels == c)),
+                cache=cache if cache in ("memory", "off") else f"{cache}-class{c}",
+            )
+            for c in np.flatnonzero(examples.counts())
+        ]
+
+        def epoch_examples(epoch):
+            streams = [one_class(epoch) for one_class in per_class]
+            return augment_lib.balanced_stream(streams, epoch_seed(seed, epoch))
+
+    else:
+        epoch_examples = by_epoch(examples, cache=cache)
+    ds = epoch_stream(
+        epoch_examples, batch_size, epoch_batches or len(examples) // batch_size, start, until_epoch
+    )
+    # Everything random from here on draws from the batch's number (`augment.BatchSeeds`).
+    seeds = augment_lib.BatchSeeds(seed)
+    augmenter = augment_lib.build_augmenter(augment, seeds)
+    crop = "crop" in augment
+    mixer = augment_lib.build_mixer(mixing, seeds)
+
+    def finish_batch(number, batch):
+        images, y = batch
+        seeds.start(number)
+        if augmenter is not None or crop:
+            # Batch-level augmentation: one vectorised call per batch instead of one per image.
             augmented = tf.cast(images, tf.float32)
             if crop:
-                augmented = augment_lib.random_resized_crop(augmented, seed)
+                augmented = augment_lib.random_resized_crop(augmented, seeds)
             if augmenter is not None:
                 augmented = augmenter(augmented)
-            return tf.cast(tf.clip_by_value(augmented, 0, 255), tf.uint8), y
+            images = tf.cast(tf.clip_by_value(augmented, 0, 255), tf.uint8)
+        if not num_classes:
+            return images, y
+        # One-hot labels (soft after mixing) and per-example weights.
+        return augment_lib.finish_batch(images, y, num_classes, class_weights, mixer)
 
-        ds = ds.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
-    if num_classes:
-        # One-hot labels (soft after mixing) and per-example weights, built per batch.
-        mixer = augment_lib.build_mixer(mixing, seed)
-        weights = class_weights if training else None
-
-        def finish(images, y):
-            return augment_lib.finish_batch(images, y, num_classes, weights, mixer)
-
-        ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(finish_batch, num_parallel_calls=tf.data.AUTOTUNE)
     # Overlap input work with the training step.
     return ds.prefetch(tf.data.AUTOTUNE)
 

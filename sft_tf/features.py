@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sft_tf import augment
+from sft_tf import augment, data
 
 # Layer names from model.build_classifier: the pooled features and what sits above them.
 POOL_LAYER = "pool"
@@ -59,27 +59,41 @@ def feature_dataset(
     num_classes: int = 0,
     class_weights: np.ndarray | None = None,
     resample: str = "none",
+    epochs: int = 1,
 ) -> tf.data.Dataset:
     """Batches of (features, labels), shuffled and batched like `data.build_dataset` does.
 
-    The shuffle uses the same seed and a full buffer, so a training epoch visits the examples
-    in the same order as the image pipeline over the same examples would. num_classes,
-    class_weights and resample mean what they mean for `data.build_dataset`.
+    Training batches are the same epoch stream (`data.epoch_stream`, `epochs` epochs from the
+    first) with the same per-epoch seeds and a full buffer, so an epoch visits the examples in
+    the order the image pipeline over the same examples would. num_classes, class_weights and
+    resample mean what they mean for `data.build_dataset`.
     """
 
-    def shuffled(x, y):
+    def examples(x, y):
         ds = tf.data.Dataset.from_tensor_slices((x, y))
-        # Same seed and buffer as the image pipeline's shuffle: the same order of examples.
-        return ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True) if training else ds
+        if not training:
+            return lambda epoch: ds
+        # Same seeds and buffer as the image pipeline's shuffle: the same order of examples.
+        return lambda epoch: ds.shuffle(len(y), seed=data.epoch_seed(seed, epoch))
 
     if training and resample == "balanced":
-        ds = augment.balanced_stream(
-            [shuffled(features[labels == c], labels[labels == c]) for c in np.unique(labels)], seed
-        )
+        per_class = [
+            examples(features[labels == c], labels[labels == c]) for c in np.unique(labels)
+        ]
+
+        def epoch_examples(epoch):
+            streams = [one_class(epoch) for one_class in per_class]
+            return augment.balanced_stream(streams, data.epoch_seed(seed, epoch))
+
     else:
-        ds = shuffled(features, labels)
-    # drop_remainder for training: the same steps per epoch as the image pipeline.
-    ds = ds.batch(batch_size, drop_remainder=training)
+        epoch_examples = examples(features, labels)
+    if training:
+        ds = data.epoch_stream(
+            epoch_examples, batch_size, len(labels) // batch_size, until_epoch=epochs
+        )
+        ds = ds.map(lambda number, batch: batch)
+    else:
+        ds = epoch_examples(None).batch(batch_size)
     if num_classes:
         weights = class_weights if training else None
 

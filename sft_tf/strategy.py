@@ -342,33 +342,14 @@ def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
-def distribute_by_file(
-    strategy: tf.distribute.Strategy,
-    make_dataset: Callable[[np.ndarray, int], tf.data.Dataset],
-    num_examples: int,
-    global_batch_size: int,
-    log: Callable[[str], None] = print,
-) -> tuple[tf.distribute.DistributedDataset, int]:
-    """One input pipeline per worker, each reading only its own files.
+def file_shard_steps(
+    strategy: tf.distribute.Strategy, num_examples: int, global_batch_size: int
+) -> int:
+    """Steps per epoch when each worker reads its own shard (`distribute_by_file`).
 
-    Worker i of n reads example indices i, i+n, i+2n, ... (files are listed in class order, so
-    every shard has every class). Each pipeline repeats endlessly and `fit` must be given
-    steps_per_epoch=<the returned steps>: shards differ in size by one, and a worker whose
-    pipeline ran dry would wait forever for the others' all-reduce; and Keras would count
-    per-replica batches as steps when a worker has several replicas.
-
-    Args:
-      strategy: the strategy to distribute over.
-      make_dataset: (example indices, per-replica batch size) -> one pass of the training
-        pipeline over those examples in batches of that size, drop_remainder.
-      num_examples: size of the whole training split.
-      global_batch_size: the batch summed over all replicas.
-      log: where to say which shard this worker reads.
-
-    Returns:
-      The distributed dataset and the steps per epoch every worker runs.
+    Raises:
+      UserError: a worker's shard holds less than one batch.
     """
-    per_replica = per_replica_batch_size(global_batch_size, strategy)
     pipelines = input_pipelines(strategy)
     per_pipeline = global_batch_size // pipelines
     steps = (num_examples // pipelines) // per_pipeline
@@ -377,6 +358,44 @@ def distribute_by_file(
             f"{num_examples} training examples over {pipelines} workers leave fewer than one "
             f"batch of {per_pipeline} per worker; lower config.data.global_batch_size"
         )
+    return steps
+
+
+def distribute_by_file(
+    strategy: tf.distribute.Strategy,
+    make_dataset: Callable[[np.ndarray, int, int, tuple[int, int]], tf.data.Dataset],
+    num_examples: int,
+    global_batch_size: int,
+    log: Callable[[str], None] = print,
+    start: tuple[int, int] = (0, 0),
+) -> tf.distribute.DistributedDataset:
+    """One input pipeline per worker, each reading only its own files.
+
+    Worker i of n reads example indices i, i+n, i+2n, ... (files are listed in class order, so
+    every shard has every class). Every worker's epoch is cut to the same number of batches
+    and `fit` must be given steps_per_epoch=`file_shard_steps(...)`: shards differ in size by one,
+    and a worker whose pipeline ran dry would wait forever for the others' all-reduce; and
+    Keras would count per-replica batches as steps when a worker has several replicas.
+
+    Args:
+      strategy: the strategy to distribute over.
+      make_dataset: (example indices, per-replica batch size, batches per epoch, (epoch,
+        batches to skip)) -> the training stream over those examples from there (see
+        `data.build_dataset`), each epoch cut to the given number of batches so that every
+        worker's epochs end where Keras's do.
+      num_examples: size of the whole training split.
+      global_batch_size: the batch summed over all replicas.
+      log: where to say which shard this worker reads.
+      start: (epoch, step) of the run to begin at, in Keras steps.
+
+    Returns:
+      The distributed dataset.
+    """
+    per_replica = per_replica_batch_size(global_batch_size, strategy)
+    per_pipeline = global_batch_size // input_pipelines(strategy)
+    steps = file_shard_steps(strategy, num_examples, global_batch_size)
+    # A step takes one per-replica batch from this worker's pipeline for each local replica.
+    local_replicas = per_pipeline // per_replica
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         indices = np.arange(context.input_pipeline_id, num_examples, context.num_input_pipelines)
@@ -387,10 +406,12 @@ def distribute_by_file(
             f"(indices {context.input_pipeline_id}::{context.num_input_pipelines}, "
             f"sha256 {digest}), {steps} steps per epoch"
         )
-        # Each repetition reshuffles, so epochs see new orders as with a one-device run.
-        return make_dataset(indices, per_replica).repeat()
+        epoch, step = start
+        return make_dataset(
+            indices, per_replica, steps * local_replicas, (epoch, step * local_replicas)
+        )
 
-    return strategy.distribute_datasets_from_function(dataset_fn), steps
+    return strategy.distribute_datasets_from_function(dataset_fn)
 
 
 def weights_digest(weights: list) -> str:

@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -157,13 +158,14 @@ def _dataset(
     one_hot: bool = True,
     class_weights: np.ndarray | None = None,
     resample: str = "none",
+    **stream,
 ) -> tf.data.Dataset:
     """The pipeline for `examples` as `config.data` says.
 
     one_hot: labels as the trainers' loss takes them (False: int labels, for evaluation).
     class_weights: per-class training weights (`_class_weights`, from the whole training split
     even when `examples` is one worker's shard). resample: `data.resample`. Both only apply
-    when `training`.
+    when `training`. stream: `start`, `epoch_batches` and `sources` of `data.build_dataset`.
     """
     d = config.data
     cache_dir = d.cache_dir or os.path.join(tempfile.gettempdir(), "sft_tf_cache")
@@ -187,6 +189,7 @@ def _dataset(
         num_classes=len(examples.class_names) if one_hot else 0,
         class_weights=class_weights,
         resample=resample,
+        **stream,
     )
     return ds
 
@@ -201,15 +204,19 @@ def _class_weights(config, train: data.Examples) -> np.ndarray | None:
     )
 
 
-def _train_input(config, strategy, examples, balance: bool = True) -> tuple[tf.data.Dataset, int]:
+def _train_input(config, strategy, examples, balance: bool = True) -> tuple[Callable, int]:
     """Training batches split over the strategy's replicas, and the steps per epoch.
+
+    Returns a function of ((epoch, step), until_epoch) giving the batches from that step of
+    the run until that epoch (one stream per fit: a resumed run starts mid-way, see
+    `data.epoch_stream`), and the steps per epoch to give fit as steps_per_epoch. The streams
+    share one decode and cache.
 
     One worker (one device, Mirrored, a single-host TPU): Keras splits each global batch over
     the replicas, so a 2-replica run sees exactly the batches of a one-device run. Several
     workers: files and records get one input pipeline per worker that reads only its own
     shard; in-memory pixels have no files to split, so every worker builds the same pipeline
     and tf.distribute keeps each worker's part of every global batch (auto-shard by data).
-    Pass the steps to fit as steps_per_epoch (the per-worker pipelines repeat endlessly).
     balance: apply data.class_weighting and data.resample (the target task's; not for source
     training).
     """
@@ -221,30 +228,54 @@ def _train_input(config, strategy, examples, balance: bool = True) -> tuple[tf.d
         _say(f"Class weights ({config.data.class_weighting}): {listed}")
     if resample != "none":
         _say(f"Training draws the classes equally often (data.resample={resample})")
+    options = {"class_weights": weights, "resample": resample}
     if examples.pixels is None and strategy_lib.input_pipelines(strategy) > 1:
-        return strategy_lib.distribute_by_file(
-            strategy,
-            lambda indices, batch: _dataset(
-                config,
-                examples.take(indices),
-                training=True,
-                batch_size=batch,
-                class_weights=weights,
-                resample=resample,
-            ),
-            len(examples),
-            global_batch,
-            log=_say,
+        steps = strategy_lib.file_shard_steps(strategy, len(examples), global_batch)
+
+        def by_file(start: tuple[int, int], until: int) -> tf.distribute.DistributedDataset:
+            return strategy_lib.distribute_by_file(
+                strategy,
+                lambda indices, batch, epoch_batches, shard_start: _dataset(
+                    config,
+                    examples.take(indices),
+                    training=True,
+                    batch_size=batch,
+                    epoch_batches=epoch_batches,
+                    start=shard_start,
+                    until_epoch=until,
+                    **options,
+                ),
+                len(examples),
+                global_batch,
+                log=_say,
+                start=start,
+            )
+
+        return by_file, steps
+
+    sources: dict = {}
+
+    def by_data(start: tuple[int, int], until: int) -> tf.data.Dataset:
+        ds = _dataset(
+            config,
+            examples,
+            training=True,
+            start=start,
+            until_epoch=until,
+            sources=sources,
+            **options,
         )
-    train_ds = strategy_lib.shard_by_data(
-        _dataset(config, examples, training=True, class_weights=weights, resample=resample)
-    )
-    return train_ds, len(examples) // global_batch
+        return strategy_lib.shard_by_data(ds)
+
+    return by_data, len(examples) // global_batch
 
 
 def _runtime(config) -> tuple[tf.distribute.Strategy, dict]:
     """The strategy, precision policy and compile options; runs before any model is built."""
     r = config.runtime
+    if r.deterministic:
+        # Process-wide, and before any op runs (the CLI's multi-worker set-up aside).
+        tf.config.experimental.enable_op_determinism()
     strategy = strategy_lib.build_strategy(r.strategy, r.tpu)
     per_replica = strategy_lib.per_replica_batch_size(config.data.global_batch_size, strategy)
     policy = strategy_lib.resolve_precision(r.precision, strategy)
@@ -261,6 +292,7 @@ def _runtime(config) -> tuple[tf.distribute.Strategy, dict]:
         f"{strategy.num_replicas_in_sync}; precision {policy}; "
         f"jit_compile={options['jit_compile']}; steps_per_execution="
         f"{options['steps_per_execution']}; learning-rate scaling {r.lr_scaling}"
+        + ("; deterministic ops" if r.deterministic else "")
     )
     return strategy, options
 
@@ -517,6 +549,7 @@ def _fit_head_on_features(
         num_classes=num_classes,
         class_weights=_class_weights(config, train),
         resample=config.data.resample,
+        epochs=config.phase1.epochs,
     )
     val_f = None
     if validation is not None:
@@ -570,6 +603,7 @@ _RESUME_FREE = (
     "runtime.strategy",
     "runtime.tpu",
     "runtime.checkpoint_every_steps",
+    "runtime.deterministic",
 )
 
 
@@ -660,7 +694,7 @@ def run(
     for name, split in (("train", train), ("validation", validation), ("test", test)):
         if split is not None:
             _say(_describe_split(name, split))
-    train_ds, steps = _train_input(config, strategy, train)
+    train_input, steps = _train_input(config, strategy, train)
     val_ds = _dataset(config, validation, training=False) if validation is not None else None
     # One evaluation pipeline for the test split: its pixel cache serves every evaluation.
     test_ds = _dataset(config, test, training=False, one_hot=False) if test is not None else None
@@ -688,10 +722,10 @@ def run(
         state.update(history=history, metrics=metrics, complete=False)
         ckpt.write_json_atomic(workdir / ckpt.STATE_FILE, state)
 
-    def phase_callbacks(phase: str, hint: str) -> list:
+    def phase_callbacks(phase: str, hint: str, first_step: int) -> list:
         # The non-finite guard comes first: it must stop the step before anything is saved.
         return [
-            ckpt.StopOnNonFinite(phase, hint),
+            ckpt.StopOnNonFinite(phase, hint, first_step),
             keras.callbacks.TensorBoard(log_dir=str(workdir / "logs")),
             keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
             SaveWeightsEachEpoch(workdir / WEIGHTS_FILE),
@@ -699,12 +733,14 @@ def run(
                 checkpoints,
                 lambda **kw: save_state(phase, **kw),
                 config.runtime.checkpoint_every_steps,
+                first_step,
             ),
         ]
 
-    def restore_into(phase: str) -> int:
-        """Restores the interrupted run's checkpoint into `phase`; returns the epochs done."""
-        fresh = 0 if phase == "phase1" else p1.epochs
+    def restore_into(phase: str) -> tuple[int, int]:
+        """Restores the interrupted run's checkpoint into `phase`: (epochs done, steps done of
+        the next epoch)."""
+        fresh = (0 if phase == "phase1" else p1.epochs, 0)
         if started["phase"] != phase:
             return fresh
         same_phase = started.get("checkpoint_phase") == phase
@@ -715,9 +751,28 @@ def run(
         if step:
             _say(
                 f"  the last checkpoint is from step {step} of epoch {done + 1}: that epoch "
-                f"restarts from its first batch, so {step} batch(es) are seen twice"
+                f"continues at step {step + 1} of {steps}, with the batches it would have had"
             )
-        return done
+        return done, step
+
+    def fit_phase(phase: str, phase_config, last_epoch: int) -> None:
+        """Trains `phase` up to `last_epoch` (of the whole run) from where it got to."""
+        epoch, step = restore_into(phase)
+        while epoch < last_epoch:
+            # A resumed, half-done epoch is a fit of its remaining steps; then the rest.
+            until = epoch + 1 if step else last_epoch
+            _fit(
+                model,
+                train_input((epoch, step), until),
+                val_ds,
+                phase_callbacks(phase, hint, step) + _early_stopping(phase_config, val_ds),
+                initial_epoch=epoch,
+                epochs=until,
+                steps_per_epoch=steps - step,
+            )
+            if model.stop_training:  # early stopping
+                break
+            epoch, step = until, 0
 
     hint = "lower the learning rate, or use runtime.precision=float32 if mixed precision is on"
 
@@ -758,16 +813,7 @@ def run(
             )
             _merge_history(history, fit)
         else:
-            done = restore_into("phase1")
-            _fit(
-                model,
-                train_ds,
-                val_ds,
-                phase_callbacks("phase1", hint) + _early_stopping(p1, val_ds),
-                initial_epoch=done,
-                epochs=p1.epochs,
-                steps_per_epoch=steps,
-            )
+            fit_phase("phase1", p1, p1.epochs)
         metrics["phase1"] = {
             "epochs": p1.epochs,
             "test": _test_metrics(model, config, test, class_names, test_ds),
@@ -800,16 +846,7 @@ def run(
         if started["phase"] == "trained":
             checkpoints.restore_latest(with_optimizer=False)  # training had finished
         else:
-            done = restore_into("phase2")
-            _fit(
-                model,
-                train_ds,
-                val_ds,
-                phase_callbacks("phase2", hint) + _early_stopping(p2, val_ds),
-                initial_epoch=done,
-                epochs=p1.epochs + p2.epochs,
-                steps_per_epoch=steps,
-            )
+            fit_phase("phase2", p2, p1.epochs + p2.epochs)
             if p2.batchnorm == "train" and p2.recalibration_batches:
                 used = model_lib.recalibrate_batchnorm(
                     model,
@@ -918,7 +955,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         if split is not None:
             _say(_describe_split(name, split))
     class_names = list(train.class_names)
-    train_ds, steps = _train_input(config, strategy, train, balance=False)
+    train_input, steps = _train_input(config, strategy, train, balance=False)
 
     # --- Model: everything trains, BatchNorm included -----------------------------------------
     with strategy.scope():
@@ -937,7 +974,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         )
     strategy_lib.allow_multi_worker_fit(model, strategy)
     _say(f"Source training from scratch: {model_lib.describe_trainable(model)}")
-    _fit(model, train_ds, None, [], epochs=p.epochs, steps_per_epoch=steps)
+    _fit(model, train_input((0, 0), p.epochs), None, [], epochs=p.epochs, steps_per_epoch=steps)
 
     # --- BatchNorm statistics, then the source accuracy ----------------------------------------
     test_ds = _dataset(config, test, training=False, one_hot=False) if test is not None else None

@@ -122,16 +122,19 @@ def test_feature_cache_head_matches_running_the_frozen_base(fashion_dir):
 
     keras.utils.set_random_seed(seed)
     compile_(on_images)
-    images = data.build_dataset(examples, 32, batch, training=True, seed=seed)
-    on_images.fit(images, epochs=epochs, shuffle=False, verbose=0)
+    images = data.build_dataset(examples, 32, batch, training=True, seed=seed, until_epoch=epochs)
+    steps = len(examples) // batch
+    on_images.fit(images, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0)
 
     keras.utils.set_random_seed(seed)
     head = features.head_of(on_features)
     compile_(head, steps_per_execution=len(examples) // batch)  # as train.py compiles it
     pooled = features.extract(on_features, data.build_dataset(examples, 32, batch, False))
     assert pooled.shape == (60, on_features.get_layer("pool").output.shape[-1])
-    cached = features.feature_dataset(pooled, examples.labels, batch, training=True, seed=seed)
-    head.fit(cached, epochs=epochs, shuffle=False, verbose=0)
+    cached = features.feature_dataset(
+        pooled, examples.labels, batch, training=True, seed=seed, epochs=epochs
+    )
+    head.fit(cached, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0)
 
     trained = on_images.get_layer("probabilities").kernel.numpy()
     assert np.abs(trained - initial).max() > 1e-2  # the head really moved
