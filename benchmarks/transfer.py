@@ -8,7 +8,7 @@ two-phase default, and the two-phase default with L2-SP.
 Table 2 (--full): all ten classes and the full training set, trained from scratch with the
 best recipe that fits the time budget, next to published Fashion-MNIST results.
 
-  .venv/bin/python benchmarks/transfer.py                 # table 1, 2 seeds (~25 min, 2 CPUs)
+  .venv/bin/python benchmarks/transfer.py                 # table 1, 3 seeds (~25 min, 2 CPUs)
   .venv/bin/python benchmarks/transfer.py --seeds=1 --labels=20
   .venv/bin/python benchmarks/transfer.py --full          # table 2 as well (~12 min more)
   .venv/bin/python benchmarks/transfer.py --full --labels=  # table 2 only
@@ -21,6 +21,7 @@ import contextlib
 import copy
 import importlib.util
 import io
+import re
 import statistics
 import sys
 import time
@@ -81,7 +82,8 @@ def table_one(workdir: Path, labels: list[int], seeds: list[int]) -> list[tuple]
                 config.seed = seed
                 config.data.examples_per_class = n
                 config, phase = make(config)
-                tag = f"{n}_{name.split()[0]}_{seed}"
+                # One workdir per recipe and seed (a finished workdir is reused, not retrained).
+                tag = f"{n}_{re.sub(r'[^a-z0-9.]+', '-', name.lower()).strip('-')}_{seed}"
                 metrics, seconds = _quiet(train.run, config, workdir / tag)
                 scores.append(_accuracy(metrics, phase))
                 print(
@@ -158,7 +160,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--labels", default="10,20,100", help="labels per class, comma-separated ('': no table 1)"
     )
-    parser.add_argument("--seeds", type=int, default=2, help="seeds averaged per cell")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds averaged per cell")
     parser.add_argument("--full", action="store_true", help="also run table 2 (all classes)")
     parser.add_argument("--full_epochs", type=int, default=8)
     parser.add_argument("--full_image_size", type=int, default=56)
