@@ -129,7 +129,10 @@ def test_training_pipeline_static_shapes_shuffles_and_drops_remainder(image_fold
 def test_training_stream_resumes_exactly_mid_epoch(image_folders):
     """Batch b of epoch e is the same, pixels and augmentation, however the stream started."""
     examples = data.load_examples(f"folder:{image_folders['train']}")
-    options = dict(batch_size=8, training=True, seed=3, augment=["crop", "flip", "rotate"])
+    # Every augmentation at once, MixUp/CutMix included (they need one-hot labels).
+    options = dict(
+        batch_size=8, training=True, seed=3, augment=augment.AUGMENTATIONS, num_classes=3
+    )
     whole = list(data.build_dataset(examples, 32, until_epoch=3, **options))
     resumed = list(data.build_dataset(examples, 32, start=(1, 4), until_epoch=3, **options))
     assert len(whole) == 3 * 6 and len(resumed) == 8
