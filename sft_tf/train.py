@@ -165,7 +165,8 @@ def _dataset(
     one_hot: labels as the trainers' loss takes them (False: int labels, for evaluation).
     class_weights: per-class training weights (`_class_weights`, from the whole training split
     even when `examples` is one worker's shard). resample: `data.resample`. Both only apply
-    when `training`. stream: `start`, `epoch_batches` and `sources` of `data.build_dataset`.
+    when `training`. stream: `start`, `until_epoch`, `epoch_batches` and `sources` of
+    `data.build_dataset`.
     """
     d = config.data
     cache_dir = d.cache_dir or os.path.join(tempfile.gettempdir(), "sft_tf_cache")
