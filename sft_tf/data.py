@@ -815,6 +815,19 @@ def epoch_seed(seed: int, epoch: tf.Tensor) -> tf.Tensor:
     return seed * 1_000_003 + tf.cast(epoch, tf.int64)
 
 
+def balanced_epochs(
+    per_class: Sequence[Callable[[tf.Tensor], tf.data.Dataset]], seed: int
+) -> Callable[[tf.Tensor], tf.data.Dataset]:
+    """One epoch function from per-class ones: each epoch draws the classes equally often
+    (`augment.balanced_stream`, seeded by `epoch_seed`)."""
+
+    def epoch_examples(epoch):
+        streams = [one_class(epoch) for one_class in per_class]
+        return augment_lib.balanced_stream(streams, epoch_seed(seed, epoch))
+
+    return epoch_examples
+
+
 # The graph-level seed of the epoch function (see `epoch_stream`).
 _EPOCH_GRAPH_SEED = 1
 
@@ -1034,11 +1047,7 @@ def build_dataset(
             )
             for c in np.flatnonzero(examples.counts())
         ]
-
-        def epoch_examples(epoch):
-            streams = [one_class(epoch) for one_class in per_class]
-            return augment_lib.balanced_stream(streams, epoch_seed(seed, epoch))
-
+        epoch_examples = balanced_epochs(per_class, seed)
     else:
         epoch_examples = by_epoch(examples, cache=cache)
     ds = epoch_stream(

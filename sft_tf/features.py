@@ -80,11 +80,7 @@ def feature_dataset(
         per_class = [
             examples(features[labels == c], labels[labels == c]) for c in np.unique(labels)
         ]
-
-        def epoch_examples(epoch):
-            streams = [one_class(epoch) for one_class in per_class]
-            return augment.balanced_stream(streams, data.epoch_seed(seed, epoch))
-
+        epoch_examples = data.balanced_epochs(per_class, seed)
     else:
         epoch_examples = examples(features, labels)
     if training:
