@@ -122,14 +122,15 @@ def test_random_resized_crop_differs_per_image():
     image = np.stack([columns, rows, rows + columns], axis=-1)
     batch = tf.constant(np.stack([image] * 8))
     seeds = augment.BatchSeeds(1)
-    seeds.start(0)
+    # Batch 1's draws: batch 0 happens to draw one box of ~100% of the area, centred (a
+    # legitimate draw that leaves its image as it was).
+    seeds.start(1)
     cropped = augment.random_resized_crop(batch, seeds).numpy()
     assert cropped.shape == batch.shape
-    # Each image got its own box: no two crops are the same, and nearly all move pixels (a box
-    # of ~100% of the area, centred, is a legitimate draw: this batch has one).
+    # Each image got its own box: no two crops are the same, and none is the whole image.
     flat = cropped.reshape(8, -1)
     assert len({tuple(np.round(row, 3)) for row in flat}) == 8
-    assert sum(np.abs(row - image.ravel()).max() > 1 for row in flat) >= 6
+    assert all(np.abs(row - image.ravel()).max() > 1 for row in flat)
 
 
 @pytest.mark.parametrize("names", [["mixup"], ["cutmix"], ["mixup", "cutmix"]])
