@@ -136,20 +136,8 @@ def table_two(workdir: Path, args: argparse.Namespace) -> tuple[float, float]:
     config.phase2.weight_decay = args.full_weight_decay
     config.phase2.warmup_epochs = 1.0
     config.phase2.label_smoothing = 0.1
-    tag = "_".join(
-        str(v)
-        for v in (
-            args.full_backbone,
-            args.full_alpha,
-            args.full_image_size,
-            args.full_epochs,
-            args.full_optimizer,
-            args.full_learning_rate,
-            args.full_weight_decay,
-            args.full_dropout,
-            args.full_augment,
-        )
-    )
+    # Every --full_* value names the workdir (a finished workdir is reused, not retrained).
+    tag = "_".join(str(v) for k, v in vars(args).items() if k.startswith("full_"))
     metrics, seconds = _quiet(train.run, config, workdir / f"full_{tag}")
     return _accuracy(metrics, "phase2"), seconds / 60
 
