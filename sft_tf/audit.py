@@ -55,6 +55,9 @@ def split_summary(examples: data.Examples, scan: data.ImageScan) -> dict:
             else None
         ),
         "bad_files": [{"where": w, "reason": r} for w, r in scan.bad(examples)],
+        # What listing the split left out (ignored files, folder links that loop); printed
+        # when the split is listed, so describe() does not repeat them.
+        "ignored": list(examples.notes),
         "grayscale": int((ok & np.isin(scan.channels, (1, 2))).sum()),
         "alpha": int((ok & np.isin(scan.channels, (2, 4))).sum()),
         "cmyk": int((ok & scan.cmyk).sum()),

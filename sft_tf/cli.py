@@ -97,16 +97,20 @@ def _config(command: str):
 
 
 def _print_predictions(results: list[dict], as_json: bool) -> None:
+    """Predictions on stdout (a table, or JSON with an "error" field for bad files); one line
+    per bad file on stderr in both modes, "sft-tf: FILE: why", after the table."""
+    good = [r for r in results if "error" not in r]
     if as_json:
         print(json.dumps(results, indent=2))
-        return
-    width = max(len(r["file"]) for r in results)
-    for r in results:
-        if "error" in r:
-            print(f"{r['file']:<{width}}  ERROR {r['error']}")
-        else:
+    elif good:
+        width = max(len(r["file"]) for r in good)
+        for r in good:
             ranked = "  ".join(f"{c} {s:.3f}" for c, s in zip(r["classes"], r["scores"]))
             print(f"{r['file']:<{width}}  {ranked}")
+    sys.stdout.flush()
+    for r in results:
+        if "error" in r:
+            print(f"sft-tf: {r['file']}: {r['error']}", file=sys.stderr)
 
 
 def _dispatch(command: str, args: list[str]) -> int:
@@ -147,13 +151,9 @@ def _dispatch(command: str, args: list[str]) -> int:
             root = json.loads(metrics_path.read_text()).get("export") or ""
             if not root:
                 raise UserError(f"{workdir} has no export; pass --model=saved_models/NAME")
-        files = []
-        for arg in args:
-            p = Path(arg)
-            files += sorted(str(f) for f in p.rglob("*") if f.is_file()) if p.is_dir() else [arg]
-        results = export.predict_files(export.resolve_export(root, _VERSION.value), files)
+        results = export.predict_files(export.resolve_export(root, _VERSION.value), args)
         _print_predictions(results, _JSON.value)
-        return 1 if all("error" in r for r in results) else 0
+        return 1 if any("error" in r for r in results) else 0
     elif command == "audit":
         return train.audit(_config(command), _workdir(command))
     elif command == "demo":
@@ -178,6 +178,9 @@ def main(argv: list[str]) -> int:
     except UserError as e:
         print(f"sft-tf: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"sft-tf: {_interrupted(argv[1])}", file=sys.stderr)
+        return 130  # the shell's code for a process ended by SIGINT
     except OSError as e:
         # Disk full, permission denied, ...: checkpoints and exports are written by temp file
         # + rename, so what was there before is intact; say which path failed and why.
@@ -192,6 +195,18 @@ def main(argv: list[str]) -> int:
             raise
         print(f"sft-tf: error: could not write {failure[0]}: {failure[1]}", file=sys.stderr)
         return 1
+
+
+def _interrupted(command: str) -> str:
+    """The one line for Ctrl-C: where the run was and how to go on."""
+    from sft_tf import checkpoint
+
+    where = checkpoint.interrupted_at()
+    if command == "train" and where:
+        return f"interrupted in {where}; rerun the same command to resume"
+    if command in ("train", "pretrain", "demo"):
+        return "interrupted; rerun the same command to go on"
+    return "interrupted"
 
 
 # What an OS reports when a write fails for lack of room or rights, as TF quotes it.
@@ -270,14 +285,32 @@ def run() -> None:
 
 def _parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing with one-line errors (exit 2) instead of tracebacks."""
+    from sft_tf import config_lib
+
+    spec = _config_file(argv)
     try:
+        if spec is not None:  # ml_collections reports a broken file as a traceback
+            config_lib.check_config_file(spec)
         return flags.FLAGS(argv)
+    except UserError as e:
+        _exit_with(str(e))
     except flags.Error as e:
         _exit_with(f"{e}".splitlines()[0])
     except (AttributeError, KeyError, TypeError):
         # ml_collections rejects unknown --config.a.b keys (the config is locked) this way.
         _exit_with(_unknown_config_field(argv) or "bad --config override; see sft-tf --help")
     return []  # not reached
+
+
+def _config_file(argv: list[str]) -> str | None:
+    """The value of --config (before absl parses the flags; the last one wins), if given."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            value = arg[len("--config=") :]
+        elif arg == "--config" and i + 1 < len(argv):
+            value = argv[i + 1]
+    return value
 
 
 def _unknown_config_field(argv: list[str]) -> str | None:

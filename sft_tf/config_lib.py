@@ -9,9 +9,12 @@ into an error.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
+import math
 import os
 import re
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,9 @@ from sft_tf import backbones, data, model, strategy
 from sft_tf.errors import UserError
 
 COMMANDS_NEEDING_DATA = ("train", "pretrain", "evaluate")
+# Upper bounds that catch a slip of the keyboard before it costs a long wait or all memory.
+MAX_IMAGE_SIZE = 1024
+MAX_EPOCHS = 10_000
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -111,6 +117,11 @@ def base_config() -> ml_collections.ConfigDict:
     # Files that cannot be decoded (empty, truncated, not an image): "skip" drops them and lists
     # them at the start; "fail" lists them and stops before training.
     c.data.on_bad_image = "skip"
+    # Images with more pixels than this (width x height, read from the file header) are bad
+    # files too, never decoded: a 1 MB PNG can decode to gigabytes. The default is Pillow's
+    # decompression-bomb limit (~90 megapixels, e.g. 9500 x 9500), far above any photo size a
+    # classifier needs.
+    c.data.max_image_pixels = data.DEFAULT_MAX_IMAGE_PIXELS
     # Decoded-pixel cache: "auto" (memory if a split fits in cache_memory_mb, else a file in the
     # workdir), "memory", "disk" or "off" (decode every epoch; flat memory).
     c.data.cache = "auto"
@@ -175,6 +186,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.export.top_k = 5
     # Keep only this many newest versions after each export (0 keeps all); older ones are deleted.
     c.export.keep = 0
+    # Publish even if the class names differ from the newest existing version's. Off: such an
+    # export (and the training run, before it starts) stops, because TF Serving would switch
+    # to the new label set under the same model name without notice.
+    c.export.allow_class_change = False
     # Also write a TFLite model (assets.extra/tflite/model.tflite + labels.txt) in each version.
     c.export.tflite = False
     # TFLite weights: "float16" (half size) or "dynamic_range" (int8 weights, quarter size).
@@ -243,6 +258,7 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
     Raises:
       UserError: on the first invalid field.
     """
+    _check_numbers(to_dict(config))
     if not _NAME_RE.match(config.name):
         _fail(
             f"config.name={config.name!r} must be a folder name (letters, digits, _ . -); "
@@ -254,6 +270,11 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
         _fail(
             f"config.model.image_size={m.image_size} is below {m.backbone}'s minimum "
             f"{spec.min_size}; use >= {spec.min_size}"
+        )
+    if m.image_size > MAX_IMAGE_SIZE:
+        _fail(
+            f"config.model.image_size={m.image_size} is above {MAX_IMAGE_SIZE}; keras.applications "
+            "models are made for 224-600 px squares (larger ones exhaust memory); use a smaller one"
         )
     if m.alpha is not None and "alpha" not in spec.options:
         _fail(f"config.model.alpha is set but {m.backbone} has no width multiplier; unset it")
@@ -299,6 +320,11 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
         )
     if d.cache_memory_mb < 0:
         _fail(f"config.data.cache_memory_mb={d.cache_memory_mb} must be >= 0 (MB)")
+    if d.max_image_pixels < 1:
+        _fail(
+            f"config.data.max_image_pixels={d.max_image_pixels} must be >= 1 (default "
+            f"{data.DEFAULT_MAX_IMAGE_PIXELS}, ~90 megapixels)"
+        )
     cache_features = config.phase1.cache_features
     if cache_features not in ("auto", "on", "off"):
         _fail(f"config.phase1.cache_features={cache_features!r} must be one of auto, on, off")
@@ -320,8 +346,8 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
         )
     for phase in ("phase1", "phase2"):
         p = config[phase]
-        if p.epochs < 0:
-            _fail(f"config.{phase}.epochs={p.epochs} must be >= 0")
+        if not 0 <= p.epochs <= MAX_EPOCHS:
+            _fail(f"config.{phase}.epochs={p.epochs} must be between 0 and {MAX_EPOCHS}")
         if p.learning_rate <= 0:
             _fail(f"config.{phase}.learning_rate={p.learning_rate} must be > 0")
         if not 0 <= p.warmup_epochs <= max(p.epochs, 0):
@@ -342,8 +368,8 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
     if command == "pretrain":
         _check_spec("pretrain.train", p.train, required=True)
         _check_spec("pretrain.test", p.test, required=False)
-        if p.epochs < 1:
-            _fail(f"config.pretrain.epochs={p.epochs} must be >= 1")
+        if not 1 <= p.epochs <= MAX_EPOCHS:
+            _fail(f"config.pretrain.epochs={p.epochs} must be between 1 and {MAX_EPOCHS}")
         if p.learning_rate <= 0:
             _fail(f"config.pretrain.learning_rate={p.learning_rate} must be > 0")
     if config.export.top_k < 1:
@@ -392,6 +418,19 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
             f"config.runtime.steps_per_execution={r.steps_per_execution} must be >= 1, or unset "
             "for the device's default"
         )
+
+
+def _check_numbers(values: Mapping[str, Any], prefix: str = "config.") -> None:
+    """Every float field finite, every int field within int32 (TensorFlow's step counters and
+    seeds): NaN or a 20-digit epoch count otherwise passes the range checks and fails later."""
+    for key, value in values.items():
+        field = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            _check_numbers(value, f"{field}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            _fail(f"{field}={value} must be a finite number")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**31:
+            _fail(f"{field}={value} is too large (the limit is {2**31 - 1})")
 
 
 def _check_optimizer(p: ml_collections.ConfigDict, phase: str, has_validation: bool) -> None:
@@ -476,3 +515,47 @@ def scratch_baseline(config: ml_collections.ConfigDict) -> ml_collections.Config
     scratch.export.dir = ""
     scratch.name = f"{config.name}_scratch"
     return scratch
+
+
+def check_config_file(spec: str) -> None:
+    """Loads a --config file the way ml_collections will; one-line UserError when it cannot.
+
+    spec: the flag's value, `PATH` or `PATH:ARGUMENT` (passed to get_config).
+
+    Raises:
+      UserError: the file is missing, does not compile, raises, has no get_config(), or
+        get_config() does not return a ConfigDict. The message names the file and the line.
+    """
+    path, _, argument = spec.partition(":")
+    field = f"--config={spec}"
+    if not os.path.isfile(path):
+        folder = os.path.dirname(path) or "."
+        names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        close = difflib.get_close_matches(os.path.basename(path), names, n=1)
+        hint = f"did you mean {os.path.join(os.path.dirname(path), close[0])}?" if close else ""
+        _fail(f"{field}: no such file {path}; {hint or 'give the path of a configs/*.py file'}")
+    try:
+        code = compile(Path(path).read_bytes(), path, "exec")
+    except SyntaxError as e:
+        _fail(f"{field}: syntax error in {path} line {e.lineno}: {e.msg}; fix the file")
+    namespace: dict[str, Any] = {"__file__": path, "__name__": "sft_tf_config_check"}
+    try:
+        exec(code, namespace)
+        get_config = namespace.get("get_config")
+        if not callable(get_config):
+            _fail(
+                f"{field}: {path} defines no get_config(); a config file's get_config() returns "
+                "config_lib.base_config() with changes (see configs/tiny.py)"
+            )
+        result = get_config(argument) if argument else get_config()
+    except UserError:
+        raise
+    except Exception as e:
+        lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == path]
+        where = f" line {lines[-1]}" if lines else ""
+        _fail(f"{field}: {path}{where} raised {type(e).__name__}: {e}; fix the file")
+    if not isinstance(result, ml_collections.ConfigDict):
+        _fail(
+            f"{field}: get_config() in {path} returned {type(result).__name__}, not a "
+            "ConfigDict; end it with `return config`"
+        )

@@ -14,10 +14,15 @@ A spec string names where a split comes from:
                             ~/.keras/datasets/fashion-mnist.
   split:FRACTION            validation only: a seeded hold-out of the training set (`holdout`).
 
+A leading ~ in PATH, GLOB and DIR is the home folder. A folder listing follows folder links once
+each and says what it left out: hidden files and folders, extensions TF cannot decode, files
+outside the class folders, links that loop.
+
 Loading a spec gives `Examples`: labels plus a way to reach each image (file paths, positions in a
 record stream, or in-memory pixels), cheap to subset (classes, few-shot sampling, hold-outs)
 before any image is decoded. `scan_images` decodes everything once to find files that cannot be
-decoded; `build_dataset` turns the rest into the batches every trainer here consumes:
+decoded (or would take too much memory to: over a pixel limit read from the header);
+`build_dataset` turns the rest into the batches every trainer here consumes:
 `(uint8 [B, H, W, 3], int32 [B])` with static shapes, or for the trainers one-hot float32
 labels [B, C] and, with class weighting, a third element: per-example sample weights.
 """
@@ -28,7 +33,8 @@ import dataclasses
 import functools
 import gzip
 import os
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +46,16 @@ from sft_tf.errors import UserError
 SPEC_KINDS = ("folder", "tfds", "tfrecord", "fashion_mnist", "split")
 SPEC_HELP = "folder:PATH, tfds:NAME[:SPLIT], tfrecord:GLOB, fashion_mnist:train|test[:DIR]"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# Formats people keep images in that TF cannot decode, with what to do about them.
+UNSUPPORTED_HINTS = {
+    ".tif": "TF cannot decode TIFF: convert to PNG",
+    ".tiff": "TF cannot decode TIFF: convert to PNG",
+    ".heic": "TF cannot decode HEIC: convert to JPEG",
+}
+# Pillow's MAX_IMAGE_PIXELS (~90 megapixels, e.g. 9500 x 9500): above it an image is far more
+# likely a decompression bomb or a scan at absurd resolution than a training photo, and decoding
+# it takes gigabytes (a 20000 x 20000 PNG of 1.2 MB decodes to 1.2 GB of RGB).
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 RESIZE_METHODS = ("resize", "crop", "pad")
 BAD_IMAGE_POLICIES = ("skip", "fail")
 CACHE_MODES = ("auto", "memory", "disk", "off")
@@ -104,7 +120,8 @@ def parse_spec(spec: str, field: str = "spec") -> Spec:
             "(or split:FRACTION for data.validation)"
         )
     if kind in ("folder", "tfrecord"):
-        return Spec(kind, rest)
+        # The shell leaves ~ alone inside --config.data.train=folder:~/x; expand it here, once.
+        return Spec(kind, os.path.expanduser(rest))
     if kind == "tfds":
         # Split on the first colon only: TFDS slicing ("train[:80%]") has colons of its own.
         name, _, split = rest.partition(":")
@@ -123,7 +140,7 @@ def parse_spec(spec: str, field: str = "spec") -> Spec:
     split, _, directory = rest.partition(":")
     if split not in _FASHION_MNIST_FILES:
         raise UserError(f"{field}={spec!r}: Fashion-MNIST split must be 'train' or 'test'")
-    return Spec("fashion_mnist", directory, split)
+    return Spec("fashion_mnist", os.path.expanduser(directory), split)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,6 +200,8 @@ class Examples:
       origin: the spec it came from, for messages.
       records: the stream for TFDS and TFRecord sources, else None.
       positions: int64 [N] ascending positions in `records`, else None.
+      notes: what listing the source left out and why (ignored files, folder links that
+        loop), one printable line each.
     """
 
     class_names: tuple[str, ...]
@@ -192,6 +211,7 @@ class Examples:
     origin: str = ""
     records: RecordSource | None = None
     positions: np.ndarray | None = None
+    notes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -225,8 +245,14 @@ class Examples:
         return f"{self.origin}#{index}"
 
 
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
 def load_examples(spec: str, field: str = "spec", tfds_data_dir: str = "") -> Examples:
     """Lists a split's examples (no image is decoded here).
+
+    Prints what the listing left out (`Examples.notes`), so that no file is dropped silently.
 
     Args:
       spec: a dataset spec string (not split:, which `holdout` resolves).
@@ -238,7 +264,10 @@ def load_examples(spec: str, field: str = "spec", tfds_data_dir: str = "") -> Ex
     """
     parsed = parse_spec(spec, field)
     if parsed.kind == "folder":
-        return check_class_names(_load_folder(parsed.path, spec, field), field)
+        examples = check_class_names(_load_folder(parsed.path, spec, field), field)
+        for note in examples.notes:
+            _say(note)
+        return examples
     if parsed.kind == "tfds":
         examples = _load_tfds(parsed.path, parsed.split, tfds_data_dir, spec, field)
         return check_class_names(examples, field)
@@ -300,37 +329,124 @@ def holdout(train: Examples, fraction: float, seed: int) -> tuple[Examples, Exam
     return train.take(keep), validation
 
 
+def _walk_files(folder: str, hidden: bool, notes: list[str]) -> Iterator[tuple[str, bool]]:
+    """(path, hidden) of every file below `folder`, following folder links but never twice.
+
+    tf.io.gfile.walk follows a link back to a parent round and round until the path is too long
+    (a class listed 41 times over). Here each real folder is listed once: first every folder
+    reached without a link, under its own path, then what links add; each link left out adds a
+    line to `notes`. gs:// has no links. A file is hidden when its name or a folder between it
+    and `folder` starts with "." (.DS_Store, .thumbnails/, .Trash/).
+
+    Args:
+      folder: a local or gs:// folder.
+      hidden: whether `folder` itself is hidden.
+      notes: gets a printable line for each folder link or folder left out.
+    """
+    local = "://" not in folder
+    seen = {os.path.realpath(folder)} if local else set()
+    pending = [(folder, hidden)]
+    links = []  # (path, hidden) of folder links: followed once no plain folder is left
+    while pending or links:
+        if not pending:
+            path, is_hidden = links.pop(0)
+            real, above = os.path.realpath(path), os.path.realpath(os.path.dirname(path))
+            if real in seen:
+                loops = above == real or above.startswith(real.rstrip(os.sep) + os.sep)
+                what = "loops" if loops else "leads to a folder already listed"
+                notes.append(f"Ignored a folder link that {what}: {path} -> {real}")
+            else:
+                seen.add(real)
+                pending.append((path, is_hidden))
+            continue
+        here, here_hidden = pending.pop()
+        try:
+            names = sorted(name.rstrip("/") for name in tf.io.gfile.listdir(here))
+        except tf.errors.OpError as e:
+            notes.append(f"Ignored a folder that cannot be listed: {here} ({e.message[:200]})")
+            continue
+        for name in names:
+            path = os.path.join(here, name)
+            is_hidden = here_hidden or name.startswith(".")
+            if not tf.io.gfile.isdir(path):
+                yield path, is_hidden
+            elif local and (os.path.islink(path) or os.path.realpath(path) in seen):
+                links.append((path, is_hidden))
+            else:
+                if local:
+                    seen.add(os.path.realpath(path))
+                pending.append((path, is_hidden))
+
+
+def _ignored_summary(hidden: int, extensions: Counter, outside: int = 0) -> str:
+    """What was ignored, e.g. "hidden 2; unsupported extension 4 (.tiff x3, .txt x1)", or ""."""
+    parts = []
+    if hidden:
+        parts.append(f"hidden {hidden}")
+    if extensions:
+        by_count = sorted(extensions.items(), key=lambda item: (-item[1], item[0]))
+        listed = ", ".join(f"{ext} x{n}" for ext, n in by_count)
+        hints = dict.fromkeys(UNSUPPORTED_HINTS[e] for e in extensions if e in UNSUPPORTED_HINTS)
+        listed += "".join(f"; {hint}" for hint in hints)
+        parts.append(f"unsupported extension {sum(extensions.values())} ({listed})")
+    if outside:
+        parts.append(f"outside the class folders {outside}")
+    return "; ".join(parts)
+
+
 def _load_folder(root: str, spec: str, field: str) -> Examples:
     if not tf.io.gfile.isdir(root):
         raise UserError(f"{field}={spec!r}: {root} is not a directory")
     # tf.io.gfile rather than os: the same code lists gs:// buckets for TPUs.
-    class_names = sorted(
-        name.rstrip("/")
-        for name in tf.io.gfile.listdir(root)
-        if tf.io.gfile.isdir(os.path.join(root, name)) and not name.startswith(".")
-    )
+    class_names, notes = [], []
+    hidden = outside = 0
+    for name in sorted(name.rstrip("/") for name in tf.io.gfile.listdir(root)):
+        path = os.path.join(root, name)
+        if not tf.io.gfile.isdir(path):
+            if name.startswith("."):
+                hidden += 1
+            else:
+                outside += 1
+        elif name.startswith("."):
+            # Not a class (.Trash, .git): its files are counted, never labelled.
+            hidden += sum(1 for _ in _walk_files(path, True, notes))
+        else:
+            class_names.append(name)
     if not class_names:
         raise UserError(f"{field}={spec!r}: {root} has no class sub-folders (one per class)")
-    paths, labels = [], []
+    paths, labels, extensions = [], [], Counter()
     for label, name in enumerate(class_names):
-        found = sorted(
-            os.path.join(dirpath, f)
-            for dirpath, _, files in tf.io.gfile.walk(os.path.join(root, name))
-            for f in files
-            if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
-        )
+        found, class_hidden, class_extensions = [], 0, Counter()
+        for path, is_hidden in _walk_files(os.path.join(root, name), False, notes):
+            extension = os.path.splitext(path)[1].lower()
+            if is_hidden:
+                class_hidden += 1
+            elif extension in IMAGE_EXTENSIONS:
+                found.append(path)
+            else:
+                class_extensions[extension or "(no extension)"] += 1
         if not found:
+            ignored = _ignored_summary(class_hidden, class_extensions)
             raise UserError(
                 f"{field}={spec!r}: class folder {os.path.join(root, name)} has no images "
-                f"({', '.join(IMAGE_EXTENSIONS)}); add some or remove the folder"
+                f"({', '.join(IMAGE_EXTENSIONS)}"
+                + (f"; ignored there: {ignored}" if ignored else "")
+                + "); add some or remove the folder"
             )
-        paths += found
+        paths += sorted(found)
         labels += [label] * len(found)
+        hidden += class_hidden
+        extensions += class_extensions
+    ignored = _ignored_summary(hidden, extensions, outside)
+    if ignored:
+        total = hidden + sum(extensions.values()) + outside
+        notes.append(f"Ignored {total} file(s) in {spec}: {ignored}")
     return Examples(
         class_names=tuple(class_names),
         labels=np.asarray(labels, np.int32),
         paths=np.asarray(paths),
         origin=spec,
+        notes=tuple(notes),
     )
 
 
@@ -348,11 +464,22 @@ def _tfds_split(name: str, split: str, data_dir: str, image_key: str) -> tf.data
     )
 
 
-def _load_tfds(name: str, split: str, data_dir: str, spec: str, field: str) -> Examples:
-    import tensorflow_datasets as tfds
+def _missing_module(error: ImportError, name: str, spec: str, field: str) -> UserError:
+    """The error for a Python module TFDS imports and cannot find: no network would help."""
+    module = error.name or str(error)
+    return UserError(
+        f"{field}={spec!r}: TFDS cannot read {name}: the Python module {module!r} is missing "
+        f"(not a network problem); reinstall sft_tf (pip install -e .) or pip install {module}"
+    )
 
+
+def _load_tfds(name: str, split: str, data_dir: str, spec: str, field: str) -> Examples:
     try:
+        import tensorflow_datasets as tfds
+
         builder = tfds.builder(name, data_dir=data_dir or None)
+    except ImportError as e:
+        raise _missing_module(e, name, spec, field) from e
     except Exception as e:
         raise UserError(
             f"{field}={spec!r}: no TFDS dataset {name!r} ({type(e).__name__}); see "
@@ -374,6 +501,9 @@ def _load_tfds(name: str, split: str, data_dir: str, spec: str, field: str) -> E
         labels = np.concatenate(
             [b.numpy() for b in ds.map(lambda ex: ex[label_key]).batch(8192)] or [np.zeros(0)]
         ).astype(np.int32)
+    except ImportError as e:
+        # TFDS imports some modules only when it first prepares a dataset.
+        raise _missing_module(e, name, spec, field) from e
     except Exception as e:
         raise UserError(
             f"{field}={spec!r}: could not read TFDS {name} split {split!r} "
@@ -684,10 +814,64 @@ def encoded_images(examples: Examples) -> tf.data.Dataset:
     )
 
 
-def _probe(encoded: tf.Tensor) -> tuple[tf.Tensor, ...]:
-    # The same decode as training (to_rgb after it cannot fail on 1-4 channels), so an image
-    # that passes here decodes in the pipeline too.
-    image = decode_native(encoded)
+def stored_size(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(height, width) as int64 scalars, read from the image's header without decoding it.
+
+    The sizes the decoder would allocate: JPEG's frame header, PNG's IHDR, GIF's logical screen,
+    BMP's info header (a negative height is a top-down image) and WebP's VP8, VP8L or VP8X
+    header. (0, 0) for anything else, which then fails to decode.
+
+    Raises:
+      tf.errors.InvalidArgumentError (when run) on a JPEG whose header is corrupt.
+    """
+    # The first 32 bytes hold every header read here; zero padding keeps short files in bounds.
+    head = tf.strings.substr(tf.strings.join([encoded, b"\0" * 32]), 0, 32)
+    b = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int64)
+
+    def little(at: int, size: int) -> tf.Tensor:
+        return sum(b[at + k] * 256**k for k in range(size))
+
+    def big(at: int, size: int) -> tf.Tensor:
+        return sum(b[at + k] * 256 ** (size - 1 - k) for k in range(size))
+
+    def starts(magic: bytes, at: int = 0) -> tf.Tensor:
+        return tf.equal(tf.strings.substr(head, at, len(magic)), magic)
+
+    def signed32(value: tf.Tensor) -> tf.Tensor:
+        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+
+    def jpeg():
+        shape = tf.cast(tf.io.extract_jpeg_shape(encoded), tf.int64)
+        return shape[0], shape[1]
+
+    # VP8 and VP8L hold 14-bit sizes (VP8L's packed one after the other, minus 1).
+    vp8l, bits14 = little(21, 4), 2**14
+    webp = starts(b"RIFF") & starts(b"WEBP", 8)
+    cases = [
+        (starts(b"\x89PNG\r\n\x1a\n"), (big(20, 4), big(16, 4))),
+        (starts(b"GIF8"), (little(8, 2), little(6, 2))),
+        (starts(b"BM"), (signed32(little(22, 4)), signed32(little(18, 4)))),
+        (webp & starts(b"VP8 ", 12), (little(28, 2) % bits14, little(26, 2) % bits14)),
+        (webp & starts(b"VP8L", 12), (vp8l // bits14 % bits14 + 1, vp8l % bits14 + 1)),
+        (webp & starts(b"VP8X", 12), (little(27, 3) + 1, little(24, 3) + 1)),
+    ]
+    zero = tf.constant(0, tf.int64)
+    height, width = zero, zero
+    for match, (h, w) in reversed(cases):
+        height, width = tf.where(match, h, height), tf.where(match, w, width)
+    return tf.cond(tf.io.is_jpeg(encoded), jpeg, lambda: (height, width))
+
+
+def _probe(encoded: tf.Tensor, max_pixels: int) -> tuple[tf.Tensor, ...]:
+    # The size check runs before the decode: a small file can decode to gigabytes.
+    height, width = stored_size(encoded)
+    fits = tf.debugging.assert_less_equal(
+        height * width, tf.constant(max_pixels, tf.int64), message="too many pixels"
+    )
+    with tf.control_dependencies([fits]):
+        # The same decode as training (to_rgb after it cannot fail on 1-4 channels), so an
+        # image that passes here decodes in the pipeline too.
+        image = decode_native(encoded)
     shape = tf.shape(image)
     cmyk = tf.cond(
         tf.io.is_jpeg(encoded),
@@ -699,26 +883,34 @@ def _probe(encoded: tf.Tensor) -> tuple[tf.Tensor, ...]:
     return shape[0], shape[1], shape[2], cmyk, digest
 
 
-def _why_undecodable(encoded: bytes) -> str:
+def _why_undecodable(encoded: bytes, max_pixels: int) -> str:
     if not encoded:
         return "empty file (0 bytes)"
     try:
-        _probe(tf.constant(encoded))
+        height, width = (int(v) for v in stored_size(tf.constant(encoded)))
+        if height * width > max_pixels:
+            return (
+                f"{width} x {height} pixels is over data.max_image_pixels={max_pixels}; "
+                "downscale it or raise the limit"
+            )
+        _probe(tf.constant(encoded), max_pixels)
     except tf.errors.OpError as e:
         message = e.message.split("}}")[-1].strip().splitlines()[0]
         if "Unknown image file format" in message:
             return "not an image (unknown format; JPEG, PNG, GIF, BMP and WebP are read)"
-        if "jpeg::Uncompress failed" in message:
+        if "jpeg::Uncompress failed" in message or "Invalid JPEG data" in message:
             return "truncated or corrupt JPEG"
         return f"undecodable: {message[:200]}"
     return "undecodable (failed in the pipeline, decodes alone)"
 
 
-def scan_images(examples: Examples) -> ImageScan:
+def scan_images(examples: Examples, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageScan:
     """Decodes every example once (in parallel) and records what it found.
 
     Args:
       examples: any split.
+      max_pixels: images with more pixels (height x width, read from the header) are not
+        decoded but counted as bad (data.max_image_pixels).
 
     Returns:
       An `ImageScan` aligned with `examples`.
@@ -737,7 +929,7 @@ def scan_images(examples: Examples) -> ImageScan:
             digest[i] = int.from_bytes(raw, "little")
         return ImageScan(ok, {}, height, width, channels, cmyk, digest)
     ds = encoded_images(examples).map(
-        lambda i, encoded: (i, *_probe(encoded)),
+        lambda i, encoded: (i, *_probe(encoded, max_pixels)),
         # Decoding is the whole cost of a scan: every core, in any order.
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=False,
@@ -757,11 +949,11 @@ def scan_images(examples: Examples) -> ImageScan:
                 except tf.errors.OpError as e:
                     reasons[i] = f"unreadable: {e.message[:200]}"
                     continue
-                reasons[i] = _why_undecodable(encoded)
+                reasons[i] = _why_undecodable(encoded, max_pixels)
         else:
             bad = examples.take(np.asarray(sorted(reasons)))
             for (_, encoded), i in zip(encoded_images(bad).as_numpy_iterator(), sorted(reasons)):
-                reasons[i] = _why_undecodable(encoded)
+                reasons[i] = _why_undecodable(encoded, max_pixels)
     return ImageScan(ok, reasons, height, width, channels, cmyk, digest)
 
 

@@ -268,6 +268,61 @@ def _remove_stale_staging(root: Path) -> None:
             pass
 
 
+def _listing(names: Sequence[str], shown: int = 6) -> str:
+    """A label list short enough for a one-line message: [a, b, c, + N more]."""
+    names = list(names)
+    more = f", + {len(names) - shown} more" if len(names) > shown else ""
+    return f"[{', '.join(names[:shown])}{more}]"
+
+
+def check_class_change(
+    model_root: str | Path,
+    class_names: Sequence[str],
+    allow: bool,
+    field: str = "config.export.allow_class_change",
+) -> None:
+    """Refuses a model whose class names differ from those of the newest published version.
+
+    TF Serving switches to the highest version without notice, so a model with another label
+    set under the same name would silently change what clients get back. The same names in
+    another order count as a change (class ids would move).
+
+    Args:
+      model_root: <export.dir>/<name>, the folder holding the integer versions.
+      class_names: the new model's class names, in output order.
+      allow: publish anyway.
+      field: the setting that allows it, named in the message.
+
+    Raises:
+      UserError: the newest version has different class names and `allow` is False.
+    """
+    root = Path(model_root)
+    found = versions(root)
+    if allow or not found:
+        return
+    labels = root / str(found[-1]) / LABELS_FILE
+    if not labels.is_file():  # not written by sft-tf: no label set to compare with
+        return
+    served, new = labels.read_text().splitlines(), list(class_names)
+    if served == new:
+        return
+    added, gone = [c for c in new if c not in served], [c for c in served if c not in new]
+    if not added and not gone:
+        change = "the same names in another order"
+    else:
+        change = "; ".join(
+            f"{what} {_listing(names, 3)}"
+            for what, names in (("new", added), ("gone", gone))
+            if names
+        )
+    raise UserError(
+        f"{root}: the newest version {found[-1]} serves classes {_listing(served)}, this model "
+        f"has {_listing(new)} ({change}); TF Serving would switch label sets without notice. "
+        f"Set --{field}=true to publish it as version {found[-1] + 1} anyway, or use another "
+        "config.name"
+    )
+
+
 def prune_versions(model_root: str | Path, keep: int) -> list[int]:
     """Deletes all but the newest `keep` versions (keep <= 0 keeps all); returns the deleted."""
     found = versions(model_root)
@@ -288,6 +343,7 @@ def export_for_serving(
     keep: int = 0,
     tflite: str = "",
     resize_method: str = "resize",
+    allow_class_change: bool = False,
 ) -> Path:
     """Writes the next version of a SavedModel for TF Serving, verified before it appears.
 
@@ -304,14 +360,19 @@ def export_for_serving(
       keep: keep only this many newest versions after publishing (0: keep all).
       tflite: "" for none, or "float16" / "dynamic_range" to add assets.extra/tflite/
         (model.tflite and labels.txt), checked against the model like the SavedModel.
+      allow_class_change: publish even if the newest version has other class names (see
+        `check_class_change`).
 
     Returns:
       The published version folder.
 
     Raises:
+      UserError: the class names differ from the newest version's and allow_class_change is
+        False (checked before anything is written).
       RuntimeError: the reloaded export disagrees with the model (nothing is published).
     """
     root = Path(model_root)
+    check_class_change(root, class_names, allow_class_change)
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_staging(root)
     encoded = list(check_images) or _sample_images(image_size)
@@ -406,23 +467,115 @@ def resolve_export(model_root: str | Path, version: int | None = None) -> Path:
     return root / str(version)
 
 
+def load_signature(export_dir: str | Path, name: str = "serving_default"):
+    """Loads an export and returns one of its signatures, as a serving client would.
+
+    Raises:
+      UserError: the folder holds no loadable SavedModel (missing or corrupt saved_model.pb,
+        missing variables) or lacks the signature.
+    """
+    from google.protobuf.message import DecodeError
+
+    path = Path(export_dir)
+    fix = "re-export it (sft-tf export --workdir=RUN_DIR)"
+    if not (path / "saved_model.pb").is_file():
+        raise UserError(f"cannot load the SavedModel in {path}: it has no saved_model.pb; {fix}")
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except (OSError, ValueError, DecodeError, tf.errors.OpError) as e:
+        reason = (getattr(e, "message", None) or str(e)).strip().splitlines()[0]
+        if reason.startswith("Cannot parse file"):  # "...: Error parsing message ...: WHY"
+            reason = f"saved_model.pb is corrupt ({reason.rsplit(': ', 1)[-1].rstrip('.')})"
+        raise UserError(f"cannot load the SavedModel in {path}: {reason[:200]}; {fix}") from e
+    if name not in loaded.signatures:
+        raise UserError(
+            f"the SavedModel in {path} has no {name} signature (it has "
+            f"{', '.join(loaded.signatures) or 'none'}); was it written by sft-tf? {fix}"
+        )
+    return loaded.signatures[name]
+
+
+def _expand(paths: Sequence[str]) -> list[tuple[str, bool]]:
+    """[(path, is an empty folder)] in order: folders become the files inside, recursively.
+
+    Hidden files and folders (.DS_Store, .git) are left out, as the folder: data source does.
+    """
+    out = []
+    for arg in paths:
+        folder = Path(arg)
+        if not folder.is_dir():
+            out.append((arg, False))
+            continue
+        inside = sorted(
+            str(f)
+            for f in folder.rglob("*")
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts)
+        )
+        out += [(f, False) for f in inside] or [(arg, True)]
+    return out
+
+
+def _why_not_predicted(error: tf.errors.OpError) -> str:
+    """The one line that says why serving_default rejected an image, from TF's error text."""
+    # "Graph execution error:\n\nDetected at node ...\n<stack traces unavailable>\nWHY\n\t [[..."
+    lines = [
+        line.strip()
+        for line in error.message.splitlines()
+        if line.strip()
+        and not line.strip().startswith(("[[", "Graph execution error", "Detected at node", "<"))
+    ]
+    why = lines[-1] if lines else error.message.strip()
+    if "Unknown image file format" in why:
+        return "not an image (unrecognised format; JPEG, PNG, GIF, BMP and WebP are read)"
+    if "Invalid PNG data" in why or "jpeg::Uncompress failed" in why or "Invalid JPEG" in why:
+        return f"corrupt or truncated image ({why[:120]})"
+    return f"cannot decode: {why[:200]}"
+
+
 def predict_files(export_dir: str | Path, paths: Sequence[str]) -> list[dict]:
     """Runs the export's serving_default signature on image files, one result per file.
 
     Only TensorFlow and the SavedModel are used, as a serving client would.
 
+    Args:
+      export_dir: a version folder.
+      paths: image files, or folders (every file inside, recursively, except hidden ones).
+
     Returns:
-      Dicts with "file" and either "classes" and "scores" (top-k) or "error".
+      In the order given, dicts with "file" and either "classes" and "scores" (top-k) or
+      "error" (one line: "empty file", "cannot read: ...", "not an image ..."); a folder with
+      no files is one result with an error.
+
+    Raises:
+      UserError: there are no files at all (every folder given is empty), or the export cannot
+        be loaded.
     """
-    serve = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    expanded = _expand(paths)
+    if all(empty for _, empty in expanded):
+        folders = [path for path, _ in expanded]
+        where = f"{', '.join(folders)} {'has' if len(folders) == 1 else 'have'} no files in it"
+        raise UserError(f"nothing to predict: {where if folders else 'no files given'}")
+    serve = load_signature(export_dir)
     results = []
-    for path in paths:
+    for path, empty in expanded:
+        if empty:
+            results.append({"file": path, "error": "folder has no files"})
+            continue
         try:
-            encoded = tf.io.gfile.GFile(path, "rb").read()
-            out = serve(image_bytes=tf.constant([encoded]))
+            with tf.io.gfile.GFile(path, "rb") as f:
+                encoded = f.read()
         except (tf.errors.OpError, OSError) as e:
-            message = getattr(e, "message", None) or str(e)
-            results.append({"file": path, "error": message.strip().splitlines()[0]})
+            # gfile says "PATH; No such file or directory": keep the reason.
+            reason = (getattr(e, "message", None) or e.strerror or str(e)).split("; ")[-1]
+            results.append({"file": path, "error": f"cannot read: {reason.strip()}"})
+            continue
+        if not encoded:
+            results.append({"file": path, "error": "empty file (0 bytes)"})
+            continue
+        try:
+            out = serve(image_bytes=tf.constant([encoded]))
+        except tf.errors.OpError as e:
+            results.append({"file": path, "error": _why_not_predicted(e)})
             continue
         results.append(
             {

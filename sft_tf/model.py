@@ -312,5 +312,6 @@ def load_backbone_weights(base: keras.Model, path: str, backbone: str, options: 
     except Exception as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(
-            f"config.model.weights={path} does not fit {backbone} {options}: {first}"
+            f"config.model.weights={path} does not fit {backbone} {options}: {first}; give the "
+            "backbone.weights.h5 that `sft-tf pretrain` wrote for this backbone, or 'imagenet'"
         ) from e

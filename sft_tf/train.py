@@ -30,6 +30,7 @@ from sft_tf import checkpoint as ckpt
 from sft_tf import model as model_lib
 from sft_tf import strategy as strategy_lib
 from sft_tf.errors import UserError
+from sft_tf.lock import LOCK_FILE, WorkdirLock
 
 WEIGHTS_FILE = "model.weights.h5"
 LABELS_FILE = "labels.txt"
@@ -111,12 +112,14 @@ def sample_and_hold_out(
     return splits
 
 
-def screen_splits(splits: dict[str, data.Examples], on_bad_image: str) -> dict[str, data.Examples]:
+def screen_splits(
+    splits: dict[str, data.Examples], on_bad_image: str, max_pixels: int
+) -> dict[str, data.Examples]:
     """Decodes every image once; drops and lists undecodable ones, or stops (on_bad_image=fail).
 
     Also stops on what the audit calls problems (an empty class, one class, train/test leakage).
     """
-    scans = {name: data.scan_images(split) for name, split in splits.items()}
+    scans = {name: data.scan_images(split, max_pixels) for name, split in splits.items()}
     report = audit_lib.audit(splits, scans)
     bad = [
         f"  {name}: {b['where']}: {b['reason']}"
@@ -144,7 +147,8 @@ def screen_splits(splits: dict[str, data.Examples], on_bad_image: str) -> dict[s
 
 def load_target_splits(config: ml_collections.ConfigDict):
     """The train/validation/test examples of `config.data`: one class list, decodable images."""
-    splits = screen_splits(list_target_splits(config), config.data.on_bad_image)
+    d = config.data
+    splits = screen_splits(list_target_splits(config), d.on_bad_image, d.max_image_pixels)
     splits = sample_and_hold_out(config, splits)
     return splits["train"], splits.get("validation"), splits.get("test")
 
@@ -618,32 +622,50 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _resume_point(workdir: Path, config, restart: bool, allow_config_change: bool) -> dict | None:
-    """The interrupted run's state to continue from, or None to start fresh.
-
-    Raises:
-      UserError: the config differs from the interrupted run's in fields that affect training.
-    """
-    state = ckpt.read_state(workdir)
-    if state is None:
-        return None
-    if restart:
-        aside = workdir.with_name(f"{workdir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-        workdir.rename(aside)
-        _say(f"--restart: moved the earlier run to {aside}")
-        return None
-    saved = _flatten(json.loads((workdir / "config.json").read_text()))
+def _config_changes(workdir: Path, config) -> list[str]:
+    """The training-relevant fields in which `config` differs from the run in `workdir`."""
+    try:
+        saved = _flatten(json.loads((workdir / "config.json").read_text()))
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(
+            f"{workdir / 'config.json'} cannot be read ({e}); rerun with --restart to move the "
+            "run aside and start over, or use a new --workdir"
+        ) from e
     current = _flatten(config_lib.to_dict(config))
     # A field added by a newer sft_tf is missing from an older run's config.json: it counts
     # as unchanged while it keeps its default.
     defaults = _flatten(config_lib.to_dict(config_lib.base_config()))
     saved = {**{k: defaults[k] for k in current.keys() - saved.keys() if k in defaults}, **saved}
-    changed = [
+    return [
         f"{key} ({saved.get(key)!r} -> {current.get(key)!r})"
         for key in sorted(set(saved) | set(current))
         if saved.get(key) != current.get(key) and not key.startswith(_RESUME_FREE)
     ]
-    if changed and not state.get("complete"):
+
+
+def _resume_point(workdir: Path, config, restart: bool, allow_config_change: bool) -> dict | None:
+    """The interrupted (or finished) run's state to continue from, or None to start fresh.
+
+    Reads only: `--restart` moves the old run aside later (`_move_aside`), once the new run
+    has passed every check.
+
+    Raises:
+      UserError: the config differs from the run's in fields that affect training, or the
+        run's checkpoints cannot be restored.
+    """
+    if restart:
+        return None
+    state = ckpt.resume_point(workdir, say=_say)
+    if state is None:
+        return None
+    changed = _config_changes(workdir, config)
+    if changed and state.get("complete"):
+        raise UserError(
+            f"{workdir} holds a complete run trained with another config: "
+            f"{'; '.join(changed)}. Rerun with --restart to train again with this config (the "
+            "finished run is moved aside), or use a new --workdir"
+        )
+    if changed:
         if not allow_config_change:
             raise UserError(
                 f"the config differs from the interrupted run in {workdir}: "
@@ -652,6 +674,28 @@ def _resume_point(workdir: Path, config, restart: bool, allow_config_change: boo
             )
         _say(f"Resuming with a changed config (--allow_config_change): {'; '.join(changed)}")
     return state
+
+
+def _move_aside(workdir: Path, lock: WorkdirLock) -> None:
+    """--restart: renames an earlier run to <workdir>.old-<time>; the lock stays with us."""
+    if not workdir.is_dir() or not any(p.name != LOCK_FILE for p in workdir.iterdir()):
+        return
+    aside = workdir.with_name(f"{workdir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    workdir.rename(aside)
+    lock.release()  # its file went along with the old run
+    lock.acquire(workdir)
+    (aside / LOCK_FILE).unlink(missing_ok=True)
+    _say(f"--restart: moved the earlier run to {aside}")
+
+
+def _check_batch_fits(examples: data.Examples, batch_size: int, field: str) -> None:
+    """Training needs one whole batch: say so before anything is written."""
+    if len(examples) < batch_size:
+        raise UserError(
+            f"config.data.global_batch_size={batch_size} is larger than {field} "
+            f"({len(examples)} images after sampling and hold-out); lower it to <= "
+            f"{len(examples)} or add images"
+        )
 
 
 def run(
@@ -663,7 +707,7 @@ def run(
     """Fine-tunes, evaluates and exports; returns the metrics written to metrics.json.
 
     Rerun on the workdir of an interrupted run, it resumes from the last checkpoint; on a
-    complete run it only reports that.
+    complete run it only reports that. One process at a time works in a workdir (a lock).
 
     Args:
       config: a validated config.
@@ -674,23 +718,35 @@ def run(
     Returns:
       The metrics dict (also written to <workdir>/metrics.json).
     """
+    lock = WorkdirLock()
+    try:
+        return _run(config, workdir, lock, restart, allow_config_change)
+    finally:
+        lock.release()
+
+
+def _run(config, workdir, lock: WorkdirLock, restart: bool, allow_config_change: bool) -> dict:
+    """`run` with the workdir's lock to take (and `run` to release)."""
     # --- Strategy (first: multi-worker collectives must be set up before any TF op runs) ---
     strategy, compile_options = _runtime(config)
-
-    # --- Data (listed first: a bad dataset stops the run before the workdir is touched) ------
-    train, validation, test = load_target_splits(config)
-    class_names = list(train.class_names)
     # Every worker runs all of what follows; only the chief's files are kept (output_dir).
     chief = strategy_lib.is_chief(strategy)
     workdir = strategy_lib.output_dir(workdir, strategy)
+    lock.acquire(workdir, create=False)  # an existing workdir: refuse now if a run has it
+
+    # --- Data (listed first: a bad dataset stops the run before the workdir is touched) ------
+    train, validation, test = load_target_splits(config)
+    _check_batch_fits(train, config.data.global_batch_size, "the training split")
+    class_names = list(train.class_names)
+    if config.export.dir:  # refuse now, not after training, a label set TF Serving would swap in
+        export.check_class_change(
+            Path(config.export.dir) / config.name, class_names, config.export.allow_class_change
+        )
     resume = _resume_point(workdir, config, restart, allow_config_change)
     if resume and resume.get("complete"):
         _say(f"{workdir} holds a complete run (--restart trains again); its metrics are kept")
         return resume["metrics"]
-    workdir.mkdir(parents=True, exist_ok=True)
-    config_lib.save(config, workdir / "config.json")
     keras.utils.set_random_seed(config.seed)
-    (workdir / LABELS_FILE).write_text("\n".join(class_names) + "\n")
     _say("Data:")
     for name, split in (("train", train), ("validation", validation), ("test", test)):
         if split is not None:
@@ -707,6 +763,13 @@ def run(
         )
     strategy_lib.allow_multi_worker_fit(model, strategy)
     base = model_lib.get_base(model)
+
+    # --- The workdir (every check has passed: from here on, files are written) ----------------
+    lock.acquire(workdir)
+    if restart:
+        _move_aside(workdir, lock)
+    config_lib.save(config, workdir / "config.json")
+    (workdir / LABELS_FILE).write_text("\n".join(class_names) + "\n")
     p1, p2 = config.phase1, config.phase2
     # Where an earlier, interrupted run of this workdir got to (None: a fresh start).
     state = resume or {"phase": "phase1", "epochs_done": 0, "mid_epoch_step": 0}
@@ -715,23 +778,30 @@ def run(
     checkpoints = ckpt.RunCheckpoints(workdir, model)
     started = dict(state)  # what this process resumes from
 
-    def save_state(phase, epochs_done, mid_epoch_step=0, epoch_logs=None, checkpoint_phase=None):
+    def save_state(
+        phase, epochs_done, mid_epoch_step=0, epoch_logs=None, checkpoint_phase=None, save=True
+    ):
+        """Records where the run is; with save, in a new checkpoint that the record names."""
         for key, value in (epoch_logs or {}).items():
             history.setdefault(key, []).append(float(value))
         state.update(phase=phase, epochs_done=epochs_done, mid_epoch_step=mid_epoch_step)
         state.update(checkpoint_phase=checkpoint_phase or phase)
         state.update(history=history, metrics=metrics, complete=False)
-        ckpt.write_json_atomic(workdir / ckpt.STATE_FILE, state)
+        if save:
+            state.update(checkpoints.save(state))
+        else:
+            ckpt.write_json_atomic(workdir / ckpt.STATE_FILE, state)
+        if history:
+            ckpt.write_history_csv(workdir / "history.csv", history)
 
     def phase_callbacks(phase: str, hint: str, first_step: int) -> list:
         # The non-finite guard comes first: it must stop the step before anything is saved.
         return [
             ckpt.StopOnNonFinite(phase, hint, first_step),
             keras.callbacks.TensorBoard(log_dir=str(workdir / "logs")),
-            keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
             SaveWeightsEachEpoch(workdir / WEIGHTS_FILE),
             ckpt.ProgressSaver(
-                checkpoints,
+                phase,
                 lambda **kw: save_state(phase, **kw),
                 config.runtime.checkpoint_every_steps,
                 first_step,
@@ -742,13 +812,12 @@ def run(
         """Restores the interrupted run's checkpoint into `phase`: (epochs done, steps done of
         the next epoch)."""
         fresh = (0 if phase == "phase1" else p1.epochs, 0)
-        if started["phase"] != phase:
+        if started["phase"] != phase or "checkpoint" not in started:  # not begun before
             return fresh
         same_phase = started.get("checkpoint_phase") == phase
-        if not checkpoints.restore_latest(with_optimizer=same_phase):
-            return fresh
+        checkpoints.restore(started["checkpoint"], with_optimizer=same_phase)
         done, step = started["epochs_done"], started["mid_epoch_step"]
-        _say(f"Resuming {phase} after {done} finished epoch(s)")
+        _say(f"Resuming {phase} after {done} finished epoch(s) from {started['checkpoint']}")
         if step:
             _say(
                 f"  the last checkpoint is from step {step} of epoch {done + 1}: that epoch "
@@ -809,6 +878,7 @@ def run(
         _say(f"Phase 1 (head only, base frozen): {model_lib.describe_trainable(model)}")
         if cached:
             # Seconds of work: an interrupted cached phase 1 simply runs again.
+            ckpt.note_position("phase1 (the head on cached features)")
             fit = _fit_head_on_features(
                 config, model, trainee, train, validation, [ckpt.StopOnNonFinite("phase 1", hint)]
             )
@@ -819,7 +889,6 @@ def run(
             "epochs": p1.epochs,
             "test": _test_metrics(model, config, test, class_names, test_ds),
         }
-        checkpoints.save()
         save_state("phase2", p1.epochs, checkpoint_phase="phase1")
 
     # --- Phase 2: the top blocks open, a lower learning rate -----------------------------------
@@ -845,7 +914,7 @@ def run(
             f"BatchNorm {p2.batchnorm}): {model_lib.describe_trainable(model)}"
         )
         if started["phase"] == "trained":
-            checkpoints.restore_latest(with_optimizer=False)  # training had finished
+            checkpoints.restore(started["checkpoint"], with_optimizer=False)  # training is done
         else:
             fit_phase("phase2", p2, p1.epochs + p2.epochs)
             if p2.batchnorm == "train" and p2.recalibration_batches:
@@ -860,14 +929,14 @@ def run(
                 "open_blocks": opened,
                 "test": _test_metrics(model, config, test, class_names, test_ds),
             }
-            checkpoints.save()
             save_state("trained", p1.epochs + p2.epochs)
     elif started["phase"] == "trained":
-        checkpoints.restore_latest(with_optimizer=False)
-    else:
-        save_state("trained", p1.epochs, checkpoint_phase="phase1")
+        checkpoints.restore(started["checkpoint"], with_optimizer=False)
+    else:  # phase 1's last checkpoint holds the trained model
+        save_state("trained", p1.epochs, checkpoint_phase="phase1", save=False)
 
     # --- Calibrate, evaluate and export ---------------------------------------------------------
+    ckpt.note_position("evaluation and export, after training")
     if config.export.calibrate and validation is not None:
         metrics["calibration"] = _calibrate(model, config, validation)
     served = _served(model, metrics)
@@ -915,7 +984,14 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     Returns:
       The sidecar's contents.
     """
-    workdir = Path(workdir)
+    lock = WorkdirLock()
+    try:
+        return _pretrain(config, Path(workdir), lock)
+    finally:
+        lock.release()
+
+
+def _pretrain(config: ml_collections.ConfigDict, workdir: Path, lock: WorkdirLock) -> dict:
     weights_path = workdir / BACKBONE_FILE
     sidecar = model_lib.sidecar_path(weights_path)
     digest = _digest(config.model, config.pretrain, config.data.global_batch_size, config.seed)
@@ -942,13 +1018,16 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     if test is not None:
         data.check_same_classes(train.class_names, test, "config.pretrain.test")
     screened = screen_splits(
-        {"train": train, **({"test": test} if test is not None else {})}, config.data.on_bad_image
+        {"train": train, **({"test": test} if test is not None else {})},
+        config.data.on_bad_image,
+        config.data.max_image_pixels,
     )
     train, test = screened["train"], screened.get("test")
+    _check_batch_fits(train, config.data.global_batch_size, "config.pretrain.train")
     # Only the chief keeps what it writes; other workers write into a scratch dir (output_dir).
     workdir = strategy_lib.output_dir(workdir, strategy)
     weights_path = workdir / BACKBONE_FILE
-    workdir.mkdir(parents=True, exist_ok=True)
+    lock.acquire(workdir)
     config_lib.save(config, workdir / "config.json")
     keras.utils.set_random_seed(config.seed)
     _say("Source data:")
@@ -1049,12 +1128,12 @@ def evaluate_workdir(workdir: str | Path) -> dict:
 
 def evaluate_export(export_dir: str | Path, config: ml_collections.ConfigDict) -> dict:
     """Evaluates an exported SavedModel (its serving_images signature) on config.data.test."""
-    serve = tf.saved_model.load(str(export_dir)).signatures["serving_images"]
+    serve = export.load_signature(export_dir, "serving_images")
     d = config.data
     test = load_split(d.test, "config.data.test", d.classes, "config.data.classes", d.tfds_data_dir)
     if test is None:
         raise UserError("config.data.test is empty; set it to evaluate")
-    test = screen_splits({"test": test}, d.on_bad_image)["test"]
+    test = screen_splits({"test": test}, d.on_bad_image, d.max_image_pixels)["test"]
     data.check_same_classes(
         export.read_class_names(export_dir), test, "config.data.test", f"the export {export_dir}"
     )
@@ -1071,8 +1150,18 @@ def export_workdir(workdir: str | Path) -> Path:
     """(Re)exports a workdir's model as the next version under its export root.
 
     Works on a finished run and on an interrupted one: the weights file is rewritten at every
-    epoch end, so the last completed epoch is what gets exported.
+    epoch end, so the last completed epoch is what gets exported. Refused while another
+    process works in the workdir.
     """
+    lock = WorkdirLock()
+    try:
+        lock.acquire(workdir, create=False)
+        return _export_workdir(workdir)
+    finally:
+        lock.release()
+
+
+def _export_workdir(workdir: str | Path) -> Path:
     config, model, class_names = restore(workdir)
     if not config.export.dir:
         raise UserError(
@@ -1121,6 +1210,7 @@ def _export(config, model, class_names, check_images, metrics: dict) -> Path:
         keep=config.export.keep,
         tflite=config.export.tflite_quantization if config.export.tflite else "",
         resize_method=config.data.resize_method,
+        allow_class_change=config.export.allow_class_change,
     )
     _say(f"Exported {path}")
     return path
@@ -1139,7 +1229,8 @@ def audit(config: ml_collections.ConfigDict, workdir: str | Path) -> int:
       else 0: the exit status of `sft-tf audit`.
     """
     splits = list_target_splits(config)
-    scans = {name: data.scan_images(split) for name, split in splits.items()}
+    pixels = config.data.max_image_pixels
+    scans = {name: data.scan_images(split, pixels) for name, split in splits.items()}
     report = audit_lib.audit(splits, scans)
     for line in audit_lib.describe(report):
         _say(line)

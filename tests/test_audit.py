@@ -22,6 +22,7 @@ def test_audit_counts_formats_bad_files_duplicates_and_leakage(tmp_path):
     gray = tf.io.encode_png(np.full((50, 70, 1), 90, np.uint8)).numpy()
     (tmp_path / "train" / "dog" / "gray.png").write_bytes(gray)
     shutil.copy(tmp_path / "train" / "dog" / "000.jpg", tmp_path / "train" / "dog" / "copy.jpg")
+    (tmp_path / "train" / "dog" / "scan.tif").write_bytes(b"II*\0")  # TIFF: ignored, and said
     image_files.write_messy_folder(tmp_path / "test", per_class=2)  # 000.jpg, 001.png again
     train, train_scan = _scan(f"folder:{tmp_path / 'train'}")
     test, test_scan = _scan(f"folder:{tmp_path / 'test'}")
@@ -38,6 +39,9 @@ def test_audit_counts_formats_bad_files_duplicates_and_leakage(tmp_path):
     assert s["alpha"] == 1  # opaque_rgba.png stores an alpha channel
     assert s["height"] == [20, 50] and s["width"] == [28, 70]
     assert s["duplicate_images"] == 1
+    ignored = f"Ignored 1 file(s) in folder:{tmp_path / 'train'}: unsupported extension 1 (.tif x1"
+    [note] = s["ignored"]
+    assert note.startswith(ignored)
     [group] = s["duplicates"]
     assert sorted(d["where"].rsplit("/", 1)[-1] for d in group) == ["000.jpg", "copy.jpg"]
     # The noise is drawn class after class, so only cat's first two test images repeat train's;

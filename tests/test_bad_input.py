@@ -28,6 +28,7 @@ def inputs(tmp_path_factory, image_folders):
         json.dumps({"backbone": "MobileNetV2", "options": {"alpha": 0.5}})
     )
     (root / "no_fashion").mkdir()
+    (root / "junk.weights.h5").write_bytes(b"not an HDF5 file")
     return {"root": root, "train": f"folder:{image_folders['train']}"}
 
 
@@ -51,7 +52,30 @@ CASES = {
     ),
     "zero learning rate": (["--config.phase1.learning_rate=0"], "learning_rate=0.0 must be > 0"),
     "zero batch": (["--config.data.global_batch_size=0"], "global_batch_size=0 must be >= 1"),
-    "negative epochs": (["--config.phase2.epochs=-1"], "config.phase2.epochs=-1 must be >= 0"),
+    "negative epochs": (["--config.phase2.epochs=-1"], "config.phase2.epochs=-1 must be between 0"),
+    "20-digit epochs": (
+        ["--config.phase1.epochs=99999999999999999999"],
+        "config.phase1.epochs=99999999999999999999 is too large",
+    ),
+    "NaN learning rate": (
+        ["--config.phase2.learning_rate=nan"],
+        "config.phase2.learning_rate=nan must be a finite number",
+    ),
+    "huge images": (["--config.model.image_size=100000"], "image_size=100000 is above 1024"),
+    "not a weights file": (
+        ["--config.model.weights={root}/junk.weights.h5"],
+        "junk.weights.h5 does not fit MobileNetV2",
+    ),
+    # Both paths to the first batch: the phase-1 feature cache (no augmentation) and images.
+    "batch above the data, cached features": (
+        ["--config.data.global_batch_size=49"],
+        "global_batch_size=49 is larger than the training split (48 images",
+    ),
+    "batch above the data, augmented": (
+        ["--config.data.global_batch_size=49", "--config.data.augment=flip"],
+        "global_batch_size=49 is larger than the training split (48 images",
+    ),
+    "missing config file": (["--config={root}/tny.py"], "no such file {root}/tny.py"),
     "not a number": (["--config.phase2.epochs=many"], "--config.phase2.epochs=many"),
     "missing folder": (["--config.data.train=folder:/no/such/dir"], "/no/such/dir"),
     "empty classes": (["--config.data.train=folder:{root}/empty"], "{root}/empty"),

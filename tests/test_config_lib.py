@@ -96,6 +96,7 @@ def _tiny(**changes):
         ({"data__train": "/data/train"}, "config.data.train='/data/train' is not a dataset spec"),
         ({"data__train": ""}, "config.data.train is empty"),
         ({"data__global_batch_size": 0}, "global_batch_size=0 must be >= 1"),
+        ({"data__max_image_pixels": 0}, "config.data.max_image_pixels=0 must be >= 1"),
         ({"phase2__batchnorm": "on"}, "config.phase2.batchnorm='on' must be 'frozen' or 'train'"),
         ({"phase2__unfreeze_blocks": -2}, "unfreeze_blocks=-2 must be >= 0"),
         ({"phase1__learning_rate": 0.0}, "phase1.learning_rate=0.0 must be > 0"),
@@ -156,3 +157,51 @@ def test_every_config_runs_its_smoke_variant(path, image_folders, tmp_path):
     config_lib.validate(config, "train")
     metrics = train.run(config, tmp_path / "run")
     assert metrics["export"].endswith(f"{config.name}/1")
+
+
+CONFIG_FILE_MISTAKES = {
+    "syntax error": ("def get_config(:\n", "syntax error in {path} line 1"),
+    "raises": (
+        "def get_config():\n    raise RuntimeError('boom')\n",
+        "{path} line 2 raised RuntimeError: boom",
+    ),
+    "no get_config": ("x = 1\n", "{path} defines no get_config()"),
+    "returns None": ("def get_config():\n    return None\n", "returned NoneType, not a ConfigDict"),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(CONFIG_FILE_MISTAKES))
+def test_config_file_mistakes_name_the_file(mistake, tmp_path):
+    source, message = CONFIG_FILE_MISTAKES[mistake]
+    path = tmp_path / "broken.py"
+    path.write_text(source)
+    with pytest.raises(UserError) as raised:
+        config_lib.check_config_file(str(path))
+    assert message.format(path=path) in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_missing_config_file_suggests_the_closest_name():
+    with pytest.raises(UserError, match=r"no such file .*tny\.py; did you mean .*tiny\.py\?"):
+        config_lib.check_config_file(str(REPO / "configs" / "tny.py"))
+    config_lib.check_config_file(str(REPO / "configs" / "tiny.py"))  # a good file passes
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("phase1.learning_rate", float("nan"), "must be a finite number"),
+        ("phase2.l2sp", float("inf"), "must be a finite number"),
+        ("phase2.epochs", 10**20, "is too large"),
+        ("seed", 2**40, "is too large"),
+        ("phase1.epochs", 10_001, "must be between 0 and 10000"),
+        ("model.image_size", 100_000, "is above 1024"),
+    ],
+)
+def test_values_that_would_crash_later_are_refused(field, value, message):
+    config = _load(REPO / "configs" / "tiny.py")
+    config.data.train = "folder:/data/train"
+    section, name = field.rsplit(".", 1) if "." in field else ("", field)
+    (config[section] if section else config)[name] = value
+    with pytest.raises(UserError, match=f"config.{field}=.*{message}"):
+        config_lib.validate(config, "train")

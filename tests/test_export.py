@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from sft_tf import data, export
+from sft_tf.errors import UserError
 from tests.conftest import tiny_classifier, write_image
 
 CLASSES = ["cat", "dog", "fox"]
@@ -273,3 +275,89 @@ def test_tflite_matches_the_saved_model_top1(tmp_path, tiny_model, images, quant
         interpreter.set_tensor(inp["index"], data.decode_image(tf.constant(b), 32).numpy()[None])
         interpreter.invoke()
         assert interpreter.get_tensor(out["index"])[0].argmax() == want
+
+
+def _sft_tf(*args, cwd):
+    """The real CLI in a subprocess."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [sys.executable, "-m", "sft_tf", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def test_cli_predict_names_each_bad_file_and_predicts_the_rest(tmp_path, published, images):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "no_files" / "sub").mkdir(parents=True)
+    good = images[1]  # a PNG
+    files = [good, "empty.jpg", "notes.txt", "gone.png", "no_files"]
+    result = _sft_tf("predict", f"--model={published.parent}", *files, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    (row,) = result.stdout.splitlines()  # the table holds the predictions only
+    assert row.startswith(str(good)) and row.split()[1] in CLASSES
+    assert result.stderr.splitlines() == [
+        "sft-tf: empty.jpg: empty file (0 bytes)",
+        "sft-tf: notes.txt: not an image (unrecognised format; JPEG, PNG, GIF, BMP and WebP "
+        "are read)",
+        "sft-tf: gone.png: cannot read: No such file or directory",
+        "sft-tf: no_files: folder has no files",
+    ]
+    as_json = _sft_tf("predict", f"--model={published.parent}", "--json", *files, cwd=tmp_path)
+    results = json.loads(as_json.stdout)
+    assert as_json.returncode == 1 and [r["file"] for r in results] == list(map(str, files))
+    assert results[0]["classes"][0] in CLASSES and all("error" in r for r in results[1:])
+
+
+def test_cli_predict_on_an_empty_folder_is_one_line(tmp_path, published):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / ".DS_Store").write_bytes(b"\0")  # hidden files are not images
+    result = _sft_tf("predict", f"--model={published.parent}", "photos", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == "sft-tf: error: nothing to predict: photos has no files in it\n"
+
+
+def test_cli_predict_on_a_junk_saved_model_says_it_cannot_load_it(tmp_path, images):
+    (tmp_path / "x" / "1").mkdir(parents=True)
+    (tmp_path / "x" / "1" / "saved_model.pb").write_bytes(b"not a model")
+    result = _sft_tf("predict", "--model=x", images[1], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "sft-tf: error: cannot load the SavedModel in x/1: saved_model.pb is corrupt (Wire "
+        "format was corrupt); re-export it (sft-tf export --workdir=RUN_DIR)\n"
+    )
+
+
+def test_load_signature_reports_a_version_without_saved_model_pb(tmp_path, published):
+    (tmp_path / "x" / "2").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"cannot load the SavedModel in .*x/2: it has no saved_"):
+        export.load_signature(export.resolve_export(tmp_path / "x"))
+    with pytest.raises(UserError, match="has no serving_bogus signature"):
+        export.load_signature(published, "serving_bogus")
+    assert export.load_signature(published, "serving_images") is not None
+
+
+def test_export_refuses_another_label_set_before_writing(tmp_path, tiny_model, published):
+    root = tmp_path / "tiny"
+    shutil.copytree(published, root / "1")  # a published version with CLASSES
+    for changed in (["cat", "dog", "owl"], ["dog", "cat", "fox"]):
+        with pytest.raises(UserError) as refused:
+            export.export_for_serving(tiny_model, changed, 32, root)
+        assert sorted(p.name for p in root.iterdir()) == ["1"]  # no version, no staging folder
+        message = str(refused.value)
+        assert f"{root}: the newest version 1 serves classes [cat, dog, fox]" in message
+        assert f"this model has [{', '.join(changed)}]" in message
+        assert "--config.export.allow_class_change=true" in message and "config.name" in message
+    assert "(the same names in another order)" in message
+    export.check_class_change(root, CLASSES, allow=False)  # the same names, the same order
+    many = [f"class{i:02d}" for i in range(20)]
+    with pytest.raises(UserError, match=r"\[class00, .*, class05, \+ 14 more\]"):
+        export.check_class_change(root, many, allow=False)
+    path = export.export_for_serving(
+        tiny_model, ["cat", "dog", "owl"], 32, root, allow_class_change=True
+    )
+    assert path.name == "2" and export.read_class_names(path) == ["cat", "dog", "owl"]
