@@ -33,15 +33,15 @@ def measure(backbone: str, alpha: str, size: int, args: argparse.Namespace) -> f
     import numpy as np
     import tensorflow as tf
 
-    from sft_tf import model as model_lib
+    from sft_tf.model import classifier
 
     if args.precision != "float32":
         keras.mixed_precision.set_global_policy(args.precision)
-    classifier = model_lib.build_classifier(
+    model = classifier.build_classifier(
         backbone, 10, size, batchnorm="train", alpha=float(alpha) if alpha else None
     )
-    model_lib.get_base(classifier).trainable = True
-    classifier.compile(
+    classifier.get_base(model).trainable = True
+    model.compile(
         keras.optimizers.Adam(1e-3),
         "sparse_categorical_crossentropy",
         jit_compile=args.jit_compile,
@@ -50,9 +50,9 @@ def measure(backbone: str, alpha: str, size: int, args: argparse.Namespace) -> f
     images = rng.integers(0, 256, (args.batch * 8, size, size, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, args.batch * 8)
     dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(args.batch).repeat()
-    classifier.fit(dataset.prefetch(2), steps_per_epoch=5, epochs=1, verbose=0)  # trace, warm up
+    model.fit(dataset.prefetch(2), steps_per_epoch=5, epochs=1, verbose=0)  # trace, warm up
     start = time.perf_counter()
-    classifier.fit(dataset.prefetch(2), steps_per_epoch=args.steps, epochs=1, verbose=0)
+    model.fit(dataset.prefetch(2), steps_per_epoch=args.steps, epochs=1, verbose=0)
     return args.steps * args.batch / (time.perf_counter() - start)
 
 

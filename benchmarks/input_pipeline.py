@@ -36,14 +36,25 @@ import tensorflow as tf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sft_tf import backbones, config_lib, data, features, train  # noqa: E402
-from sft_tf import model as model_lib  # noqa: E402
+from sft_tf.commands import (
+    pretrain,
+    train,
+)
+from sft_tf.config import validation
+from sft_tf.data import examples as examples_lib
+from sft_tf.data import pipeline
+from sft_tf.data import scan as scan_lib
+from sft_tf.data import sources as sources_lib
+from sft_tf.model import backbones, classifier, unfreeze
+from sft_tf.model import weights as weights_lib
+from sft_tf.training import head_cache
+from sft_tf.training.layout import BACKBONE_FILE
 
 BATCH = 64
 IMAGE_SIZE = 32
 
 
-def write_jpeg_folder(root: Path, examples: data.Examples, count: int) -> Path:
+def write_jpeg_folder(root: Path, examples: examples_lib.Examples, count: int) -> Path:
     """root/<class>/<i>.jpg for the first `count` examples (skipped when already written)."""
     marker = root / ".complete"
     if marker.is_file() and int(marker.read_text()) == count:
@@ -59,12 +70,16 @@ def write_jpeg_folder(root: Path, examples: data.Examples, count: int) -> Path:
 
 
 def fashion_folders(workdir: Path, config, images: int, big: int) -> dict[str, Path]:
-    classes = data.parse_classes(config.data.classes)
-    pick = data.select_classes(data.load_examples("fashion_mnist:train"), classes, "classes")
-    test = data.select_classes(data.load_examples("fashion_mnist:test"), classes, "classes")
+    classes = examples_lib.parse_classes(config.data.classes)
+    pick = examples_lib.select_classes(
+        sources_lib.load_examples("fashion_mnist:train"), classes, "classes"
+    )
+    test = examples_lib.select_classes(
+        sources_lib.load_examples("fashion_mnist:test"), classes, "classes"
+    )
     rng = np.random.default_rng(0)
     pick = pick.take(np.sort(rng.permutation(len(pick))[:images]))
-    every = data.load_examples("fashion_mnist:train")  # 60k: enough for the 50k RSS folder
+    every = sources_lib.load_examples("fashion_mnist:train")  # 60k: enough for the 50k RSS folder
     return {
         "train": write_jpeg_folder(workdir / f"train{images}", pick, len(pick)),
         "test": write_jpeg_folder(workdir / "test", test, 2000),
@@ -80,10 +95,10 @@ def timed_fit(model, dataset, epochs: int, steps: int | None = None) -> float:
 
 
 def phase2_model(backbone_weights: str, num_classes: int) -> keras.Model:
-    model = model_lib.build_classifier(
+    model = classifier.build_classifier(
         "MobileNetV2", num_classes, IMAGE_SIZE, weights=backbone_weights, alpha=0.35
     )
-    model_lib.unfreeze_top_blocks(model_lib.get_base(model), "MobileNetV2", 2)
+    unfreeze.unfreeze_top_blocks(classifier.get_base(model), "MobileNetV2", 2)
     model.compile(keras.optimizers.Adam(1e-4), keras.losses.SparseCategoricalCrossentropy())
     return model
 
@@ -98,8 +113,8 @@ def ratio_pipeline(folder: Path, weights: str, repeats: int = 5) -> dict:
     machine: back-to-back timings of the same fit gave ratios of 0.91 and 1.36), so the two
     are timed alternately `repeats` times, 2 epochs each, and each side keeps its best time.
     """
-    examples = data.load_examples(f"folder:{folder}")
-    ds = data.build_dataset(examples, IMAGE_SIZE, BATCH, training=True, seed=0, until_epoch=2)
+    examples = sources_lib.load_examples(f"folder:{folder}")
+    ds = pipeline.build_dataset(examples, IMAGE_SIZE, BATCH, training=True, seed=0, until_epoch=2)
     steps = len(examples) // BATCH
     model = phase2_model(weights, len(examples.class_names))
     timed_fit(model, ds, 1, steps)  # fills the pixel cache and traces the step
@@ -132,7 +147,7 @@ def keras_guide_recipe(folders: dict, weights: str, epochs1: int, epochs2: int) 
     train_ds = train_ds.prefetch(tf.data.AUTOTUNE)
     num_classes = len(test_ds.class_names)
     base = backbones.build_base("MobileNetV2", IMAGE_SIZE, weights=None, alpha=0.35)
-    model_lib.load_backbone_weights(base, weights, "MobileNetV2", {"alpha": 0.35})
+    weights_lib.load_backbone_weights(base, weights, "MobileNetV2", {"alpha": 0.35})
     base.trainable = False
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
     x = keras.applications.mobilenet_v2.preprocess_input(inputs)
@@ -165,7 +180,7 @@ def ratio_train(folders: dict, config, weights: str, workdir: Path, repeats: int
     c.data.cache_dir = str(workdir / "cache")
     c.phase1.epochs, c.phase2.epochs = 5, 5
     c.export.dir = ""
-    config_lib.validate(c, "train")
+    validation.validate(c, "train")
     ours_s, guide_s = [], []
     for _ in range(repeats):
         # A fresh workdir: an earlier run's finished workdir would make `run` a no-op.
@@ -191,11 +206,11 @@ def ratio_train(folders: dict, config, weights: str, workdir: Path, repeats: int
 
 
 def ratio_feature_cache(folder: Path, weights: str, epochs: int) -> dict:
-    examples = data.load_examples(f"folder:{folder}")
+    examples = sources_lib.load_examples(f"folder:{folder}")
     n = len(examples.class_names)
 
     def frozen():
-        model = model_lib.build_classifier(
+        model = classifier.build_classifier(
             "MobileNetV2", n, IMAGE_SIZE, weights=weights, alpha=0.35
         )
         return model
@@ -204,7 +219,7 @@ def ratio_feature_cache(folder: Path, weights: str, epochs: int) -> dict:
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy())
     start = time.perf_counter()
     model.fit(
-        data.build_dataset(examples, IMAGE_SIZE, BATCH, True, seed=0, until_epoch=epochs),
+        pipeline.build_dataset(examples, IMAGE_SIZE, BATCH, True, seed=0, until_epoch=epochs),
         epochs=epochs,
         steps_per_epoch=len(examples) // BATCH,
         shuffle=False,
@@ -214,10 +229,10 @@ def ratio_feature_cache(folder: Path, weights: str, epochs: int) -> dict:
 
     model = frozen()
     start = time.perf_counter()
-    pooled = features.extract(
-        model, data.build_dataset(examples, IMAGE_SIZE, BATCH, False, cache="off")
+    pooled = head_cache.extract(
+        model, pipeline.build_dataset(examples, IMAGE_SIZE, BATCH, False, cache="off")
     )
-    head = features.head_of(model)
+    head = head_cache.head_of(model)
     # As train.py compiles it: one call per epoch.
     head.compile(
         keras.optimizers.Adam(1e-3),
@@ -225,7 +240,7 @@ def ratio_feature_cache(folder: Path, weights: str, epochs: int) -> dict:
         steps_per_execution=len(examples) // BATCH,
     )
     head.fit(
-        features.feature_dataset(pooled, examples.labels, BATCH, True, seed=0, epochs=epochs),
+        head_cache.feature_dataset(pooled, examples.labels, BATCH, True, seed=0, epochs=epochs),
         epochs=epochs,
         steps_per_epoch=len(examples) // BATCH,
         shuffle=False,
@@ -245,10 +260,10 @@ def ratio_feature_cache(folder: Path, weights: str, epochs: int) -> dict:
 
 def rss_child(folder: str, cache: str, cache_dir: str) -> None:
     """Runs in a subprocess: list, scan, two training epochs; prints peak RSS in MB."""
-    examples = data.load_examples(f"folder:{folder}")
-    examples = data.drop_bad(examples, data.scan_images(examples))
-    plan = data.cache_plan(examples, IMAGE_SIZE, cache, 2048, cache_dir, "rss")
-    ds = data.build_dataset(
+    examples = sources_lib.load_examples(f"folder:{folder}")
+    examples = scan_lib.drop_bad(examples, scan_lib.scan_images(examples))
+    plan = pipeline.cache_plan(examples, IMAGE_SIZE, cache, 2048, cache_dir, "rss")
+    ds = pipeline.build_dataset(
         examples, IMAGE_SIZE, BATCH, True, cache=plan, memory_budget_mb=64, until_epoch=2
     )
     for _ in ds:
@@ -325,8 +340,8 @@ def main() -> None:
     t0 = time.perf_counter()
     folders = fashion_folders(workdir, config, args.images, args.big)
     print(f"[setup] JPEG folders ready in {time.perf_counter() - t0:.0f} s", flush=True)
-    train.pretrain(config, workdir / "source")
-    weights = str(workdir / "source" / train.BACKBONE_FILE)
+    pretrain.pretrain(config, workdir / "source")
+    weights = str(workdir / "source" / BACKBONE_FILE)
 
     if args.only:
         run = {

@@ -33,13 +33,13 @@ if not _GPUS:
         [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
     )
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sft_tf import model as model_lib  # noqa: E402
-from sft_tf import strategy as strategy_lib  # noqa: E402
+from sft_tf.distribute import strategy as strategy_lib
+from sft_tf.model import classifier, unfreeze
 
 
 def images_per_second(
@@ -56,11 +56,11 @@ def images_per_second(
     strategy_lib.set_precision(policy)
     try:
         with strategy.scope():
-            model = model_lib.build_classifier(
+            model = classifier.build_classifier(
                 backbone, 10, image_size, weights="", batchnorm="train", alpha=alpha
             )
-            model_lib.unfreeze_top_blocks(
-                model_lib.get_base(model), backbone, -1, train_batchnorm=True
+            unfreeze.unfreeze_top_blocks(
+                classifier.get_base(model), backbone, -1, train_batchnorm=True
             )
             model.compile(
                 optimizer=keras.optimizers.Adam(1e-4),

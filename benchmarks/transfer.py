@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from sft_tf.config import schema
+
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = [  # test accuracy on Fashion-MNIST, from the papers / the dataset's benchmark page
     ("2-layer CNN (Fashion-MNIST benchmark)", 0.916),
@@ -57,19 +59,20 @@ def _accuracy(metrics: dict, phase: str) -> float:
 
 
 def table_one(workdir: Path, labels: list[int], seeds: list[int]) -> list[tuple]:
-    from sft_tf import config_lib, train
+    from sft_tf.commands import pretrain, train
+    from sft_tf.training.layout import BACKBONE_FILE
 
     base = _load_config("fashion_mnist")
     base.export.dir = ""
-    source, seconds = _quiet(train.pretrain, base, workdir / "source")
+    source, seconds = _quiet(pretrain.pretrain, base, workdir / "source")
     print(
         f"Source base: {len(source['source_classes'])} classes, test accuracy "
         f"{source['source_test_accuracy']:.4f} ({seconds:.0f} s; reused if already there)",
         flush=True,
     )
-    weights = str(workdir / "source" / train.BACKBONE_FILE)
+    weights = str(workdir / "source" / BACKBONE_FILE)
     recipes = {
-        "from scratch": lambda c: (config_lib.scratch_baseline(c), "phase2"),
+        "from scratch": lambda c: (schema.scratch_baseline(c), "phase2"),
         "head only (phase 1)": lambda c: (_with(c, weights=weights, phase2_epochs=0), "phase1"),
         "two-phase default": lambda c: (_with(c, weights=weights), "phase2"),
         "two-phase + L2-SP 0.01": lambda c: (_with(c, weights=weights, l2sp=0.01), "phase2"),
@@ -114,7 +117,7 @@ def table_two(workdir: Path, args: argparse.Namespace) -> tuple[float, float]:
     is 1x1 (0.806); 48 px, and MobileNet alpha 0.5 for 16 epochs (with translation, or with
     weight decay and more dropout) all end at 0.903-0.906.
     """
-    from sft_tf import train
+    from sft_tf.commands import train
 
     config = _load_config("fashion_mnist")
     config.name = "fashion_mnist_full"

@@ -1,28 +1,10 @@
 """The real `sft-tf` CLI in subprocesses: train, predict, evaluate, export, and its errors."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO
-
-
-def sft_tf(*args, cwd, check=True):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(
-        [sys.executable, "-m", "sft_tf", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-        env=env,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"sft-tf {args[0]} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+from tests.helpers import REPO, sft_tf
 
 
 def test_help_lists_every_command(tmp_path):

@@ -1,0 +1,25 @@
+"""sft-tf: fine-tune a pretrained keras.applications image model and export it for TF Serving.
+
+Usage: sft-tf COMMAND [--flags] [FILES...]
+
+Commands:
+  train      fine-tune in two phases (head, then top blocks), evaluate, export
+             sft-tf train --config=configs/NAME.py --workdir=DIR [--config.a.b=VALUE ...]
+  pretrain   train a backbone from scratch on a source task, for train to start from
+             sft-tf pretrain --config=configs/NAME.py --workdir=DIR
+  evaluate   test-set metrics of a workdir's model, or of an export
+             sft-tf evaluate --workdir=DIR | --model=saved_models/NAME --config=configs/NAME.py
+  export     (re)export a finished workdir's model as a new version
+             sft-tf export --workdir=DIR
+  predict    top-k class names and scores for image files, from an export only
+             sft-tf predict --model=saved_models/NAME [--version=N] [--json] IMAGE...
+  demo       offline demo: pretrain, fine-tune, from-scratch baseline, export, predict
+             sft-tf demo --config=configs/fashion_mnist.py --workdir=runs/demo
+  audit      check every data split: per-class counts, bad files, duplicates, leakage;
+             writes DIR/audit.json, exit status 1 on an empty class, one class or leakage
+             sft-tf audit --config=configs/NAME.py --workdir=DIR
+
+All flags: sft-tf --helpfull. Config fields and their meaning: sft_tf/config/schema.py.
+Exit status: 0 done, 1 a file could not be written (or predict/audit found a problem),
+2 bad input, 130 interrupted.
+"""

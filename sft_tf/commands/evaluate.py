@@ -1,0 +1,68 @@
+"""`sft-tf evaluate`: test metrics and the report of a workdir's model, or of an export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import ml_collections
+
+from sft_tf.data import examples as examples_lib
+from sft_tf.errors import UserError
+from sft_tf.evaluation import metrics as metrics_lib
+from sft_tf.files import write_json_atomic
+from sft_tf.serving import export
+from sft_tf.serving import predict as predict_lib
+from sft_tf.training import outcome
+from sft_tf.training.inputs import load_split, load_target_splits, make_dataset, screen_splits
+from sft_tf.training.outcome import saved_metrics, served, write_report
+
+
+def evaluate_workdir(workdir: str | Path) -> dict:
+    """Evaluates a workdir's trained model on its config's test split; writes evaluation.json."""
+    config, model, _ = outcome.load_trained(workdir)
+    model = served(model, saved_metrics(workdir))
+    _, _, test = load_target_splits(config)
+    if test is None:
+        raise UserError("config.data.test is empty; set it to evaluate")
+    history_path = Path(workdir) / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.is_file() else None
+    p1, p2 = config.phase1, config.phase2
+    metrics = write_report(
+        model, config, test, Path(workdir) / "report", history, p1.epochs if p2.epochs else None
+    )
+    write_json_atomic(Path(workdir) / "evaluation.json", metrics)
+    return metrics
+
+
+def evaluate_export(export_dir: str | Path, config: ml_collections.ConfigDict) -> dict:
+    """Evaluates an exported SavedModel (its serving_images signature) on config.data.test."""
+    serve = predict_lib.load_signature(export_dir, "serving_images")
+    d = config.data
+    test = load_split(d.test, "config.data.test", d.classes, "config.data.classes", d.tfds_data_dir)
+    if test is None:
+        raise UserError("config.data.test is empty; set it to evaluate")
+    test = screen_splits({"test": test}, d.on_bad_image, d.max_image_pixels)["test"]
+    examples_lib.check_same_classes(
+        export.read_class_names(export_dir), test, "config.data.test", f"the export {export_dir}"
+    )
+    probabilities, labels = metrics_lib.collect_predictions(
+        lambda images: serve(images=images)["probabilities"].numpy(),
+        make_dataset(config, test, training=False, one_hot=False),
+    )
+    return metrics_lib.classification_metrics(
+        probabilities, labels, list(test.class_names), top_k=config.export.top_k
+    )
+
+
+def main(workdir: str | None, model: str | None, version: int | None, config) -> int:
+    """Evaluates the export `model` (on `config()`'s test split) or a workdir's model; prints
+    the metrics as JSON."""
+    if model:
+        metrics = evaluate_export(export.resolve_export(model, version), config())
+    elif workdir:
+        metrics = evaluate_workdir(workdir)
+    else:
+        raise UserError("`sft-tf evaluate` needs --workdir or --model")
+    print(json.dumps({k: v for k, v in metrics.items() if k != "confusion_matrix"}, indent=2))
+    return 0

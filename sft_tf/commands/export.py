@@ -1,0 +1,44 @@
+"""`sft-tf export`: (re)export a workdir's model as the next version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sft_tf.data import examples as examples_lib
+from sft_tf.errors import UserError
+from sft_tf.lock import WorkdirLock
+from sft_tf.log import say
+from sft_tf.training import outcome
+from sft_tf.training.inputs import load_target_splits
+from sft_tf.training.outcome import export_model, saved_metrics, served
+
+
+def export_workdir(workdir: str | Path) -> Path:
+    """(Re)exports a workdir's model as the next version under its export root.
+
+    Works on a finished run and on an interrupted one: the weights file is rewritten at every
+    epoch end, so the last completed epoch is what gets exported. Refused while another
+    process works in the workdir.
+    """
+    lock = WorkdirLock()
+    try:
+        lock.acquire(workdir, create=False)
+        return _export_workdir(workdir)
+    finally:
+        lock.release()
+
+
+def _export_workdir(workdir: str | Path) -> Path:
+    config, model, class_names = outcome.load_trained(workdir)
+    if not config.export.dir:
+        raise UserError(
+            "config.export.dir is empty in this workdir's config.json; nothing to export to"
+        )
+    metrics = saved_metrics(workdir)
+    try:  # real images for the parity check when the data is still there
+        train, validation, test = load_target_splits(config)
+        check = examples_lib.encoded_samples(validation or test or train, 8)
+    except UserError as e:
+        say(f"Data unavailable ({e}); checking the export on synthetic images")
+        check = []
+    return export_model(config, served(model, metrics), class_names, check, metrics)

@@ -1,0 +1,109 @@
+"""Configs as files: checking a --config file, config.json written and read back, digests."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+from sft_tf.config.schema import base_config
+from sft_tf.errors import UserError
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Returns the config as plain JSON-able dicts (placeholders left unset become None)."""
+    return json.loads(config.to_json_best_effort())
+
+
+def save(config: ml_collections.ConfigDict, path: str | Path) -> None:
+    """Writes the resolved config as JSON (temp file + rename, so it is never half-written)."""
+    path = Path(path)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def _merge(target: ml_collections.ConfigDict, values: Mapping[str, Any], prefix: str) -> None:
+    for key, value in values.items():
+        if key not in target:
+            raise UserError(f"{prefix}{key} is not a config field of this sft_tf version")
+        if isinstance(value, Mapping):
+            _merge(target[key], value, f"{prefix}{key}.")
+        else:
+            target[key] = value
+
+
+def load(path: str | Path) -> ml_collections.ConfigDict:
+    """Reads a config.json written by `save` back onto the schema (so new fields get defaults)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} not found; is this a workdir written by `sft-tf train`?")
+    config = base_config()
+    _merge(config, json.loads(path.read_text()), prefix="config.")
+    config.lock()
+    return config
+
+
+def check_config_file(spec: str) -> None:
+    """Loads a --config file the way ml_collections will; one-line UserError when it cannot.
+
+    spec: the flag's value, `PATH` or `PATH:ARGUMENT` (passed to get_config).
+
+    Raises:
+      UserError: the file is missing, does not compile, raises, has no get_config(), or
+        get_config() does not return a ConfigDict. The message names the file and the line.
+    """
+    path, _, argument = spec.partition(":")
+    field = f"--config={spec}"
+    if not os.path.isfile(path):
+        folder = os.path.dirname(path) or "."
+        names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        close = difflib.get_close_matches(os.path.basename(path), names, n=1)
+        hint = f"did you mean {os.path.join(os.path.dirname(path), close[0])}?" if close else ""
+        fix = hint or "give the path of a configs/*.py file"
+        raise UserError(f"{field}: no such file {path}; {fix}")
+    try:
+        code = compile(Path(path).read_bytes(), path, "exec")
+    except SyntaxError as e:
+        raise UserError(
+            f"{field}: syntax error in {path} line {e.lineno}: {e.msg}; fix the file"
+        ) from None
+    namespace: dict[str, Any] = {"__file__": path, "__name__": "sft_tf_config_check"}
+    try:
+        exec(code, namespace)
+        get_config = namespace.get("get_config")
+        if not callable(get_config):
+            raise UserError(
+                f"{field}: {path} defines no get_config(); a config file's get_config() returns "
+                "config_lib.base_config() with changes (see configs/tiny.py)"
+            )
+        result = get_config(argument) if argument else get_config()
+    except UserError:
+        raise
+    except Exception as e:
+        lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == path]
+        where = f" line {lines[-1]}" if lines else ""
+        raise UserError(
+            f"{field}: {path}{where} raised {type(e).__name__}: {e}; fix the file"
+        ) from None
+    if not isinstance(result, ml_collections.ConfigDict):
+        raise UserError(
+            f"{field}: get_config() in {path} returned {type(result).__name__}, not a "
+            "ConfigDict; end it with `return config`"
+        )
+
+
+def digest(*parts: ml_collections.ConfigDict | int | str) -> str:
+    """A short hash of config sections, to tell whether an earlier result still applies."""
+    text = json.dumps(
+        [to_dict(p) if isinstance(p, ml_collections.ConfigDict) else p for p in parts],
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,163 @@
+"""Dataset audit: what is in each split, what is broken, and what leaks between splits.
+
+Built on `scan_lib.scan_images` (every image decoded once): examples per class, undecodable files
+with reasons, grayscale/alpha/CMYK counts, the image size range, exact duplicates (same encoded
+bytes, or same pixels for in-memory data) within a split and across splits, and the class
+imbalance ratio. `sft-tf audit` prints and writes it all; `sft-tf train` runs the same scan up
+front, because finding undecodable files needs the decode anyway, and stops on the problems.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+
+import numpy as np
+
+from sft_tf.data import examples as examples_lib
+from sft_tf.data import scan as scan_lib
+
+# Splits whose shared images make a test score meaningless: `problems` fails on these.
+LEAKAGE_FAILS = (("train", "test"),)
+# Duplicate groups and leaked pairs listed in full per split (the counts are always exact).
+MAX_LISTED = 50
+
+
+def _duplicate_groups(
+    examples: examples_lib.Examples, scan: scan_lib.ImageScan
+) -> list[list[dict]]:
+    groups: dict[int, list[int]] = {}
+    for i in np.flatnonzero(scan.ok):
+        groups.setdefault(int(scan.digest[i]), []).append(int(i))
+    return [
+        [
+            {"where": examples.where(i), "class": examples.class_names[examples.labels[i]]}
+            for i in members
+        ]
+        for members in groups.values()
+        if len(members) > 1
+    ]
+
+
+def split_summary(examples: examples_lib.Examples, scan: scan_lib.ImageScan) -> dict:
+    """The audit of one split (JSON-able)."""
+    ok = scan.ok
+    counts = np.bincount(examples.labels[ok], minlength=len(examples.class_names))
+    duplicates = _duplicate_groups(examples, scan)
+    nonzero = counts[counts > 0]
+    return {
+        "origin": examples.origin,
+        "examples": len(examples),
+        "decodable": int(ok.sum()),
+        "per_class": dict(zip(examples.class_names, counts.tolist())),
+        "empty_classes": [n for n, c in zip(examples.class_names, counts) if c == 0],
+        # Largest over smallest class; None when a class is empty (the ratio is infinite).
+        "imbalance_ratio": (
+            round(float(nonzero.max() / nonzero.min()), 3)
+            if len(nonzero) == len(counts) and len(counts)
+            else None
+        ),
+        "bad_files": [{"where": w, "reason": r} for w, r in scan.bad(examples)],
+        # What listing the split left out (ignored files, folder links that loop); printed
+        # when the split is listed, so describe() does not repeat them.
+        "ignored": list(examples.notes),
+        "grayscale": int((ok & np.isin(scan.channels, (1, 2))).sum()),
+        "alpha": int((ok & np.isin(scan.channels, (2, 4))).sum()),
+        "cmyk": int((ok & scan.cmyk).sum()),
+        "height": [int(scan.height[ok].min()), int(scan.height[ok].max())] if ok.any() else None,
+        "width": [int(scan.width[ok].min()), int(scan.width[ok].max())] if ok.any() else None,
+        "duplicate_groups": len(duplicates),
+        "duplicate_images": sum(len(g) - 1 for g in duplicates),
+        "duplicates": duplicates[:MAX_LISTED],
+    }
+
+
+def leakage(
+    a: examples_lib.Examples,
+    scan_a: scan_lib.ImageScan,
+    b: examples_lib.Examples,
+    scan_b: scan_lib.ImageScan,
+) -> list[dict]:
+    """Pairs of identical images, one in each split."""
+    first: dict[int, int] = {}
+    for i in np.flatnonzero(scan_a.ok):
+        first.setdefault(int(scan_a.digest[i]), int(i))
+    return [
+        {"a": a.where(first[int(scan_b.digest[j])]), "b": b.where(int(j))}
+        for j in np.flatnonzero(scan_b.ok)
+        if int(scan_b.digest[j]) in first
+    ]
+
+
+def audit(
+    splits: Mapping[str, examples_lib.Examples], scans: Mapping[str, scan_lib.ImageScan]
+) -> dict:
+    """The whole audit: one summary per split, cross-split duplicates, and the problems.
+
+    Args:
+      splits: {"train": ..., "validation": ..., "test": ...}, any present subset.
+      scans: `scan_lib.scan_images` of each.
+
+    Returns:
+      A JSON-able dict; `report["problems"]` lists what should stop a run.
+    """
+    report: dict = {"splits": {n: split_summary(splits[n], scans[n]) for n in splits}}
+    report["leakage"] = {}
+    for a, b in itertools.combinations(splits, 2):
+        pairs = leakage(splits[a], scans[a], splits[b], scans[b])
+        report["leakage"][f"{a}/{b}"] = {"count": len(pairs), "pairs": pairs[:MAX_LISTED]}
+    report["problems"] = problems(report)
+    return report
+
+
+def problems(report: dict) -> list[str]:
+    """What makes the data unfit to train or to score on: empty class, one class, leakage."""
+    found = []
+    for name, s in report["splits"].items():
+        if s["empty_classes"]:
+            found.append(
+                f"{name}: no decodable images for class(es) {s['empty_classes']} ({s['origin']})"
+            )
+        if name == "train" and len(s["per_class"]) < 2:
+            found.append(
+                f"train: only one class {list(s['per_class'])} ({s['origin']}); a classifier "
+                "needs two or more"
+            )
+    for a, b in LEAKAGE_FAILS:
+        leak = report["leakage"].get(f"{a}/{b}")
+        if leak and leak["count"]:
+            example = leak["pairs"][0]
+            found.append(
+                f"{leak['count']} {b} image(s) also in {a} (e.g. {example['b']} = "
+                f"{example['a']}): the {b} score would be inflated; remove them from one side"
+            )
+    return found
+
+
+def describe(report: dict) -> list[str]:
+    """The report as printable lines."""
+    lines = []
+    for name, s in report["splits"].items():
+        size = (
+            f"{s['height'][0]}-{s['height'][1]} x {s['width'][0]}-{s['width'][1]} px"
+            if s["height"]
+            else "no images"
+        )
+        lines.append(
+            f"{name}: {s['decodable']}/{s['examples']} decodable from {s['origin']}; {size}; "
+            f"grayscale {s['grayscale']}, alpha {s['alpha']}, CMYK {s['cmyk']}; "
+            f"imbalance {s['imbalance_ratio']}; {s['duplicate_images']} exact duplicate(s)"
+        )
+        lines.append("  per class: " + ", ".join(f"{k} {v}" for k, v in s["per_class"].items()))
+        for bad in s["bad_files"]:
+            lines.append(f"  bad file {bad['where']}: {bad['reason']}")
+        for group in s["duplicates"]:
+            lines.append(
+                "  same image: " + ", ".join(f"{d['where']} ({d['class']})" for d in group)
+            )
+    for pair, leak in report["leakage"].items():
+        if leak["count"]:
+            lines.append(f"{pair}: {leak['count']} image(s) in both")
+    for problem in report["problems"]:
+        lines.append(f"PROBLEM {problem}")
+    return lines

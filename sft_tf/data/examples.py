@@ -1,0 +1,290 @@
+"""`Examples`: a split's labels and a way to reach each image, cheap to subset before any
+image is decoded (classes, few-shot sampling, hold-outs), and its encoded bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from sft_tf.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordSource:
+    """Encoded images read in one fixed order from a TFDS split or TFRecord files.
+
+    Nothing is held in memory: `images()` streams the records again on every call, and an
+    example is identified by its position in that stream.
+
+    Attributes:
+      kind: "tfds" or "tfrecord".
+      files: TFRecord files in reading order (tfrecord only).
+      file_counts: records per file, to name a record by file and index in messages.
+      name: TFDS dataset name (tfds only).
+      split: TFDS split, slicing included.
+      data_dir: TFDS data dir ("" for TFDS's default).
+      image_key: the TFDS feature holding the image.
+    """
+
+    kind: str
+    files: tuple[str, ...] = ()
+    file_counts: tuple[int, ...] = ()
+    name: str = ""
+    split: str = ""
+    data_dir: str = ""
+    image_key: str = ""
+
+    def images(self) -> tf.data.Dataset:
+        """A dataset of encoded image bytes (tf.string scalars), always in the same order."""
+        if self.kind == "tfrecord":
+            # One file after another (no interleave): positions must mean the same every pass.
+            ds = tf.data.TFRecordDataset(list(self.files))
+            spec = {TFRECORD_IMAGE: tf.io.FixedLenFeature([], tf.string)}
+            return ds.map(lambda r: tf.io.parse_single_example(r, spec)[TFRECORD_IMAGE])
+        ds = tfds_split(self.name, self.split, self.data_dir, self.image_key)
+        return ds.map(lambda ex: ex[self.image_key])
+
+    def where(self, position: int) -> str:
+        """A human-readable location of the record at `position`."""
+        if self.kind == "tfrecord":
+            for path, count in zip(self.files, self.file_counts):
+                if position < count:
+                    return f"{path}#{position}"
+                position -= count
+        return f"tfds:{self.name}:{self.split}#{position}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Examples:
+    """A labelled split before decoding: file paths, record positions or in-memory pixels.
+
+    Attributes:
+      class_names: names of labels 0..n-1.
+      labels: int32 [N].
+      paths: str [N] for file sources, else None.
+      pixels: uint8 [N, H, W, C] for in-memory sources, else None.
+      origin: the spec it came from, for messages.
+      records: the stream for TFDS and TFRecord sources, else None.
+      positions: int64 [N] ascending positions in `records`, else None.
+      notes: what listing the source left out and why (ignored files, folder links that
+        loop), one printable line each.
+    """
+
+    class_names: tuple[str, ...]
+    labels: np.ndarray
+    paths: np.ndarray | None = None
+    pixels: np.ndarray | None = None
+    origin: str = ""
+    records: RecordSource | None = None
+    positions: np.ndarray | None = None
+    notes: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, indices: np.ndarray) -> Examples:
+        """Returns the examples at `indices`, same classes.
+
+        Record sources are streamed in their stored order, so their indices are sorted.
+        """
+        indices = np.asarray(indices, np.int64)
+        if self.records is not None:
+            indices = np.sort(indices)
+        return dataclasses.replace(
+            self,
+            labels=self.labels[indices],
+            paths=None if self.paths is None else self.paths[indices],
+            pixels=None if self.pixels is None else self.pixels[indices],
+            positions=None if self.positions is None else self.positions[indices],
+        )
+
+    def counts(self) -> np.ndarray:
+        """Examples per class, int [num_classes]."""
+        return np.bincount(self.labels, minlength=len(self.class_names))
+
+    def where(self, index: int) -> str:
+        """Where example `index` comes from: its path, record location, or spec and index."""
+        if self.paths is not None:
+            return str(self.paths[index])
+        if self.records is not None:
+            return self.records.where(int(self.positions[index]))
+        return f"{self.origin}#{index}"
+
+
+def check_class_names(examples: Examples, field: str) -> Examples:
+    """Refuses class names that could break files, assets or logs they end up in.
+
+    Names come from folder names, TFRecord text fields or TFDS metadata and go into
+    labels.txt (one per line), the export and file names: no empty names, no control
+    characters (a newline would shift every label after it), no path separators, no . or ..
+
+    Raises:
+      UserError: naming the class and the source.
+    """
+    for name in examples.class_names:
+        bad = (
+            not name.strip()
+            or name in (".", "..")
+            or "/" in name
+            or "\\" in name
+            or any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
+        )
+        if bad:
+            raise UserError(
+                f"{field}={examples.origin!r}: class name {name!r} is not allowed (empty, . or "
+                ".., a path separator or a control character); rename that class"
+            )
+    return examples
+
+
+def holdout(train: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:
+    """Splits off a seeded, stratified validation set: the same seed gives the same split.
+
+    Args:
+      train: the training examples.
+      fraction: share of each class held out (at least one example of a class with two).
+      seed: the run's seed.
+
+    Returns:
+      (remaining training examples, held-out validation examples); no example is in both.
+    """
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in range(len(train.class_names)):
+        members = np.flatnonzero(train.labels == label)
+        count = min(len(members) - 1, max(1, round(fraction * len(members))))
+        held.append(rng.permutation(members)[: max(count, 0)])
+    held_out = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    keep = np.setdiff1d(np.arange(len(train)), held_out)
+    validation = dataclasses.replace(
+        train.take(held_out), origin=f"split:{fraction} of {train.origin}"
+    )
+    return train.take(keep), validation
+
+
+def parse_classes(text: str | None) -> list[str]:
+    """Splits a comma-separated class list ("" or None means all classes)."""
+    return [c.strip() for c in (text or "").split(",") if c.strip()]
+
+
+def select_classes(examples: Examples, classes: Sequence[str], field: str) -> Examples:
+    """Keeps only `classes` (names or integer ids) and renumbers labels in that order.
+
+    Raises:
+      UserError: a class is neither a name nor an id of this split, or is listed twice.
+    """
+    if not classes:
+        return examples
+    ids = []
+    for c in classes:
+        if c in examples.class_names:
+            ids.append(examples.class_names.index(c))
+        elif c.isdigit() and int(c) < len(examples.class_names):
+            ids.append(int(c))
+        else:
+            names = examples.class_names
+            raise UserError(
+                f"{field}: class {c!r} is not in {examples.origin} (classes: "
+                f"{', '.join(names)}; names or ids 0..{len(names) - 1})"
+            )
+    if len(set(ids)) != len(ids):
+        raise UserError(f"{field}: a class is listed twice in {','.join(classes)}")
+    remap = np.full(len(examples.class_names), -1, np.int32)
+    remap[ids] = np.arange(len(ids), dtype=np.int32)
+    keep = np.flatnonzero(remap[examples.labels] >= 0)
+    subset = examples.take(keep)
+    return dataclasses.replace(
+        subset,
+        class_names=tuple(examples.class_names[i] for i in ids),
+        labels=remap[subset.labels],
+    )
+
+
+def sample_per_class(examples: Examples, per_class: int | None, seed: int) -> Examples:
+    """Seeded few-shot sampling: up to `per_class` examples of each class (None keeps all)."""
+    if per_class is None:
+        return examples
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in range(len(examples.class_names)):
+        members = np.flatnonzero(examples.labels == label)
+        keep.append(rng.permutation(members)[:per_class])
+    return examples.take(np.sort(np.concatenate(keep)))
+
+
+def check_same_classes(
+    class_names: Sequence[str], other: Examples, field: str, reference: str = "the training data"
+) -> None:
+    """Raises UserError when `other` does not have exactly `class_names`, in order."""
+    if tuple(class_names) == tuple(other.class_names):
+        return
+    missing = sorted(set(class_names) - set(other.class_names))
+    extra = sorted(set(other.class_names) - set(class_names))
+    detail = []
+    if missing:
+        detail.append(f"missing {missing}")
+    if extra:
+        detail.append(f"not in {reference} {extra}")
+    if not detail:
+        detail.append("same names in a different order")
+    raise UserError(
+        f"{field}={other.origin!r} has different classes from {reference}: {'; '.join(detail)}"
+    )
+
+
+def encoded_images(examples: Examples) -> tf.data.Dataset:
+    """(index, encoded bytes) for every example of a file or record source, in order."""
+    if examples.paths is not None:
+        files = tf.data.Dataset.from_tensor_slices((np.arange(len(examples)), examples.paths))
+        # Reading is I/O-bound (more so on gs://): several files in flight at once.
+        return files.map(
+            lambda i, path: (i, tf.io.read_file(path)), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    if examples.records is None:
+        raise ValueError(f"{examples.origin} holds pixels, not encoded images")
+    # The source streams every record; keep[pos] is this subset's index there or -1.
+    keep = np.full(int(examples.positions.max()) + 1 if len(examples) else 0, -1, np.int64)
+    keep[examples.positions] = np.arange(len(examples))
+    keep_t = tf.constant(keep)
+    stream = examples.records.images().take(len(keep)).enumerate()
+    stream = stream.map(lambda pos, encoded: (tf.gather(keep_t, pos), encoded))
+    # The filter hides the length; stating it lets Keras size its loops and progress bars.
+    return stream.filter(lambda i, _: i >= 0).apply(
+        tf.data.experimental.assert_cardinality(len(examples))
+    )
+
+
+def encoded_samples(examples: Examples, count: int) -> list[bytes]:
+    """The first `count` examples as encoded image bytes (file contents, or PNG of the pixels)."""
+    if examples.pixels is not None:
+        return [tf.io.encode_png(p).numpy() for p in examples.pixels[:count]]
+    subset = examples.take(np.arange(min(count, len(examples))))
+    return [encoded for _, encoded in encoded_images(subset).as_numpy_iterator()]
+
+
+# Feature keys of TF Model Garden's image classification records.
+TFRECORD_IMAGE = "image/encoded"
+
+
+TFRECORD_LABEL = "image/class/label"
+
+
+TFRECORD_TEXT = "image/class/text"
+
+
+def tfds_split(name: str, split: str, data_dir: str, image_key: str) -> tf.data.Dataset:
+    import tensorflow_datasets as tfds  # imported on use: it adds seconds to every start-up
+
+    builder = tfds.builder(name, data_dir=data_dir or None)
+    return builder.as_dataset(
+        split=split,
+        # Keep the encoded bytes: decoding is ours (robust, resized once), not TFDS's.
+        decoders={image_key: tfds.decode.SkipDecoding()},
+        # Unshuffled files and no auto-cache: positions stay fixed and memory stays flat.
+        shuffle_files=False,
+        read_config=tfds.ReadConfig(try_autocache=False),
+    )

@@ -1,0 +1,148 @@
+"""The up-front scan: every image decoded once (in parallel) to find the ones that cannot be,
+with a reason each, and to count formats, sizes and exact duplicates for the audit. Images over
+a pixel limit read from their header are never decoded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from sft_tf.data.decode import decode_native, stored_size
+from sft_tf.data.examples import Examples, encoded_images
+
+# Pillow's MAX_IMAGE_PIXELS (~90 megapixels, e.g. 9500 x 9500): above it an image is far more
+# likely a decompression bomb or a scan at absurd resolution than a training photo, and decoding
+# it takes gigabytes (a 20000 x 20000 PNG of 1.2 MB decodes to 1.2 GB of RGB).
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+
+
+BAD_IMAGE_POLICIES = ("skip", "fail")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageScan:
+    """Per-example facts from decoding a split once (arrays aligned with the Examples).
+
+    Attributes:
+      ok: bool [N], False where decoding failed.
+      reasons: {index: why it failed} for the examples that are not ok.
+      height, width: int [N] of the stored image (0 where not ok).
+      channels: int [N] as stored: 1 gray, 2 gray+alpha, 3 colour, 4 colour+alpha.
+      cmyk: bool [N], CMYK (or YCCK) JPEGs.
+      digest: uint64 [N] fingerprint of the encoded bytes (of the pixels for in-memory data).
+    """
+
+    ok: np.ndarray
+    reasons: dict[int, str]
+    height: np.ndarray
+    width: np.ndarray
+    channels: np.ndarray
+    cmyk: np.ndarray
+    digest: np.ndarray
+
+    def bad(self, examples: Examples) -> list[tuple[str, str]]:
+        """[(location, reason)] of every example that could not be decoded, in order."""
+        return [(examples.where(i), self.reasons[i]) for i in sorted(self.reasons)]
+
+
+def _probe(encoded: tf.Tensor, max_pixels: int) -> tuple[tf.Tensor, ...]:
+    # The size check runs before the decode: a small file can decode to gigabytes.
+    height, width = stored_size(encoded)
+    fits = tf.debugging.assert_less_equal(
+        height * width, tf.constant(max_pixels, tf.int64), message="too many pixels"
+    )
+    with tf.control_dependencies([fits]):
+        # The same decode as training (to_rgb after it cannot fail on 1-4 channels), so an
+        # image that passes here decodes in the pipeline too.
+        image = decode_native(encoded)
+    shape = tf.shape(image)
+    cmyk = tf.cond(
+        tf.io.is_jpeg(encoded),
+        # The JPEG header's component count: 4 means CMYK/YCCK (TF decodes it to RGB).
+        lambda: tf.equal(tf.io.extract_jpeg_shape(encoded)[2], 4),
+        lambda: tf.constant(False),
+    )
+    digest = tf.bitcast(tf.fingerprint(tf.expand_dims(encoded, 0))[0], tf.int64)
+    return shape[0], shape[1], shape[2], cmyk, digest
+
+
+def _why_undecodable(encoded: bytes, max_pixels: int) -> str:
+    if not encoded:
+        return "empty file (0 bytes)"
+    try:
+        height, width = (int(v) for v in stored_size(tf.constant(encoded)))
+        if height * width > max_pixels:
+            return (
+                f"{width} x {height} pixels is over data.max_image_pixels={max_pixels}; "
+                "downscale it or raise the limit"
+            )
+        _probe(tf.constant(encoded), max_pixels)
+    except tf.errors.OpError as e:
+        message = e.message.split("}}")[-1].strip().splitlines()[0]
+        if "Unknown image file format" in message:
+            return "not an image (unknown format; JPEG, PNG, GIF, BMP and WebP are read)"
+        if "jpeg::Uncompress failed" in message or "Invalid JPEG data" in message:
+            return "truncated or corrupt JPEG"
+        return f"undecodable: {message[:200]}"
+    return "undecodable (failed in the pipeline, decodes alone)"
+
+
+def scan_images(examples: Examples, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageScan:
+    """Decodes every example once (in parallel) and records what it found.
+
+    Args:
+      examples: any split.
+      max_pixels: images with more pixels (height x width, read from the header) are not
+        decoded but counted as bad (data.max_image_pixels).
+
+    Returns:
+      An `ImageScan` aligned with `examples`.
+    """
+    n = len(examples)
+    height, width, channels = (np.zeros(n, np.int64) for _ in range(3))
+    cmyk, ok = np.zeros(n, bool), np.zeros(n, bool)
+    digest = np.zeros(n, np.uint64)
+    if examples.pixels is not None:
+        import hashlib
+
+        ok[:] = True
+        height[:], width[:], channels[:] = examples.pixels.shape[1:4]
+        for i, pixels in enumerate(examples.pixels):
+            raw = hashlib.blake2b(pixels.tobytes(), digest_size=8).digest()
+            digest[i] = int.from_bytes(raw, "little")
+        return ImageScan(ok, {}, height, width, channels, cmyk, digest)
+    ds = encoded_images(examples).map(
+        lambda i, encoded: (i, *_probe(encoded, max_pixels)),
+        # Decoding is the whole cost of a scan: every core, in any order.
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=False,
+    )
+    # A failing decode drops its element; the indices that never arrive are the bad ones.
+    ds = ds.ignore_errors().batch(1024)
+    for i, h, w, c, k, d in ds.as_numpy_iterator():
+        ok[i], height[i], width[i], channels[i], cmyk[i] = True, h, w, c, k
+        digest[i] = d.view(np.uint64)
+    reasons = {int(i): "" for i in np.flatnonzero(~ok)}
+    if reasons:
+        # Decode the failures again, one by one and eagerly, to say why each failed.
+        if examples.paths is not None:
+            for i in reasons:
+                try:
+                    encoded = tf.io.gfile.GFile(examples.paths[i], "rb").read()
+                except tf.errors.OpError as e:
+                    reasons[i] = f"unreadable: {e.message[:200]}"
+                    continue
+                reasons[i] = _why_undecodable(encoded, max_pixels)
+        else:
+            bad = examples.take(np.asarray(sorted(reasons)))
+            for (_, encoded), i in zip(encoded_images(bad).as_numpy_iterator(), sorted(reasons)):
+                reasons[i] = _why_undecodable(encoded, max_pixels)
+    return ImageScan(ok, reasons, height, width, channels, cmyk, digest)
+
+
+def drop_bad(examples: Examples, scan: ImageScan) -> Examples:
+    """The examples that decoded; step counts computed from the result are right."""
+    return examples if scan.ok.all() else examples.take(np.flatnonzero(scan.ok))

@@ -1,0 +1,173 @@
+"""The evaluation report: where a classifier fails, as JSON, PNG figures and one report.md.
+
+write_report() puts into one folder:
+  metrics.json            accuracy, top-k, per-class precision/recall/F1/support, macro and
+                          weighted averages, expected calibration error
+  confusion_matrix.json   rows = true class, columns = predicted class
+  confusion_matrix.png
+  reliability.png         calibration: confidence vs. accuracy per confidence bin
+  confidently_wrong.png   the test images the model got wrong with the highest confidence
+  curves.png              loss and accuracy per epoch of both phases, phase switch marked
+  report.md               all of the above on one page
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers and CI
+import matplotlib.pyplot as plt
+import numpy as np
+
+from sft_tf.evaluation import metrics as metrics_lib
+
+WRONG_GRID = 16
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
+
+
+def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: Path) -> str:
+    n = len(class_names)
+    size = min(4 + 0.45 * n, 30)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(confusion, cmap="Blues")
+    ax.set_xticks(range(n), class_names, rotation=90 if n > 5 else 0)
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 30:  # counts stay readable up to about 30 classes
+        peak = confusion.max() or 1
+        for i in range(n):
+            for j in range(n):
+                color = "white" if confusion[i, j] > peak / 2 else "black"
+                ax.text(j, i, int(confusion[i, j]), ha="center", va="center", color=color)
+    ax.set_title("Confusion matrix (test)")
+    return _save(fig, path)
+
+
+def plot_reliability(bins: list[dict], ece: float, path: Path) -> str:
+    fig, ax = plt.subplots(figsize=(5, 5))
+    edges = np.linspace(0, 1, len(bins) + 1)
+    accuracy = [b["accuracy"] if b["count"] else 0.0 for b in bins]
+    ax.bar(edges[:-1], accuracy, width=1 / len(bins), align="edge", edgecolor="black", alpha=0.7)
+    ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    ax.set_xlabel("confidence (top-1 probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Reliability (ECE {ece:.3f})")
+    ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def plot_confidently_wrong(
+    images: np.ndarray, true: Sequence[str], predicted: Sequence[str], scores, path: Path
+) -> str:
+    cols = 4
+    rows = max(1, -(-len(images) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.6, rows * 2.9), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, t, p, s in zip(axes.flat, images, true, predicted, scores):
+        ax.imshow(image)
+        ax.set_title(f"true: {t}\npred: {p} ({s:.2f})", fontsize=8)
+    fig.suptitle("Most confidently wrong test images")
+    return _save(fig, path)
+
+
+def plot_curves(history: dict, phase_switch: int | None, path: Path) -> str:
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = history.get(prefix + metric)
+            if values:
+                ax.plot(epochs[: len(values)], values, style, label=(prefix or "train_") + metric)
+        if phase_switch:
+            # Epochs 1..phase_switch are phase 1; the line sits where phase 2 begins.
+            ax.axvline(phase_switch + 0.5, color="gray", linestyle=":", label="phase 2 starts")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    return _save(fig, path)
+
+
+def write_report(
+    folder: str | Path,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    load_images,
+    history: dict | None = None,
+    phase_switch: int | None = None,
+    top_k: int = 5,
+    title: str = "Evaluation report",
+) -> dict:
+    """Writes the report folder; returns its metrics.
+
+    Args:
+      folder: created if missing; files inside are replaced.
+      probabilities: float [N, C] on the test split.
+      labels: int [N].
+      class_names: C names.
+      load_images: callable(indices) -> uint8 [len, H, W, 3], to draw the wrong images
+        without holding the whole test split in memory.
+      history: per-epoch metrics of both phases (Keras History dicts merged), if any.
+      phase_switch: the number of phase-1 epochs, to mark the switch on the curves.
+      top_k: k of the top-k accuracy.
+      title: first line of report.md.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    metrics = metrics_lib.classification_metrics(probabilities, labels, class_names, top_k=top_k)
+    confusion = np.asarray(metrics.pop("confusion_matrix"))
+    bins = metrics.pop("calibration_bins")
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (folder / "confusion_matrix.json").write_text(
+        json.dumps({"classes": list(class_names), "matrix": confusion.tolist()}) + "\n"
+    )
+    figures = {
+        "Confusion matrix": plot_confusion(confusion, class_names, folder / "confusion_matrix.png"),
+        "Calibration": plot_reliability(bins, metrics["ece"], folder / "reliability.png"),
+    }
+    predicted = probabilities.argmax(-1)
+    wrong = np.flatnonzero(predicted != labels)
+    if len(wrong):
+        worst = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:WRONG_GRID]
+        figures["Most confidently wrong"] = plot_confidently_wrong(
+            load_images(worst),
+            [class_names[i] for i in labels[worst]],
+            [class_names[i] for i in predicted[worst]],
+            probabilities[worst, predicted[worst]],
+            folder / "confidently_wrong.png",
+        )
+    if history and history.get("loss"):
+        figures["Training curves"] = plot_curves(history, phase_switch, folder / "curves.png")
+
+    k = next(key for key in metrics if key.startswith("top") and key.endswith("_accuracy"))
+    lines = [
+        f"# {title}",
+        "",
+        f"{metrics['examples']} test images, {len(class_names)} classes. "
+        f"Accuracy **{metrics['accuracy']:.4f}**, {k.replace('_', ' ')} {metrics[k]:.4f}, "
+        f"loss {metrics['loss']:.4f}, expected calibration error {metrics['ece']:.4f}.",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    rows = list(metrics["per_class"].items())
+    rows += [("**macro avg**", metrics["macro_avg"]), ("**weighted avg**", metrics["weighted_avg"])]
+    for name, m in rows:
+        cells = [f"{m[key]:.3f}" for key in ("precision", "recall", "f1")] + [str(m["support"])]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    for heading, file in figures.items():
+        lines += ["", f"## {heading}", "", f"![{heading}]({file})"]
+    (folder / "report.md").write_text("\n".join(lines) + "\n")
+    return metrics

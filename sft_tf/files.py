@@ -1,0 +1,34 @@
+"""Atomic writers: a file appears whole under its name or not at all.
+
+Each writes a hidden temp file beside the target and renames it over the target (a rename
+within one folder is atomic on POSIX), so a crash, a kill or a full disk mid-write never
+leaves a truncated state.json, history or weights file for the next run to trip over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import keras
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def write_json_atomic(path: Path, value) -> None:
+    write_text_atomic(path, json.dumps(value, indent=2) + "\n")
+
+
+def save_weights_atomic(model: keras.Model, path: Path) -> None:
+    """Writes a Keras weights file the same way."""
+    path = Path(path)
+    # Keras insists on the .weights.h5 suffix; the leading dot keeps the temp file hidden.
+    partial = path.with_name(f".partial-{path.name}")
+    model.save_weights(partial)
+    os.replace(partial, path)

@@ -1,0 +1,344 @@
+"""SavedModel export in TF Serving's versioned layout, and prediction from such an export.
+
+Layout: <root>/<name>/<version>/ with an integer version above every existing one. The model is
+written to a hidden sibling folder (TF Serving only loads integer-named folders), reloaded and
+compared with the in-memory model through every signature, and only then renamed into place,
+so TF Serving never sees a half-written or wrong version.
+
+Signatures (dynamic batch dimension):
+  serving_default     image_bytes: string [None]   encoded JPEG/PNG/GIF/BMP of any size
+  serving_images      images: uint8 [None, None, None, 3]   pixels of any size
+  serving_tf_example  examples: string [None]   serialized tf.train.Example, image/encoded
+each returning probabilities [None, C] float32, classes [None, k] string (top-k class names),
+class_ids [None, k] int32 and scores [None, k] float32.
+
+Inside each version: assets/labels.txt (class names, a SavedModel asset), assets.extra/
+sft_tf.json (the manifest: what was trained and how well) and assets.extra/
+tf_serving_warmup_requests (PredictionLog records TF Serving replays before serving).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from sft_tf import __version__
+from sft_tf.data import decode
+from sft_tf.errors import UserError
+from sft_tf.serving.layout import (
+    IMAGE_KEY,
+    LABELS_FILE,
+    MANIFEST_FILE,
+    SIGNATURES,
+    STAGING_PREFIX,
+    TFLITE_DIR,
+    WARMUP_FILE,
+)
+from sft_tf.serving.parity import _sample_images, verify_export
+from sft_tf.serving.tflite import write_tflite
+
+
+def versions(model_root: str | Path) -> list[int]:
+    """The integer version folders under a model root, ascending."""
+    root = Path(model_root)
+    if not root.is_dir():
+        return []
+    return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _serving_outputs(probabilities: tf.Tensor, class_names, top_k: int) -> dict:
+    scores, ids = tf.math.top_k(probabilities, k=top_k)
+    return {
+        "probabilities": probabilities,
+        "classes": class_names.lookup(tf.cast(ids, tf.int64)),
+        "class_ids": tf.cast(ids, tf.int32),
+        "scores": scores,
+    }
+
+
+def _build_archive(
+    model: keras.Model,
+    class_names: Sequence[str],
+    image_size: int,
+    top_k: int,
+    labels_path: str,
+    resize_method: str = "resize",
+) -> keras.export.ExportArchive:
+    # Line i of labels.txt names class i. The file becomes a SavedModel asset
+    # (<version>/assets/labels.txt), so the served names and the file cannot disagree.
+    names = tf.lookup.StaticHashTable(
+        tf.lookup.TextFileInitializer(
+            labels_path,
+            tf.int64,
+            tf.lookup.TextFileIndex.LINE_NUMBER,
+            tf.string,
+            tf.lookup.TextFileIndex.WHOLE_LINE,
+        ),
+        default_value="",
+    )
+    k = min(top_k, len(class_names))
+
+    def from_pixels(images):
+        return _serving_outputs(
+            model(decode.resize(images, image_size, resize_method), training=False), names, k
+        )
+
+    def from_bytes(image_bytes):
+        # The same decode-and-resize as the training pipeline: no train/serve skew.
+        images = tf.map_fn(
+            lambda b: decode.decode_image(b, image_size, resize_method),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
+        )
+        return _serving_outputs(model(images, training=False), names, k)
+
+    def from_examples(examples):
+        features = tf.io.parse_example(examples, {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
+        return from_bytes(features[IMAGE_KEY])
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(names)
+    for name, fn, spec in (
+        ("serving_default", from_bytes, tf.TensorSpec([None], tf.string, name="image_bytes")),
+        ("serving_images", from_pixels, tf.TensorSpec([None, None, None, 3], tf.uint8, "images")),
+        ("serving_tf_example", from_examples, tf.TensorSpec([None], tf.string, name="examples")),
+    ):
+        archive.add_endpoint(name, fn, input_signature=[spec])
+    return archive
+
+
+def _warmup_records(encoded: Sequence[bytes], count: int = 3) -> list[bytes]:
+    """PredictionLog records for TF Serving's warm-up: serving_default on real images."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    records = []
+    for b in list(encoded)[:count]:
+        request = predict_pb2.PredictRequest(
+            model_spec=model_pb2.ModelSpec(signature_name="serving_default")
+        )
+        request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([b], dtype=tf.string))
+        log = prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)
+        )
+        records.append(log.SerializeToString())
+    return records
+
+
+def _remove_stale_staging(root: Path) -> None:
+    """Deletes staging folders left by exporters that died (their pid is gone)."""
+    for folder in root.glob(f"{STAGING_PREFIX}*"):
+        pid = folder.name[len(STAGING_PREFIX) :]
+        try:
+            os.kill(int(pid), 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # alive, someone else's
+            pass
+
+
+def _listing(names: Sequence[str], shown: int = 6) -> str:
+    """A label list short enough for a one-line message: [a, b, c, + N more]."""
+    names = list(names)
+    more = f", + {len(names) - shown} more" if len(names) > shown else ""
+    return f"[{', '.join(names[:shown])}{more}]"
+
+
+def check_class_change(
+    model_root: str | Path,
+    class_names: Sequence[str],
+    allow: bool,
+    field: str = "config.export.allow_class_change",
+) -> None:
+    """Refuses a model whose class names differ from those of the newest published version.
+
+    TF Serving switches to the highest version without notice, so a model with another label
+    set under the same name would silently change what clients get back. The same names in
+    another order count as a change (class ids would move).
+
+    Args:
+      model_root: <export.dir>/<name>, the folder holding the integer versions.
+      class_names: the new model's class names, in output order.
+      allow: publish anyway.
+      field: the setting that allows it, named in the message.
+
+    Raises:
+      UserError: the newest version has different class names and `allow` is False.
+    """
+    root = Path(model_root)
+    found = versions(root)
+    if allow or not found:
+        return
+    labels = root / str(found[-1]) / LABELS_FILE
+    if not labels.is_file():  # not written by sft-tf: no label set to compare with
+        return
+    served, new = labels.read_text().splitlines(), list(class_names)
+    if served == new:
+        return
+    added, gone = [c for c in new if c not in served], [c for c in served if c not in new]
+    if not added and not gone:
+        change = "the same names in another order"
+    else:
+        change = "; ".join(
+            f"{what} {_listing(names, 3)}"
+            for what, names in (("new", added), ("gone", gone))
+            if names
+        )
+    raise UserError(
+        f"{root}: the newest version {found[-1]} serves classes {_listing(served)}, this model "
+        f"has {_listing(new)} ({change}); TF Serving would switch label sets without notice. "
+        f"Set --{field}=true to publish it as version {found[-1] + 1} anyway, or use another "
+        "config.name"
+    )
+
+
+def prune_versions(model_root: str | Path, keep: int) -> list[int]:
+    """Deletes all but the newest `keep` versions (keep <= 0 keeps all); returns the deleted."""
+    found = versions(model_root)
+    doomed = found[:-keep] if keep > 0 else []
+    for version in doomed:
+        shutil.rmtree(Path(model_root) / str(version))
+    return doomed
+
+
+def export_for_serving(
+    model: keras.Model,
+    class_names: Sequence[str],
+    image_size: int,
+    model_root: str | Path,
+    top_k: int = 5,
+    check_images: Sequence[bytes] = (),
+    manifest: dict | None = None,
+    keep: int = 0,
+    tflite: str = "",
+    resize_method: str = "resize",
+    allow_class_change: bool = False,
+) -> Path:
+    """Writes the next version of a SavedModel for TF Serving, verified before it appears.
+
+    Args:
+      model: a classifier from `classifier.build_classifier` (uint8 pixels in, probabilities out).
+      class_names: names of the model's outputs, in order.
+      image_size: the model's input size; serving inputs of any size are resized to it.
+      model_root: <export.dir>/<name>; versions are created inside.
+      top_k: how many names and scores each prediction returns (capped at the class count).
+      check_images: real encoded images (validation ones) for the parity check and the
+        TF Serving warm-up records; a few synthetic ones when empty.
+      manifest: what to record about the model in assets.extra/sft_tf.json (backbone,
+        weights, config digest, test metrics, ...); class names, sizes and versions are added.
+      keep: keep only this many newest versions after publishing (0: keep all).
+      tflite: "" for none, or "float16" / "dynamic_range" to add assets.extra/tflite/
+        (model.tflite and labels.txt), checked against the model like the SavedModel.
+      allow_class_change: publish even if the newest version has other class names (see
+        `check_class_change`).
+
+    Returns:
+      The published version folder.
+
+    Raises:
+      UserError: the class names differ from the newest version's and allow_class_change is
+        False (checked before anything is written).
+      RuntimeError: the reloaded export disagrees with the model (nothing is published).
+    """
+    root = Path(model_root)
+    check_class_change(root, class_names, allow_class_change)
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(root)
+    encoded = list(check_images) or _sample_images(image_size)
+    # A hidden, non-integer name: TF Serving ignores it while it is being written.
+    staging = root / f"{STAGING_PREFIX}{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            labels = Path(tmp) / "labels.txt"
+            labels.write_text("\n".join(class_names) + "\n")
+            archive = _build_archive(
+                model, class_names, image_size, top_k, str(labels), resize_method
+            )
+            archive.write_out(str(staging), verbose=False)
+        extra = staging / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        with tf.io.TFRecordWriter(str(staging / WARMUP_FILE)) as writer:
+            for record in _warmup_records(encoded):
+                writer.write(record)
+        worst = verify_export(staging, model, image_size, encoded, resize_method)
+        if tflite:
+            write_tflite(
+                model, staging / TFLITE_DIR, class_names, image_size, encoded, tflite, resize_method
+            )
+        info = {
+            **(manifest or {}),
+            "class_names": list(class_names),
+            "image_size": image_size,
+            "resize_method": resize_method,
+            "input_dtype": "uint8 pixels 0..255; preprocessing is inside the model",
+            "signatures": list(SIGNATURES),
+            "top_k": min(top_k, len(class_names)),
+            "tflite": f"{TFLITE_DIR}/model.tflite ({tflite})" if tflite else None,
+            "parity_max_abs_diff": worst,
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "versions": {
+                "sft_tf": __version__,
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+            },
+        }
+        (staging / MANIFEST_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        while True:
+            version = (versions(root) or [0])[-1] + 1
+            try:
+                # Atomic on one filesystem; fails if another exporter took this number first.
+                staging.rename(root / str(version))
+                break
+            except OSError:
+                if not (root / str(version)).exists():
+                    raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    prune_versions(root, keep)
+    return root / str(version)
+
+
+def read_manifest(export_dir: str | Path) -> dict:
+    """The manifest (assets.extra/sft_tf.json) of an export."""
+    path = Path(export_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise UserError(f"{path} not found; {export_dir} was not written by sft-tf")
+    return json.loads(path.read_text())
+
+
+def read_class_names(export_dir: str | Path) -> list[str]:
+    """The class names stored in an export, in output order."""
+    path = Path(export_dir) / LABELS_FILE
+    if not path.is_file():
+        raise UserError(f"{path} not found; {export_dir} was not written by sft-tf")
+    return path.read_text().splitlines()
+
+
+def resolve_export(model_root: str | Path, version: int | None = None) -> Path:
+    """The folder of `version` (default: the highest) under an export root.
+
+    Also accepts a version folder itself.
+
+    Raises:
+      UserError: no such export.
+    """
+    root = Path(model_root)
+    if (root / "saved_model.pb").is_file():
+        return root
+    found = versions(root)
+    if not found:
+        raise UserError(f"--model={root}: no integer version folders with a SavedModel inside")
+    if version is None:
+        return root / str(found[-1])
+    if version not in found:
+        raise UserError(f"--version={version} not in {root} (versions: {found})")
+    return root / str(version)

@@ -1,0 +1,131 @@
+"""The Keras callbacks of a training phase: progress checkpoints, the weights file, the NaN stop.
+
+Keras's own pieces were weighed first: BackupAndRestore deletes its backup at the end of each
+fit() and replays an interrupted epoch from batch 0 (see sft_tf.training.checkpoints), and
+TerminateOnNaN(raise_error=True) raises a RuntimeError that names neither the phase, the step
+nor the fix, where a diverged run must stop with one clear line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import keras
+
+from sft_tf.errors import UserError
+from sft_tf.files import save_weights_atomic
+from sft_tf.training.checkpoints import RunCheckpoints
+from sft_tf.training.state import RunState
+
+
+class SaveWeightsEachEpoch(keras.callbacks.Callback):
+    """Rewrites the weights file at every epoch end, atomically (temp file, then rename).
+
+    `sft-tf export` of an interrupted run then exports the last completed epoch, and a crash
+    mid-write never leaves a truncated file under the real name.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_weights_atomic(self.model, self.path)
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""
+
+
+# What the run is doing ("phase2, epoch 5, step 40"), for the line printed on Ctrl-C.
+_position = [""]
+
+
+def note_position(text: str) -> None:
+    _position[0] = text
+
+
+def interrupted_at() -> str:
+    """What the run was doing when interrupted ("" outside a run)."""
+    return _position[0]
+
+
+class ProgressSaver(keras.callbacks.Callback):
+    """Saves a checkpoint with the run's record every `every_steps` steps and at each epoch
+    end; keeps `interrupted_at()` current.
+
+    first_step: the steps of the epoch done before this fit (a resumed epoch's fit starts
+    there); steps are counted from the epoch's start.
+    """
+
+    def __init__(
+        self,
+        phase: str,
+        state: RunState,
+        checkpoints: RunCheckpoints,
+        every_steps: int = 0,
+        first_step: int = 0,
+    ):
+        super().__init__()
+        self.phase = phase
+        self.state = state
+        self.checkpoints = checkpoints
+        self.every_steps = every_steps
+        self.first_step = first_step
+        self.epoch = 0
+
+    def _save(self, epochs_done: int, step: int) -> None:
+        self.state.phase = self.state.checkpoint_phase = self.phase
+        self.state.epochs_done, self.state.mid_epoch_step = epochs_done, step
+        self.checkpoints.save(self.state)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        note_position(f"{self.phase}, epoch {self.epoch + 1}, step {self.first_step + batch + 1}")
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.first_step + batch + 1
+        if self.every_steps and step % self.every_steps == 0:
+            self._save(self.epoch, step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.state.record_epoch(logs or {})
+        self._save(epoch + 1, 0)
+        note_position(f"{self.phase}, after epoch {epoch + 1}")
+        self.first_step = 0  # the next epoch of this fit starts at its first step
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Raises TrainingDiverged on the first NaN or infinite loss, before anything is saved."""
+
+    def __init__(self, phase: str, hint: str, first_step: int = 0):
+        super().__init__()
+        self.phase = phase
+        self.hint = hint
+        self.first_step = first_step  # as for ProgressSaver
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDiverged(
+                f"{self.phase}: the loss became {float(loss)} at epoch {self.epoch + 1}, step "
+                f"{self.first_step + batch + 1}; {self.hint}. The last good checkpoint is kept "
+                "and nothing was exported; rerun the same command to resume from it"
+            )
+
+
+def interrupted_line(command: str) -> str:
+    """The one line printed on Ctrl-C: where the run was and how to go on."""
+    where = interrupted_at()
+    if command == "train" and where:
+        return f"interrupted in {where}; rerun the same command to resume"
+    if command in ("train", "pretrain", "demo"):
+        return "interrupted; rerun the same command to go on"
+    return "interrupted"

@@ -1,0 +1,299 @@
+"""From `config.data` to what training consumes: the splits (listed, screened, sampled, held
+out) and their tf.data pipelines, split over the strategy's replicas and workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Callable
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from sft_tf.data import audit as audit_lib
+from sft_tf.data import augment as augment_lib
+from sft_tf.data import balance as balance_lib
+from sft_tf.data import examples as examples_lib
+from sft_tf.data import pipeline, specs
+from sft_tf.data import scan as scan_lib
+from sft_tf.data import sources as sources_lib
+from sft_tf.distribute import workers
+from sft_tf.errors import UserError
+from sft_tf.log import say
+
+
+def load_split(
+    spec: str, field: str, classes: str | None, classes_field: str, tfds_data_dir: str = ""
+) -> examples_lib.Examples | None:
+    """Lists one split and applies the class subset; None for an empty spec."""
+    if not spec:
+        return None
+    examples = sources_lib.load_examples(spec, field=field, tfds_data_dir=tfds_data_dir)
+    return examples_lib.select_classes(
+        examples, examples_lib.parse_classes(classes), field=classes_field
+    )
+
+
+def list_target_splits(config: ml_collections.ConfigDict) -> dict[str, examples_lib.Examples]:
+    """The listed (not yet decoded) splits of `config.data`, checked to share one class list.
+
+    A split:FRACTION validation set is not made here but by `sample_and_hold_out`, after
+    undecodable images are gone.
+    """
+    d = config.data
+    listed = {}
+    for name in ("train", "validation", "test"):
+        if name == "validation" and d.validation.startswith("split:"):
+            continue
+        split = load_split(
+            d[name], f"config.data.{name}", d.classes, "config.data.classes", d.tfds_data_dir
+        )
+        if split is not None:
+            listed[name] = split
+    for name in ("validation", "test"):
+        if name in listed:
+            examples_lib.check_same_classes(
+                listed["train"].class_names, listed[name], f"config.data.{name}"
+            )
+    return listed
+
+
+def sample_and_hold_out(
+    config: ml_collections.ConfigDict, splits: dict[str, examples_lib.Examples]
+) -> dict[str, examples_lib.Examples]:
+    """Few-shot sampling, then the split:FRACTION hold-out, both seeded by config.seed.
+
+    Sampling first: validation comes out of the labels the run really has, and no example is
+    in both.
+    """
+    d = config.data
+    splits = dict(splits)
+    splits["train"] = examples_lib.sample_per_class(
+        splits["train"], d.examples_per_class, config.seed
+    )
+    if d.validation.startswith("split:"):
+        fraction = float(specs.parse_spec(d.validation, "config.data.validation").split)
+        splits["train"], splits["validation"] = examples_lib.holdout(
+            splits["train"], fraction, config.seed
+        )
+    return splits
+
+
+def screen_splits(
+    splits: dict[str, examples_lib.Examples], on_bad_image: str, max_pixels: int
+) -> dict[str, examples_lib.Examples]:
+    """Decodes every image once; drops and lists undecodable ones, or stops (on_bad_image=fail).
+
+    Also stops on what the audit calls problems (an empty class, one class, train/test leakage).
+    """
+    scans = {name: scan_lib.scan_images(split, max_pixels) for name, split in splits.items()}
+    report = audit_lib.audit(splits, scans)
+    bad = [
+        f"  {name}: {b['where']}: {b['reason']}"
+        for name, s in report["splits"].items()
+        for b in s["bad_files"]
+    ]
+    if bad and on_bad_image == "fail":
+        raise UserError(
+            f"{len(bad)} image(s) cannot be decoded (config.data.on_bad_image='fail'); fix or "
+            "remove them, or set it to 'skip':\n" + "\n".join(bad)
+        )
+    if bad:
+        say(f"Skipping {len(bad)} image(s) that cannot be decoded:\n" + "\n".join(bad))
+    if report["problems"]:
+        problems = report["problems"]
+        more = (
+            f" (and {len(problems) - 1} more; sft-tf audit lists them)" if len(problems) > 1 else ""
+        )
+        raise UserError(f"the data is not usable: {problems[0].strip()}{more}")
+    for pair, leak in report["leakage"].items():
+        if leak["count"]:
+            say(f"Warning: {leak['count']} identical image(s) in {pair} (sft-tf audit lists them)")
+    return {name: scan_lib.drop_bad(split, scans[name]) for name, split in splits.items()}
+
+
+def load_target_splits(config: ml_collections.ConfigDict):
+    """The train/validation/test examples of `config.data`: one class list, decodable images."""
+    d = config.data
+    splits = screen_splits(list_target_splits(config), d.on_bad_image, d.max_image_pixels)
+    splits = sample_and_hold_out(config, splits)
+    return splits["train"], splits.get("validation"), splits.get("test")
+
+
+def make_dataset(
+    config,
+    examples,
+    training: bool,
+    augment: bool = True,
+    batch_size: int | None = None,
+    one_hot: bool = True,
+    class_weights: np.ndarray | None = None,
+    resample: str = "none",
+    **stream,
+) -> tf.data.Dataset:
+    """The pipeline for `examples` as `config.data` says.
+
+    one_hot: labels as the trainers' loss takes them (False: int labels, for evaluation).
+    class_weights: per-class training weights (`_class_weights`, from the whole training split
+    even when `examples` is one worker's shard). resample: `data.resample`. Both only apply
+    when `training`. stream: `start`, `until_epoch`, `epoch_batches` and `sources` of
+    `pipeline.build_dataset`.
+    """
+    d = config.data
+    cache_dir = d.cache_dir or os.path.join(tempfile.gettempdir(), "sft_tf_cache")
+    ds = pipeline.build_dataset(
+        examples,
+        image_size=config.model.image_size,
+        batch_size=batch_size or d.global_batch_size,
+        training=training,
+        seed=config.seed,
+        augment=augment_lib.parse_augment(d.augment) if (training and augment) else (),
+        resize_method=d.resize_method,
+        cache=pipeline.cache_plan(
+            examples,
+            config.model.image_size,
+            d.cache,
+            d.cache_memory_mb,
+            cache_dir,
+            f"{d.resize_method}-{'train' if training else 'eval'}",
+        ),
+        memory_budget_mb=d.cache_memory_mb,
+        num_classes=len(examples.class_names) if one_hot else 0,
+        class_weights=class_weights,
+        resample=resample,
+        **stream,
+    )
+    return ds
+
+
+def training_class_weights(config, train: examples_lib.Examples) -> np.ndarray | None:
+    """`data.class_weighting` for the training split (None: unweighted)."""
+    return balance_lib.class_weights(
+        config.data.class_weighting,
+        train.class_names,
+        train.counts(),
+        field="config.data.class_weighting",
+    )
+
+
+def train_input(config, strategy, examples, balance: bool = True) -> tuple[Callable, int]:
+    """Training batches split over the strategy's replicas, and the steps per epoch.
+
+    Returns a function of ((epoch, step), until_epoch) giving the batches from that step of
+    the run until that epoch (one stream per fit: a resumed run starts mid-way, see
+    `pipeline.epoch_stream`), and the steps per epoch to give fit as steps_per_epoch. The streams
+    share one decode and cache.
+
+    One worker (one device, Mirrored, a single-host TPU): Keras splits each global batch over
+    the replicas, so a 2-replica run sees exactly the batches of a one-device run. Several
+    workers: files and records get one input pipeline per worker that reads only its own
+    shard; in-memory pixels have no files to split, so every worker builds the same pipeline
+    and tf.distribute keeps each worker's part of every global batch (auto-shard by data).
+    balance: apply data.class_weighting and data.resample (the target task's; not for source
+    training).
+    """
+    global_batch = config.data.global_batch_size
+    weights = training_class_weights(config, examples) if balance else None
+    resample = config.data.resample if balance else "none"
+    if weights is not None:
+        listed = ", ".join(f"{n} {w:.3g}" for n, w in zip(examples.class_names, weights))
+        say(f"Class weights ({config.data.class_weighting}): {listed}")
+    if resample != "none":
+        say(f"Training draws the classes equally often (data.resample={resample})")
+    options = {"class_weights": weights, "resample": resample}
+    if examples.pixels is None and workers.input_pipelines(strategy) > 1:
+        steps = workers.file_shard_steps(strategy, len(examples), global_batch)
+
+        def by_file(start: tuple[int, int], until: int) -> tf.distribute.DistributedDataset:
+            return workers.distribute_by_file(
+                strategy,
+                lambda indices, batch, epoch_batches, shard_start: make_dataset(
+                    config,
+                    examples.take(indices),
+                    training=True,
+                    batch_size=batch,
+                    epoch_batches=epoch_batches,
+                    start=shard_start,
+                    until_epoch=until,
+                    **options,
+                ),
+                len(examples),
+                global_batch,
+                log=say,
+                start=start,
+            )
+
+        return by_file, steps
+
+    sources: dict = {}
+
+    def by_data(start: tuple[int, int], until: int) -> tf.data.Dataset:
+        ds = make_dataset(
+            config,
+            examples,
+            training=True,
+            start=start,
+            until_epoch=until,
+            sources=sources,
+            **options,
+        )
+        return workers.shard_by_data(ds)
+
+    return by_data, len(examples) // global_batch
+
+
+def describe_splits(title: str, **splits: examples_lib.Examples | None) -> None:
+    """Prints `title`, then a line for each split given (None: not in this run)."""
+    say(title)
+    for name, split in splits.items():
+        if split is not None:
+            say(describe_split(name, split))
+
+
+def describe_split(name: str, examples: examples_lib.Examples) -> str:
+    counts = examples.counts()
+    return (
+        f"  {name:<10} {len(examples):>6} images, {len(examples.class_names)} classes "
+        f"({counts.min()}-{counts.max()} per class) from {examples.origin}"
+    )
+
+
+def check_batch_fits(examples: examples_lib.Examples, batch_size: int, field: str) -> None:
+    """Training needs one whole batch: say so before anything is written."""
+    if len(examples) < batch_size:
+        raise UserError(
+            f"config.data.global_batch_size={batch_size} is larger than {field} "
+            f"({len(examples)} images after sampling and hold-out); lower it to <= "
+            f"{len(examples)} or add images"
+        )
+
+
+@dataclasses.dataclass
+class Pipelines:
+    """A run's tf.data pipelines.
+
+    Attributes:
+      train_input: ((epoch, step), until_epoch) -> the training batches from there on
+        (`train_input`); steps: training steps per epoch.
+      val_ds, test_ds: the evaluation pipelines (None without that split). One test pipeline
+        serves every evaluation of a run, so its pixel cache is filled once.
+    """
+
+    train_input: Callable
+    steps: int
+    val_ds: tf.data.Dataset | None
+    test_ds: tf.data.Dataset | None
+
+
+def build_pipelines(config, strategy, train, validation, test) -> Pipelines:
+    """The training stream and the evaluation pipelines of a run's splits."""
+    stream, steps = train_input(config, strategy, train)
+    return Pipelines(
+        train_input=stream,
+        steps=steps,
+        val_ds=make_dataset(config, validation, training=False) if validation else None,
+        test_ds=make_dataset(config, test, training=False, one_hot=False) if test else None,
+    )

@@ -1,0 +1,232 @@
+"""What a run produces after training: test metrics, the temperature, the evaluation report,
+the export, metrics.json.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from sft_tf.config import files as config_files
+from sft_tf.config.files import digest
+from sft_tf.data import decode
+from sft_tf.data import examples as examples_lib
+from sft_tf.distribute import workers
+from sft_tf.errors import UserError
+from sft_tf.evaluation import metrics as metrics_lib
+from sft_tf.evaluation import report as report_lib
+from sft_tf.files import save_weights_atomic, write_json_atomic
+from sft_tf.log import say
+from sft_tf.model import classifier
+from sft_tf.serving import export
+from sft_tf.training import callbacks as callbacks_lib
+from sft_tf.training import recipe
+from sft_tf.training.inputs import make_dataset
+from sft_tf.training.layout import CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE
+
+if TYPE_CHECKING:
+    from sft_tf.training.phases import Run
+
+
+def predict(model, config, examples: examples_lib.Examples, dataset=None) -> np.ndarray:
+    """Class probabilities for every example, in order.
+
+    dataset: `examples`' evaluation pipeline when the caller keeps one (its pixel cache then
+    survives from one call to the next); built here otherwise.
+    """
+    ds = dataset or make_dataset(config, examples, training=False, one_hot=False)
+    if workers.input_pipelines(model.distribute_strategy) > 1:
+        # Several workers: model.predict would return only this worker's share of the
+        # examples, so each worker runs the model itself on all of them.
+        probabilities, _ = metrics_lib.collect_predictions(
+            tf.function(lambda images: model(images, training=False)), ds
+        )
+        return probabilities
+    return model.predict(ds, verbose=0)
+
+
+def test_metrics(model, config, test, class_names, dataset=None) -> dict | None:
+    if test is None:
+        return None
+    return metrics_lib.classification_metrics(
+        predict(model, config, test, dataset),
+        test.labels,
+        class_names,
+        top_k=config.export.top_k,
+    )
+
+
+def write_report(
+    model,
+    config,
+    test: examples_lib.Examples,
+    folder: Path,
+    history=None,
+    phase_switch=None,
+    dataset=None,
+) -> dict:
+    """The evaluation report of `model` on `test` in `folder` (see sft_tf/report.py)."""
+
+    def load_images(indices):
+        subset = test.take(np.asarray(indices))
+        encoded = examples_lib.encoded_samples(subset, len(subset))
+        size, method = config.model.image_size, config.data.resize_method
+        return np.stack([decode.decode_image(b, size, method).numpy() for b in encoded])
+
+    metrics = report_lib.write_report(
+        folder,
+        predict(model, config, test, dataset),
+        test.labels,
+        list(test.class_names),
+        load_images,
+        history=history,
+        phase_switch=phase_switch,
+        top_k=config.export.top_k,
+        title=f"{config.name}: {config.model.backbone} on {test.origin}",
+    )
+    return metrics
+
+
+def calibrate(model, config, validation: examples_lib.Examples) -> dict:
+    """Fits the temperature on validation data (export.calibrate); returns what it measured."""
+    probabilities = predict(model, config, validation)
+    temperature = round(metrics_lib.fit_temperature(probabilities, validation.labels), 4)
+    scaled = metrics_lib.apply_temperature(probabilities, temperature)
+    result = {"temperature": temperature, "validation_examples": len(validation)}
+    for name, p in (("before", probabilities), ("after", scaled)):
+        result[f"validation_nll_{name}"] = round(
+            metrics_lib.negative_log_likelihood(p, validation.labels), 4
+        )
+        result[f"validation_ece_{name}"] = round(
+            metrics_lib.calibration(p, validation.labels)[0], 4
+        )
+    say(
+        f"Temperature scaling (export.calibrate): T={temperature} on {len(validation)} "
+        f"validation images; NLL {result['validation_nll_before']} -> "
+        f"{result['validation_nll_after']}, ECE {result['validation_ece_before']} -> "
+        f"{result['validation_ece_after']}"
+    )
+    return result
+
+
+def served(model: keras.Model, metrics: dict) -> keras.Model:
+    """The model as evaluated and exported: with the fitted temperature, if there is one."""
+    return classifier.with_temperature(model, metrics.get("calibration", {}).get("temperature"))
+
+
+def saved_metrics(workdir: str | Path) -> dict:
+    """metrics.json of a finished run ({} before the run finished)."""
+    path = Path(workdir) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def check_export_name(config: ml_collections.ConfigDict, class_names) -> None:
+    """Refuses a run whose export would serve another label set under the same name."""
+    if config.export.dir:
+        export.check_class_change(
+            Path(config.export.dir) / config.name, class_names, config.export.allow_class_change
+        )
+
+
+def export_model(config, model, class_names, check_images, metrics: dict) -> Path:
+    """Publishes the next export version with its manifest; prints where it went."""
+    manifest = {
+        "name": config.name,
+        "backbone": config.model.backbone,
+        "backbone_options": {"alpha": config.model.alpha} if config.model.alpha else {},
+        "weights": config.model.weights or "random init",
+        "config_digest": digest(config),
+        # Temperature scaling applied inside the export (None: uncalibrated).
+        "temperature": metrics.get("calibration", {}).get("temperature"),
+        "test_metrics": {
+            phase: {k: v for k, v in metrics[phase]["test"].items() if k != "confusion_matrix"}
+            for phase in ("phase1", "phase2")
+            if metrics.get(phase, {}).get("test")
+        },
+    }
+    path = export.export_for_serving(
+        model,
+        class_names,
+        config.model.image_size,
+        Path(config.export.dir) / config.name,
+        top_k=config.export.top_k,
+        check_images=check_images,
+        manifest=manifest,
+        keep=config.export.keep,
+        tflite=config.export.tflite_quantization if config.export.tflite else "",
+        resize_method=config.data.resize_method,
+        allow_class_change=config.export.allow_class_change,
+    )
+    say(f"Exported {path}")
+    return path
+
+
+def evaluate_test(run: Run) -> dict | None:
+    """The test metrics of the run's model now (None without a test split)."""
+    return test_metrics(run.model, run.config, run.test, run.class_names, run.pipelines.test_ds)
+
+
+def finish(run: Run) -> dict:
+    """After training: calibration, the final weights, report, export, metrics.json; marks the
+    run complete. Returns the metrics."""
+    config, workdir, metrics = run.config, run.workdir, run.state.metrics
+    chief = workers.is_chief(run.strategy)
+    callbacks_lib.note_position("evaluation and export, after training")
+    if config.export.calibrate and run.validation is not None:
+        metrics["calibration"] = calibrate(run.model, config, run.validation)
+    model = served(run.model, metrics)
+    save_weights_atomic(run.model, workdir / WEIGHTS_FILE)
+    # Workers that stayed in sync print the same digest (the multi-worker test compares them).
+    say(f"Final weights sha256 {workers.weights_digest(run.model.weights)}")
+    write_json_atomic(workdir / "history.json", run.state.history)
+    for phase in ("phase1", "phase2"):
+        if phase in metrics and metrics[phase]["test"]:
+            say(f"Test accuracy after {phase}: {metrics[phase]['test']['accuracy']:.4f}")
+    if run.test is not None and chief:
+        switch = config.phase1.epochs if config.phase2.epochs else None
+        history = run.state.history
+        write_report(
+            model, config, run.test, workdir / "report", history, switch, run.pipelines.test_ds
+        )
+        say(f"Evaluation report: {workdir / 'report' / 'report.md'}")
+    if config.export.dir:
+        check = examples_lib.encoded_samples(run.validation or run.test or run.train, 8)
+        # Every worker exports: the export's check runs model.predict, whose collectives all
+        # workers must join. Other workers export into their scratch dir, deleted below.
+        export_config = config
+        if not chief:
+            export_config = copy.deepcopy(config)
+            export_config.export.dir = str(workdir / "saved_models")
+        metrics["export"] = str(export_model(export_config, model, run.class_names, check, metrics))
+    write_json_atomic(workdir / "metrics.json", metrics)
+    run.state.complete = True
+    run.state.save(workdir)
+    workers.remove_scratch(workdir, run.strategy)
+    return metrics
+
+
+def load_trained(workdir: str | Path) -> tuple[ml_collections.ConfigDict, keras.Model, list[str]]:
+    """Rebuilds a trained model from a workdir: config.json, labels.txt, model.weights.h5.
+
+    Raises:
+      UserError: the workdir lacks one of them.
+    """
+    workdir = Path(workdir)
+    config = config_files.load(workdir / CONFIG_FILE)
+    labels_path, weights_path = workdir / LABELS_FILE, workdir / WEIGHTS_FILE
+    for path in (labels_path, weights_path):
+        if not path.is_file():
+            raise UserError(f"{path} not found; has `sft-tf train` finished in {workdir}?")
+    class_names = labels_path.read_text().splitlines()
+    model = recipe.build_model(
+        config, len(class_names), weights="", batchnorm=config.phase2.batchnorm
+    )
+    model.load_weights(weights_path)
+    return config, model, class_names

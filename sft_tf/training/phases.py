@@ -1,0 +1,283 @@
+"""The two phases: the head on a frozen base, then the top blocks opened at a lower rate.
+
+Each phase compiles its trainee, restores an interrupted run's checkpoint into it when the run
+stopped in that phase, and fits epoch after epoch from where it got to (a half-done epoch is a
+fit of its remaining steps). Everything a phase needs and changes travels in one `Run`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import keras
+import ml_collections
+import tensorflow as tf
+
+from sft_tf.data import augment as augment_lib
+from sft_tf.data.examples import Examples
+from sft_tf.distribute import strategy as strategy_lib
+from sft_tf.log import say
+from sft_tf.model import classifier, unfreeze
+from sft_tf.training import callbacks as callbacks_lib
+from sft_tf.training import head_cache, outcome, recipe
+from sft_tf.training.checkpoints import RunCheckpoints
+from sft_tf.training.inputs import Pipelines, make_dataset, training_class_weights
+from sft_tf.training.layout import WEIGHTS_FILE
+from sft_tf.training.state import RunState
+
+DIVERGED_HINT = "lower the learning rate, or use runtime.precision=float32 if mixed precision is on"
+
+
+@dataclasses.dataclass
+class Run:
+    """One training run: its config, data, model, checkpoints and the state they advance.
+
+    Attributes:
+      state: where the run is, advanced as it trains; started: where this process began.
+    """
+
+    config: ml_collections.ConfigDict
+    workdir: Path
+    strategy: tf.distribute.Strategy
+    compile_options: dict
+    train: Examples
+    validation: Examples | None
+    test: Examples | None
+    pipelines: Pipelines
+    model: keras.Model
+    checkpoints: RunCheckpoints
+    state: RunState
+    started: RunState
+
+    @property
+    def base(self) -> keras.Model:
+        return classifier.get_base(self.model)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.train.class_names)
+
+
+def _callbacks(run: Run, phase: str, first_step: int) -> list[keras.callbacks.Callback]:
+    # The non-finite guard comes first: it must stop the step before anything is saved.
+    return [
+        callbacks_lib.StopOnNonFinite(phase, DIVERGED_HINT, first_step),
+        keras.callbacks.TensorBoard(log_dir=str(run.workdir / "logs")),
+        callbacks_lib.SaveWeightsEachEpoch(run.workdir / WEIGHTS_FILE),
+        callbacks_lib.ProgressSaver(
+            phase,
+            run.state,
+            run.checkpoints,
+            run.config.runtime.checkpoint_every_steps,
+            first_step,
+        ),
+    ]
+
+
+def _restore(run: Run, phase: str, first_epoch: int) -> tuple[int, int]:
+    """Restores the interrupted run's checkpoint when it stopped in `phase`.
+
+    Returns:
+      (epochs done, steps done of the next epoch) for `phase` to continue from.
+    """
+    epoch, step = run.started.position(phase, first_epoch)
+    if run.started.phase != phase or run.started.checkpoint is None:
+        return epoch, step
+    run.checkpoints.restore(run.started.checkpoint, run.started.restores_optimizer())
+    say(f"Resuming {phase} after {epoch} finished epoch(s) from {run.started.checkpoint}")
+    if step:
+        say(
+            f"  the last checkpoint is from step {step} of epoch {epoch + 1}: that epoch continues "
+            f"at step {step + 1} of {run.pipelines.steps}, with the batches it would have had"
+        )
+    return epoch, step
+
+
+def _fit_phase(run: Run, phase: str, first_epoch: int, last_epoch: int) -> None:
+    """Trains `phase` up to `last_epoch` (of the whole run) from where it got to."""
+    epoch, step = _restore(run, phase, first_epoch)
+    while epoch < last_epoch:
+        # A resumed, half-done epoch is a fit of its remaining steps; then the rest.
+        until = epoch + 1 if step else last_epoch
+        fit(
+            run.model,
+            run.pipelines.train_input((epoch, step), until),
+            run.pipelines.val_ds,
+            _callbacks(run, phase, step)
+            + recipe.early_stopping(run.config[phase], run.pipelines.val_ds),
+            initial_epoch=epoch,
+            epochs=until,
+            steps_per_epoch=run.pipelines.steps - step,
+        )
+        if run.model.stop_training:  # early stopping
+            break
+        epoch, step = until, 0
+
+
+def _uses_head_cache(run: Run) -> bool:
+    multi_worker = getattr(run.strategy.extended, "_in_multi_worker_mode", lambda: False)()
+    augment = augment_lib.parse_augment(run.config.data.augment)
+    return head_cache.should_cache(run.config.phase1.cache_features, augment, multi_worker)
+
+
+def train_phase1(run: Run) -> None:
+    """Phase 1: the new head on the frozen base (on cached features when it can), then the
+    test metrics and a checkpoint that phase 2 starts from."""
+    p1 = run.config.phase1
+    run.base.trainable = False
+    cached = _uses_head_cache(run)
+    options = run.compile_options
+    if cached and strategy_lib.multi_step_execution_works(run.strategy):
+        # A head step is microseconds of work: run a whole epoch per call, or Python per-step
+        # overhead is most of phase 1. (Not where Keras cannot: 2-replica Mirrored.)
+        options = {**options, "steps_per_execution": run.pipelines.steps}
+    with run.strategy.scope():
+        # With cached features only the head (dropout + Dense, the same layers) trains.
+        trainee = head_cache.head_of(run.model) if cached else run.model
+        rate = recipe.phase_learning_rate(run.config, p1.learning_rate)
+        recipe.compile_phase(
+            trainee, rate, p1.warmup_epochs, p1.epochs, run.pipelines.steps, options, phase=p1
+        )
+        if cached:
+            # Only the head was compiled, but the end-of-phase checkpoint saves the whole
+            # model, which needs an optimizer to track; phase 2 never restores this one.
+            run.model.compile(optimizer=keras.optimizers.Adam(), loss=trainee.loss)
+        run.checkpoints.track(run.model)
+    say(f"Phase 1 (head only, base frozen): {classifier.describe_trainable(run.model)}")
+    if cached:
+        # Seconds of work: an interrupted cached phase 1 simply runs again.
+        callbacks_lib.note_position("phase1 (the head on cached features)")
+        guard = [callbacks_lib.StopOnNonFinite("phase 1", DIVERGED_HINT)]
+        history = fit_head_on_features(
+            run.config, run.model, trainee, run.train, run.validation, guard
+        )
+        merge_history(run.state.history, history)
+    else:
+        _fit_phase(run, "phase1", 0, p1.epochs)
+    run.state.metrics["phase1"] = {"epochs": p1.epochs, "test": outcome.evaluate_test(run)}
+    run.state.phase, run.state.checkpoint_phase = "phase2", "phase1"
+    run.state.epochs_done, run.state.mid_epoch_step = p1.epochs, 0
+    run.checkpoints.save(run.state)
+
+
+def train_phase2(run: Run) -> None:
+    """Phase 2: the top blocks opened (whole blocks, BatchNorm as configured) at the lower
+    learning rate, then the test metrics and the run's final checkpoint."""
+    p1, p2 = run.config.phase1, run.config.phase2
+    opened = unfreeze.unfreeze_top_blocks(
+        run.base, run.config.model.backbone, p2.unfreeze_blocks, p2.batchnorm == "train"
+    )
+    with run.strategy.scope():
+        # A fresh optimizer: phase 1's moments belong to other variables and learning rate.
+        recipe.compile_phase(
+            run.model,
+            recipe.phase_learning_rate(run.config, p2.learning_rate),
+            p2.warmup_epochs,
+            p2.epochs,
+            run.pipelines.steps,
+            run.compile_options,
+            phase=p2,
+            rate_scales=recipe.phase2_recipe(run.config, run.base, opened),
+        )
+        run.checkpoints.track(run.model)
+    say(
+        f"Phase 2 ({len(opened)} top blocks open: {', '.join(opened) or 'none'}; "
+        f"BatchNorm {p2.batchnorm}): {classifier.describe_trainable(run.model)}"
+    )
+    if run.started.phase == "trained":  # training had finished: only its weights are needed
+        run.checkpoints.restore(run.started.checkpoint, with_optimizer=False)
+        return
+    _fit_phase(run, "phase2", p1.epochs, p1.epochs + p2.epochs)
+    if p2.batchnorm == "train" and p2.recalibration_batches:
+        batches = make_dataset(run.config, run.train, training=True, augment=False)
+        used = unfreeze.recalibrate_batchnorm(run.model, batches, p2.recalibration_batches)
+        say(f"Re-estimated BatchNorm statistics on {used} training batches")
+    run.state.metrics["phase2"] = {
+        "epochs": p2.epochs,
+        "open_blocks": opened,
+        "test": outcome.evaluate_test(run),
+    }
+    run.state.phase = run.state.checkpoint_phase = "trained"
+    run.state.epochs_done, run.state.mid_epoch_step = p1.epochs + p2.epochs, 0
+    run.checkpoints.save(run.state)
+
+
+def finish_phase1_only(run: Run) -> None:
+    """phase2.epochs=0: phase 1's last checkpoint holds the trained model."""
+    if run.started.phase != "phase1" and run.started.checkpoint:  # trained by an earlier process
+        run.checkpoints.restore(run.started.checkpoint, with_optimizer=False)
+    if run.state.phase != "trained":
+        run.state.phase = "trained"
+        run.state.save(run.workdir)
+
+
+def merge_history(history: dict, new: keras.callbacks.History) -> None:
+    for key, values in new.history.items():
+        history.setdefault(key, []).extend(float(v) for v in values)
+
+
+def fit_head_on_features(
+    config, model: keras.Model, head: keras.Model, train, validation, callbacks
+) -> keras.callbacks.History:
+    """Phase 1 on cached features: the frozen base runs once per image instead of every epoch.
+
+    The feature batches come in the same seeded order as the image pipeline's, so the head gets
+    the same updates as it would from `fit` on images (tests/training/test_head_cache.py checks).
+    """
+    batch = config.data.global_batch_size
+    num_classes = len(train.class_names)
+    start = time.perf_counter()
+    train_f = head_cache.feature_dataset(
+        head_cache.extract(model, make_dataset(config, train, training=False, one_hot=False)),
+        train.labels,
+        batch,
+        training=True,
+        seed=config.seed,
+        num_classes=num_classes,
+        class_weights=training_class_weights(config, train),
+        resample=config.data.resample,
+        epochs=config.phase1.epochs,
+    )
+    val_f = None
+    if validation is not None:
+        val_f = head_cache.feature_dataset(
+            head_cache.extract(
+                model, make_dataset(config, validation, training=False, one_hot=False)
+            ),
+            validation.labels,
+            batch,
+            training=False,
+            num_classes=num_classes,
+        )
+    say(
+        f"Phase 1 on cached features (phase1.cache_features): the frozen base ran once over "
+        f"the data in {time.perf_counter() - start:.1f} s"
+    )
+    # No per-epoch weights file or checkpoints here: they hold the whole model, and the
+    # head-only fit is seconds of work that simply runs again after an interruption.
+    head_callbacks = [*callbacks, *recipe.early_stopping(config.phase1, val_f)]
+    return fit(
+        head,
+        train_f,
+        val_f,
+        head_callbacks,
+        epochs=config.phase1.epochs,
+        steps_per_epoch=len(train) // batch,
+    )
+
+
+def fit(model, train_ds, val_ds, callbacks, **epochs) -> keras.callbacks.History:
+    """model.fit as every phase calls it."""
+    # Progress bars on a terminal, one line per epoch in logs (Keras redraws its bar even when
+    # stdout is a file). The dataset shuffles itself; Keras cannot shuffle a tf.data set.
+    return model.fit(
+        train_ds,
+        validation_data=val_ds,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=1 if sys.stdout.isatty() else 2,
+        **epochs,
+    )

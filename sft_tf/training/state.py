@@ -1,0 +1,269 @@
+"""Where a run is: `RunState`, the one owner of `<workdir>/state.json`.
+
+A run can be killed at any moment and rerun with the same command. Each checkpoint
+(`sft_tf.training.checkpoints`) is written with a copy of the state that describes it,
+`checkpoints/ckpt-N.state.json`, and then `state.json` itself, so state.json never names a
+checkpoint that is not on disk. A resume (`resume_point`) verifies the checkpoint state.json
+names and, when it cannot be read, goes back to an older kept checkpoint and its record; it
+never restarts a phase silently.
+
+A resumed run continues exactly where the checkpoint left off: the checkpoint holds the
+weights, the optimizer (its step count drives the learning-rate schedule) and the random state
+of layers such as Dropout, and the training stream gives the remaining batches of the
+interrupted epoch (`sft_tf.data.pipeline.epoch_stream`); nothing is trained twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import ml_collections
+
+from sft_tf.config import files as config_files
+from sft_tf.config import schema
+from sft_tf.errors import UserError
+from sft_tf.files import write_json_atomic, write_text_atomic
+from sft_tf.lock import LOCK_FILE, WorkdirLock
+from sft_tf.log import say
+from sft_tf.training import checkpoints as checkpoints_lib
+from sft_tf.training.layout import CONFIG_FILE
+
+STATE_FILE = "state.json"
+HISTORY_CSV = "history.csv"
+PHASES = ("phase1", "phase2", "trained")
+# Config fields that do not change what is trained: a resumed run may differ in these.
+RESUME_FREE = (
+    "name",
+    "export.",
+    "data.test",
+    "runtime.strategy",
+    "runtime.tpu",
+    "runtime.checkpoint_every_steps",
+    "runtime.deterministic",
+)
+
+
+@dataclasses.dataclass
+class RunState:
+    """The run's record; state.json is this, as JSON.
+
+    Attributes:
+      phase: what runs next: "phase1", "phase2", or "trained" (evaluation and export are left).
+      epochs_done: epochs finished, counted over both phases.
+      mid_epoch_step: steps of the next epoch already in the checkpoint (0: at an epoch end).
+      checkpoint_phase: the phase that wrote the checkpoint; its optimizer is restored only by
+        that same phase.
+      checkpoint: the checkpoint this record describes ("ckpt-7"; None before the first).
+      history: per-epoch training and validation metrics, every epoch of both phases.
+      metrics: the test metrics so far, the class names and, at the end, the export.
+      complete: the run finished, export included.
+    """
+
+    phase: str = "phase1"
+    epochs_done: int = 0
+    mid_epoch_step: int = 0
+    checkpoint_phase: str = "phase1"
+    checkpoint: str | None = None
+    history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    metrics: dict = dataclasses.field(default_factory=dict)
+    complete: bool = False
+
+    @classmethod
+    def from_dict(cls, value: dict) -> RunState:
+        """Reads a record, also one written by an earlier sft_tf (fields it lacks get their
+        defaults, fields this version does not know are ignored).
+
+        Raises:
+          ValueError: `value` is not a run record.
+        """
+        if not isinstance(value, dict) or value.get("phase") not in PHASES:
+            raise ValueError("not a run record (no phase)")
+        known = {f.name for f in dataclasses.fields(cls)}
+        state = cls(**{k: v for k, v in value.items() if k in known})
+        if "checkpoint_phase" not in value:
+            state.checkpoint_phase = state.phase
+        return state
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, workdir: Path) -> None:
+        """Writes state.json (temp file + rename) and the history CSV."""
+        write_json_atomic(Path(workdir) / STATE_FILE, self.to_dict())
+        if self.history:
+            write_history_csv(Path(workdir) / HISTORY_CSV, self.history)
+
+    def record_epoch(self, logs: dict) -> None:
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+
+    def position(self, phase: str, first_epoch: int) -> tuple[int, int]:
+        """Where `phase`, whose first epoch is `first_epoch`, starts: (epochs done, steps done
+        of the next epoch). Its beginning unless this record is from the middle of it."""
+        if self.phase != phase or self.checkpoint is None:
+            return first_epoch, 0
+        return self.epochs_done, self.mid_epoch_step
+
+    def restores_optimizer(self) -> bool:
+        """Whether the checkpoint's optimizer belongs to the phase that resumes from it."""
+        return self.checkpoint_phase == self.phase
+
+    def describe(self) -> str:
+        where = f"{self.phase} after {self.epochs_done} finished epoch(s)"
+        if self.mid_epoch_step:
+            where += f" and step {self.mid_epoch_step} of the next"
+        return where
+
+
+def _read(path: Path) -> tuple[RunState | None, str | None]:
+    """(record, None), or (None, why it cannot be used); (None, None) when there is no file."""
+    if not path.is_file():
+        return None, None
+    try:
+        return RunState.from_dict(json.loads(path.read_text())), None
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
+        return None, f"{path.name} cannot be read ({e})"
+
+
+def resume_point(workdir: Path) -> RunState | None:
+    """Where an interrupted run in `workdir` got to, its checkpoint verified readable.
+
+    state.json names the checkpoint it describes. When that checkpoint is missing or cannot
+    be read, the run goes back to the newest kept checkpoint that can, with the record written
+    beside it, and says so. A state.json written before checkpoints were named describes the
+    newest checkpoint in tf.train.CheckpointManager's index file.
+
+    Returns:
+      The record to resume from, or None when `workdir` holds no run.
+
+    Raises:
+      UserError: there is a run, but no checkpoint of it can be restored.
+    """
+    workdir = Path(workdir)
+    directory = workdir / checkpoints_lib.CHECKPOINT_DIR
+    state, problem = _read(workdir / STATE_FILE)
+    if state is not None and state.complete:
+        return state
+    names = checkpoints_lib.kept(directory)
+    if state is None and problem is None and not names:
+        return None  # nothing was saved yet: a fresh start loses nothing
+    candidates = []
+    if state is not None:
+        state.checkpoint = state.checkpoint or checkpoints_lib.legacy_checkpoint(directory)
+        candidates.append(state)
+    for name in names:
+        record, _ = _read(checkpoints_lib.record_path(directory, name))
+        if record is not None and record not in candidates:
+            candidates.append(record)
+    failures = [problem] if problem else []
+    for candidate in candidates:
+        name = candidate.checkpoint
+        reason = checkpoints_lib.unreadable(directory / name) if name else "no checkpoint named"
+        if reason is None:
+            if failures:
+                say(
+                    f"Warning: {'; '.join(failures)}. Resuming from checkpoint {name} instead: "
+                    f"{candidate.describe()}"
+                )
+            return candidate
+        failures.append(f"checkpoint {name or '?'}: {reason}")
+    raise UserError(
+        f"cannot resume the run in {workdir}: {'; '.join(failures) or 'no checkpoint'}. Rerun "
+        "with --restart to move it aside and start over, or use a new --workdir"
+    )
+
+
+def write_history_csv(path: Path, history: dict[str, list[float]]) -> None:
+    """history.csv from the run's record: one row per finished epoch, whatever was resumed.
+
+    Written whole from the record rather than appended to by Keras's CSVLogger, which repeated
+    the rows of an epoch that a resume trained again. Columns as CSVLogger wrote them: epoch
+    (from 0), then the metrics in name order.
+    """
+    keys = sorted(history)
+    rows = max((len(v) for v in history.values()), default=0)
+    lines = [",".join(["epoch", *keys])]
+    for i in range(rows):
+        cells = [repr(history[k][i]) if i < len(history[k]) else "NA" for k in keys]
+        lines.append(",".join([str(i), *cells]))
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(workdir: Path, config: ml_collections.ConfigDict) -> list[str]:
+    """The training-relevant fields in which `config` differs from the run in `workdir`."""
+    path = Path(workdir) / CONFIG_FILE
+    try:
+        saved = _flatten(json.loads(path.read_text()))
+    except (OSError, ValueError) as e:
+        raise UserError(
+            f"{path} cannot be read ({e}); rerun with --restart to move the run aside and start "
+            "over, or use a new --workdir"
+        ) from e
+    current = _flatten(config_files.to_dict(config))
+    # A field added by a newer sft_tf is missing from an older run's config.json: it counts
+    # as unchanged while it keeps its default.
+    defaults = _flatten(config_files.to_dict(schema.base_config()))
+    saved = {**{k: defaults[k] for k in current.keys() - saved.keys() if k in defaults}, **saved}
+    return [
+        f"{key} ({saved.get(key)!r} -> {current.get(key)!r})"
+        for key in sorted(set(saved) | set(current))
+        if saved.get(key) != current.get(key) and not key.startswith(RESUME_FREE)
+    ]
+
+
+def check_resume(
+    workdir: Path, config: ml_collections.ConfigDict, allow_config_change: bool
+) -> RunState | None:
+    """The interrupted (or finished) run in `workdir` to continue from; None to start fresh.
+
+    Reads only (`--restart` moves the old run aside later, once every check has passed).
+
+    Raises:
+      UserError: the config differs from the run's in fields that affect training (for a
+        finished run always, for an interrupted one unless allowed), or the run's checkpoints
+        cannot be restored.
+    """
+    state = resume_point(workdir)
+    if state is None:
+        return None
+    changed = config_changes(workdir, config)
+    if changed and state.complete:
+        raise UserError(
+            f"{workdir} holds a complete run trained with another config: "
+            f"{'; '.join(changed)}. Rerun with --restart to train again with this config (the "
+            "finished run is moved aside), or use a new --workdir"
+        )
+    if changed:
+        if not allow_config_change:
+            raise UserError(
+                f"the config differs from the interrupted run in {workdir}: "
+                f"{'; '.join(changed)}. Rerun with the same config, add --allow_config_change "
+                "to continue anyway, or --restart to start over"
+            )
+        say(f"Resuming with a changed config (--allow_config_change): {'; '.join(changed)}")
+    return state
+
+
+def move_aside(workdir: Path, lock: WorkdirLock) -> None:
+    """--restart: renames an earlier run to <workdir>.old-<time>; the lock stays with us."""
+    if not any(p.name != LOCK_FILE for p in workdir.iterdir()):
+        return
+    aside = workdir.with_name(f"{workdir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    workdir.rename(aside)
+    lock.release()  # its file went along with the old run
+    lock.acquire(workdir)
+    (aside / LOCK_FILE).unlink(missing_ok=True)
+    say(f"--restart: moved the earlier run to {aside}")

@@ -1,0 +1,77 @@
+"""Validation: every config file validates, messages name the field and the fix."""
+
+import pytest
+
+from sft_tf.config import validation
+from sft_tf.errors import UserError
+from tests.helpers import CONFIG_FILES, REPO, load_config, tiny_config
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
+def test_config_files_load_and_validate(path, image_folders):
+    config = load_config(path)
+    if not config.data.train:  # configs/tiny.py takes its data on the command line
+        config.data.train = f"folder:{image_folders['train']}"
+    assert config.name
+    # Configs are runnable documentation: the docstring holds the command.
+    assert "sft-tf " in path.read_text().split('"""')[1]
+    validation.validate(config, "pretrain" if config.pretrain.train else "train")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"model__image_size": 16}, "image_size=16 is below MobileNetV2's minimum 32; use >= 32"),
+        ({"model__backbone": "MobilenetV2"}, "did you mean 'MobileNetV2'"),
+        ({"model__pooling": "mean"}, "config.model.pooling='mean' must be 'avg' or 'max'"),
+        ({"model__dropout": 1.0}, r"config.model.dropout=1.0 must be in \[0, 1\)"),
+        ({"model__weights": "/nope.h5"}, "config.model.weights='/nope.h5' is not a file"),
+        ({"data__train": "/data/train"}, "config.data.train='/data/train' is not a dataset spec"),
+        ({"data__train": ""}, "config.data.train is empty"),
+        ({"data__global_batch_size": 0}, "global_batch_size=0 must be >= 1"),
+        ({"data__max_image_pixels": 0}, "config.data.max_image_pixels=0 must be >= 1"),
+        ({"phase2__batchnorm": "on"}, "config.phase2.batchnorm='on' must be 'frozen' or 'train'"),
+        ({"phase2__unfreeze_blocks": -2}, "unfreeze_blocks=-2 must be >= 0"),
+        ({"phase1__learning_rate": 0.0}, "phase1.learning_rate=0.0 must be > 0"),
+        ({"name": "my model"}, "config.name='my model' must be a folder name"),
+        ({"data__augment": "blur"}, "unknown \\['blur'\\]"),
+    ],
+)
+def test_validate_names_field_and_fix(changes, message):
+    with pytest.raises(UserError, match=message):
+        validation.validate(tiny_config(**changes), "train")
+
+
+def test_alpha_only_for_mobilenets():
+    config = tiny_config(model__backbone="ResNet50")
+    with pytest.raises(UserError, match="ResNet50 has no width multiplier"):
+        validation.validate(config, "train")
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("phase1.learning_rate", float("nan"), "must be a finite number"),
+        ("phase2.l2sp", float("inf"), "must be a finite number"),
+        ("phase2.epochs", 10**20, "is too large"),
+        ("seed", 2**40, "is too large"),
+        ("phase1.epochs", 10_001, "must be between 0 and 10000"),
+        ("model.image_size", 100_000, "is above 1024"),
+    ],
+)
+def test_values_that_would_crash_later_are_refused(field, value, message):
+    config = load_config(REPO / "configs" / "tiny.py")
+    config.data.train = "folder:/data/train"
+    section, name = field.rsplit(".", 1) if "." in field else ("", field)
+    (config[section] if section else config)[name] = value
+    with pytest.raises(UserError, match=f"config.{field}=.*{message}"):
+        validation.validate(config, "train")
+
+
+def test_resample_and_class_weighting_are_exclusive(image_folders):
+    config = load_config(REPO / "configs" / "tiny.py")
+    config.data.train = f"folder:{image_folders['train']}"
+    config.data.resample = "balanced"
+    config.data.class_weighting = "balanced"
+    with pytest.raises(UserError, match="set one of them to 'none'"):
+        validation.validate(config, "train")

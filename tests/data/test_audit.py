@@ -1,0 +1,101 @@
+"""The dataset audit on real folders: counts, bad files, odd formats, duplicates, leakage, CLI."""
+
+import json
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+from sft_tf.data import audit as audit_lib
+from sft_tf.data import examples as examples_lib
+from sft_tf.data import scan as scan_lib
+from sft_tf.data import sources as sources_lib
+from tests import helpers
+from tests.helpers import REPO, sft_tf
+
+
+def _scan(spec):
+    examples = sources_lib.load_examples(spec)
+    return examples, scan_lib.scan_images(examples)
+
+
+def test_audit_counts_formats_bad_files_duplicates_and_leakage(tmp_path):
+    planted = helpers.write_messy_folder(tmp_path / "train", per_class=6)
+    gray = tf.io.encode_png(np.full((50, 70, 1), 90, np.uint8)).numpy()
+    (tmp_path / "train" / "dog" / "gray.png").write_bytes(gray)
+    shutil.copy(tmp_path / "train" / "dog" / "000.jpg", tmp_path / "train" / "dog" / "copy.jpg")
+    (tmp_path / "train" / "dog" / "scan.tif").write_bytes(b"II*\0")  # TIFF: ignored, and said
+    helpers.write_messy_folder(tmp_path / "test", per_class=2)  # 000.jpg, 001.png again
+    train, train_scan = _scan(f"folder:{tmp_path / 'train'}")
+    test, test_scan = _scan(f"folder:{tmp_path / 'test'}")
+
+    report = audit_lib.audit(
+        {"train": train, "test": test}, {"train": train_scan, "test": test_scan}
+    )
+
+    s = report["splits"]["train"]
+    assert s["examples"] == 18 + 7 + 3 + 2 and s["decodable"] == s["examples"] - 3
+    # Decodable: cat 6 + 7 odd formats; dog 6 + gray + copy; fox 6 (bad files not counted).
+    assert s["per_class"] == {"cat": 13, "dog": 8, "fox": 6}
+    assert s["imbalance_ratio"] == round(13 / 6, 3) and s["empty_classes"] == []
+    assert {b["where"]: b["reason"] for b in s["bad_files"]}.keys() == planted.keys()
+    assert s["cmyk"] == 1 and s["grayscale"] == 1
+    assert s["alpha"] == 1  # opaque_rgba.png stores an alpha channel
+    assert s["height"] == [20, 50] and s["width"] == [28, 70]
+    assert s["duplicate_images"] == 1
+    ignored = f"Ignored 1 file(s) in folder:{tmp_path / 'train'}: unsupported extension 1 (.tif x1"
+    [note] = s["ignored"]
+    assert note.startswith(ignored)
+    [group] = s["duplicates"]
+    assert sorted(d["where"].rsplit("/", 1)[-1] for d in group) == ["000.jpg", "copy.jpg"]
+    # The noise is drawn class after class, so only cat's first two test images repeat train's;
+    # so do the 7 odd formats (same encoder, same bytes).
+    assert report["leakage"]["train/test"]["count"] == 2 + 7
+    assert any("test image(s) also in train" in p for p in report["problems"])
+    text = "\n".join(audit_lib.describe(report))
+    assert "bad file" in text and "truncated or corrupt JPEG" in text and "PROBLEM" in text
+
+
+def test_single_class_and_empty_class_are_problems(tmp_path):
+    helpers.write_messy_folder(tmp_path / "t", per_class=2)
+    examples, scan = _scan(f"folder:{tmp_path / 't'}")
+    only_fox = examples.take(np.flatnonzero(examples.labels == 2))
+    only_fox = examples_lib.select_classes(only_fox, ["fox"], "classes")
+    fox_scan = scan_lib.scan_images(only_fox)
+    report = audit_lib.audit({"train": only_fox}, {"train": fox_scan})
+    assert report["splits"]["train"]["per_class"] == {"fox": 2}
+    assert any("only one class" in p for p in report["problems"])
+    # The fox folder's third file is the planted text file: drop both good ones, fox is empty.
+    keep = np.flatnonzero((examples.labels != 2) | ~scan.ok)
+    report = audit_lib.audit(
+        {"train": examples.take(keep)}, {"train": scan_lib.scan_images(examples.take(keep))}
+    )
+    assert report["splits"]["train"]["empty_classes"] == ["fox"]
+    assert report["splits"]["train"]["imbalance_ratio"] is None
+    assert any("no decodable images for class(es) ['fox']" in p for p in report["problems"])
+
+
+def test_audit_command_writes_json_and_exit_status(tmp_path):
+    planted = helpers.write_messy_folder(tmp_path / "train", per_class=4)
+    helpers.write_messy_folder(tmp_path / "test", per_class=1)
+    args = [
+        "audit",
+        f"--config={REPO / 'configs' / 'tiny.py'}",
+        f"--config.data.train=folder:{tmp_path / 'train'}",
+    ]
+    clean = sft_tf(*args, "--workdir=clean", cwd=tmp_path)
+    report = json.loads((tmp_path / "clean" / "audit.json").read_text())
+    listed = {b["where"] for b in report["splits"]["train"]["bad_files"]}
+    assert listed == set(planted) and report["problems"] == []
+    for path in planted:
+        assert path in clean.stdout
+    leaky = sft_tf(
+        *args,
+        f"--config.data.test=folder:{tmp_path / 'test'}",
+        "--workdir=leaky",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert leaky.returncode == 1, leaky.stderr
+    assert "PROBLEM" in leaky.stdout and "also in train" in leaky.stdout
+    assert json.loads((tmp_path / "leaky" / "audit.json").read_text())["problems"]

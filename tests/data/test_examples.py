@@ -1,0 +1,74 @@
+"""Examples: class selection, few-shot sampling, hold-out, class checks, on real files."""
+
+import numpy as np
+import pytest
+
+from sft_tf.data import examples as examples_lib
+from sft_tf.data import sources as sources_lib
+from sft_tf.errors import UserError
+from tests.helpers import colour_png, write_image, write_records
+
+
+def test_select_classes_by_name_and_id_renumbers_in_given_order(fashion_dir):
+    train = sources_lib.load_examples(f"fashion_mnist:train:{fashion_dir}")
+    by_name = examples_lib.select_classes(train, ["Sneaker", "Bag"], "config.data.classes")
+    by_id = examples_lib.select_classes(train, ["7", "8"], "config.data.classes")
+    assert by_name.class_names == by_id.class_names == ("Sneaker", "Bag")
+    np.testing.assert_array_equal(by_name.labels, by_id.labels)
+    assert set(by_name.labels.tolist()) == {0, 1} and len(by_name) == 80
+    with pytest.raises(UserError, match="'Hat' is not in"):
+        examples_lib.select_classes(train, ["Hat"], "config.data.classes")
+    with pytest.raises(UserError, match="listed twice"):
+        examples_lib.select_classes(train, ["Bag", "8"], "config.data.classes")
+
+
+def test_sample_per_class_is_seeded_and_balanced(fashion_dir):
+    train = sources_lib.load_examples(f"fashion_mnist:train:{fashion_dir}")
+    a = examples_lib.sample_per_class(train, 5, seed=1)
+    b = examples_lib.sample_per_class(train, 5, seed=1)
+    c = examples_lib.sample_per_class(train, 5, seed=2)
+    assert a.counts().tolist() == [5] * 10
+    np.testing.assert_array_equal(a.pixels, b.pixels)
+    assert not np.array_equal(a.pixels, c.pixels)
+    assert examples_lib.sample_per_class(train, None, seed=0) is train
+
+
+def test_check_same_classes_names_the_difference(image_folders, tmp_path):
+    train = sources_lib.load_examples(f"folder:{image_folders['train']}")
+    for name in ("cat", "dog", "owl"):
+        write_image(tmp_path / name / "0.png", np.zeros((8, 8, 3), np.uint8))
+    other = sources_lib.load_examples(f"folder:{tmp_path}")
+    with pytest.raises(UserError, match=r"missing \['fox'\]; not in the training data \['owl'\]"):
+        examples_lib.check_same_classes(train.class_names, other, "config.data.test")
+
+
+def test_tfrecord_test_split_missing_a_class_is_named(tmp_path):
+    write_records(tmp_path / "train", [(colour_png(0), 0, "cat"), (colour_png(0), 1, "dog")])
+    write_records(tmp_path / "test", [(colour_png(0), 0, "cat")])
+    train = sources_lib.load_examples(f"tfrecord:{tmp_path}/train")
+    test = sources_lib.load_examples(f"tfrecord:{tmp_path}/test")
+    with pytest.raises(UserError, match=r"config.data.test=.* missing \['dog'\]"):
+        examples_lib.check_same_classes(train.class_names, test, "config.data.test")
+
+
+def test_holdout_is_seeded_stratified_and_disjoint(image_folders):
+    train = sources_lib.load_examples(f"folder:{image_folders['train']}")
+    rest, validation = examples_lib.holdout(train, 0.25, seed=3)
+    again_rest, again_validation = examples_lib.holdout(train, 0.25, seed=3)
+    _, other_validation = examples_lib.holdout(train, 0.25, seed=4)
+    assert validation.counts().tolist() == [4, 4, 4]
+    assert rest.counts().tolist() == [12, 12, 12]
+    assert not set(rest.paths) & set(validation.paths)
+    assert set(rest.paths) | set(validation.paths) == set(train.paths)
+    np.testing.assert_array_equal(validation.paths, again_validation.paths)
+    np.testing.assert_array_equal(rest.paths, again_rest.paths)
+    assert set(validation.paths) != set(other_validation.paths)
+    assert validation.origin.startswith("split:0.25 of folder:")
+
+
+@pytest.mark.parametrize("name", ["", " ", "..", "a/b", "a\\b", "line\nbreak", "tab\there"])
+def test_unsafe_class_names_are_refused(name):
+    examples = examples_lib.Examples(class_names=("ok", name), labels=np.array([0, 1]), origin="x")
+    with pytest.raises(UserError, match="is not allowed"):
+        examples_lib.check_class_names(examples, "config.data.train")
+    examples_lib.check_class_names(examples_lib.Examples(("cat", "dog 2"), np.array([0, 1])), "f")

@@ -1,0 +1,119 @@
+"""Every bad config or input stops the CLI with one line, exit status 2, and nothing written."""
+
+import json
+import shutil
+
+import pytest
+
+from tests.helpers import REPO, make_image_folder, sft_tf
+
+TINY = f"--config={REPO / 'configs' / 'tiny.py'}"
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, image_folders):
+    root = tmp_path_factory.mktemp("inputs")
+    (root / "empty" / "cat").mkdir(parents=True)
+    (root / "empty" / "dog").mkdir(parents=True)
+    make_image_folder(root / "one_class", per_class=2)
+    for extra in ("dog", "fox"):
+        shutil.rmtree(root / "one_class" / extra)
+    make_image_folder(root / "other_classes", per_class=2)
+    (root / "other_classes" / "fox").rename(root / "other_classes" / "owl")
+    (root / "blocker").write_text("a file where a folder should be")
+    # A backbone weights file whose sidecar says it was made for another width.
+    (root / "alpha05.weights.h5").write_bytes(b"not read: the sidecar check comes first")
+    (root / "alpha05.json").write_text(
+        json.dumps({"backbone": "MobileNetV2", "options": {"alpha": 0.5}})
+    )
+    (root / "no_fashion").mkdir()
+    (root / "junk.weights.h5").write_bytes(b"not an HDF5 file")
+    return {"root": root, "train": f"folder:{image_folders['train']}"}
+
+
+CASES = {
+    "unknown key": (
+        ["--config.phase2.learning_rat=0.1"],
+        "config.phase2.learning_rat is not a config field; did you mean "
+        "config.phase2.learning_rate?",
+    ),
+    "unknown backbone": (
+        ["--config.model.backbone=ResNet51"],
+        "'ResNet51' is not a keras.applications backbone; did you mean",
+    ),
+    "image too small": (
+        ["--config.model.image_size=16"],
+        "config.model.image_size=16 is below MobileNetV2's minimum 32; use >= 32",
+    ),
+    "too many blocks": (
+        ["--config.phase2.unfreeze_blocks=40"],
+        "config.phase2.unfreeze_blocks=40 but MobileNetV2 has 17 blocks",
+    ),
+    "zero learning rate": (["--config.phase1.learning_rate=0"], "learning_rate=0.0 must be > 0"),
+    "zero batch": (["--config.data.global_batch_size=0"], "global_batch_size=0 must be >= 1"),
+    "negative epochs": (["--config.phase2.epochs=-1"], "config.phase2.epochs=-1 must be between 0"),
+    "20-digit epochs": (
+        ["--config.phase1.epochs=99999999999999999999"],
+        "config.phase1.epochs=99999999999999999999 is too large",
+    ),
+    "NaN learning rate": (
+        ["--config.phase2.learning_rate=nan"],
+        "config.phase2.learning_rate=nan must be a finite number",
+    ),
+    "huge images": (["--config.model.image_size=100000"], "image_size=100000 is above 1024"),
+    "not a weights file": (
+        ["--config.model.weights={root}/junk.weights.h5"],
+        "junk.weights.h5 does not fit MobileNetV2",
+    ),
+    # Both paths to the first batch: the phase-1 feature cache (no augmentation) and images.
+    "batch above the data, cached features": (
+        ["--config.data.global_batch_size=49"],
+        "global_batch_size=49 is larger than the training split (48 images",
+    ),
+    "batch above the data, augmented": (
+        ["--config.data.global_batch_size=49", "--config.data.augment=flip"],
+        "global_batch_size=49 is larger than the training split (48 images",
+    ),
+    "missing config file": (["--config={root}/tny.py"], "no such file {root}/tny.py"),
+    "not a number": (["--config.phase2.epochs=many"], "--config.phase2.epochs=many"),
+    "missing folder": (["--config.data.train=folder:/no/such/dir"], "/no/such/dir"),
+    "empty classes": (["--config.data.train=folder:{root}/empty"], "{root}/empty"),
+    "one class": (["--config.data.train=folder:{root}/one_class"], "one_class"),
+    "class mismatch": (
+        ["--config.data.test=folder:{root}/other_classes"],
+        "has different classes from the training data: missing ['fox']",
+    ),
+    "weights for another width": (
+        ["--config.model.weights={root}/alpha05.weights.h5"],
+        "was made for MobileNetV2 {{'alpha': 0.5}}",
+    ),
+    "unwritable workdir": (["--workdir={root}/blocker/run"], "--workdir="),
+    "unwritable export dir": (["--config.export.dir={root}/blocker/out"], "config.export.dir="),
+    "missing Fashion-MNIST": (
+        ["--config.data.train=fashion_mnist:train:{root}/no_fashion"],
+        "Fashion-MNIST IDX files",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, inputs, tmp_path):
+    args, message = CASES[case]
+    root = inputs["root"]
+    args = [a.format(root=root) for a in args]
+    message = message.format(root=root)
+    workdir = [a for a in args if a.startswith("--workdir")] or ["--workdir=run"]
+    result = sft_tf(
+        "train",
+        TINY,
+        f"--config.data.train={inputs['train']}",
+        "--config.export.dir=exports",
+        *[a for a in args if not a.startswith("--workdir")],
+        *workdir,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("sft-tf: error: ")
+    assert message in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []  # no workdir, no exports

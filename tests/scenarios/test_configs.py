@@ -1,0 +1,33 @@
+"""Every config in configs/ trains end to end, shrunk to its smoke variant (slow)."""
+
+import pytest
+
+from sft_tf.config import validation
+from tests.helpers import CONFIG_FILES, load_config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
+def test_every_config_runs_its_smoke_variant(path, image_folders, tmp_path):
+    """Each config's own recipe (backbone, optimizer, phases) on local images, shrunk."""
+    from sft_tf.commands import train
+    from sft_tf.model import backbones
+
+    config = load_config(path)
+    config.data.train = f"folder:{image_folders['train']}"
+    config.data.test = f"folder:{image_folders['test']}"
+    if config.data.validation:
+        config.data.validation = "split:0.25"
+    config.data.global_batch_size = 8
+    config.data.classes = None
+    config.data.examples_per_class = None
+    config.model.weights = ""  # offline: no ImageNet download
+    config.model.image_size = max(32, backbones.get(config.model.backbone).min_size)
+    config.phase1.epochs = min(config.phase1.epochs, 1)
+    config.phase2.epochs = min(config.phase2.epochs, 1)
+    for phase in (config.phase1, config.phase2):
+        phase.warmup_epochs = min(phase.warmup_epochs, phase.epochs)
+    config.export.dir = str(tmp_path / "saved_models")
+    validation.validate(config, "train")
+    metrics = train.run(config, tmp_path / "run")
+    assert metrics["export"].endswith(f"{config.name}/1")

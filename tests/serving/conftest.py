@@ -1,0 +1,46 @@
+"""Fixtures of the serving tests: a tiny model, real image files, one published export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sft_tf.serving import export
+from tests.helpers import tiny_classifier, write_image
+
+CLASSES = ["cat", "dog", "fox"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return tiny_classifier(3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("predict")
+    rng = np.random.default_rng(1)
+    paths = []
+    for i, (h, w) in enumerate(
+        [(32, 32), (50, 41), (17, 80), (64, 64), (33, 29), (40, 40), (90, 60)]
+    ):
+        ext = ".png" if i % 2 else ".jpg"
+        paths.append(
+            write_image(folder / f"{i}{ext}", rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        )
+    return paths
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, tiny_model, images):
+    root = tmp_path_factory.mktemp("published") / "tiny"
+    path = export.export_for_serving(
+        tiny_model,
+        CLASSES,
+        32,
+        root,
+        top_k=2,
+        check_images=[p.read_bytes() for p in images],
+        manifest={"backbone": "MobileNetV2", "test_metrics": {"phase2": {"accuracy": 0.5}}},
+    )
+    return path

@@ -1,0 +1,227 @@
+"""Export layout, signatures, parity, and a reload in a fresh TensorFlow-only process."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sft_tf.data import decode
+from sft_tf.errors import UserError
+from sft_tf.serving import export, layout, parity
+from sft_tf.serving import predict as predict_lib
+
+CLASSES = ["cat", "dog", "fox"]
+
+
+def test_versions_are_published_atomically_and_increase(tmp_path, tiny_model, images):
+    root = tmp_path / "saved_models" / "tiny"
+    (root / "7").mkdir(parents=True)  # an existing version from an earlier run is kept
+    (root / "7" / "saved_model.pb").write_bytes(b"old")
+    check = [p.read_bytes() for p in images]
+    first = export.export_for_serving(tiny_model, CLASSES, 32, root, top_k=2, check_images=check)
+    second = export.export_for_serving(tiny_model, CLASSES, 32, root, top_k=2)
+    assert (first.name, second.name) == ("8", "9")
+    assert sorted(p.name for p in root.iterdir()) == ["7", "8", "9"]  # no staging folder left
+    assert (root / "7" / "saved_model.pb").read_bytes() == b"old"
+
+
+def test_failed_export_publishes_nothing(tmp_path, tiny_model):
+    root = tmp_path / "tiny"
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        export.export_for_serving(tiny_model, CLASSES, 32, root, check_images=[b"not an image"])
+    assert list(root.iterdir()) == []
+
+
+_FRESH_PROCESS = textwrap.dedent(
+    """
+    import base64, json, sys
+    import tensorflow as tf
+    export_dir, files = sys.argv[1], sys.argv[2:]
+    loaded = tf.saved_model.load(export_dir)
+    serve = loaded.signatures["serving_default"]
+    # A TF Serving REST body, decoded the way the server decodes {"b64": ...}.
+    body = json.dumps({"instances": [{"b64": base64.b64encode(open(f, "rb").read()).decode()}
+                                     for f in files]})
+    instances = [base64.b64decode(i["b64"]) for i in json.loads(body)["instances"]]
+    out = {}
+    for n in (1, len(instances)):
+        result = serve(image_bytes=tf.constant(instances[:n]))
+        out[n] = {k: v.numpy().tolist() for k, v in result.items() if k != "classes"}
+        out[n]["classes"] = [[c.decode() for c in row] for row in result["classes"].numpy()]
+    sig = serve.structured_input_signature[1]["image_bytes"]
+    out["input"] = [sig.dtype.name, sig.shape.as_list()]
+    # Serving needs TensorFlow alone: nothing of sft_tf was imported to load and call it.
+    assert not any(m.startswith("sft_tf") for m in sys.modules), "sft_tf was imported"
+    print(json.dumps(out))
+    """
+)
+
+
+def test_export_reloads_in_a_fresh_tensorflow_only_process(tmp_path, tiny_model, images):
+    path = export.export_for_serving(tiny_model, CLASSES, 32, tmp_path / "tiny", top_k=2)
+    result = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS, str(path), *map(str, images)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["input"] == ["string", [None]]
+    pixels = np.stack(
+        [decode.decode_image(tf.constant(p.read_bytes()), 32).numpy() for p in images]
+    )
+    expected = tiny_model.predict(pixels, verbose=0)
+    batch = out[str(len(images))]
+    np.testing.assert_allclose(batch["probabilities"], expected, atol=1e-4)
+    np.testing.assert_allclose(out["1"]["probabilities"], expected[:1], atol=1e-4)
+    assert np.shape(batch["classes"]) == (7, 2) and np.shape(batch["scores"]) == (7, 2)
+    top1 = [CLASSES[i] for i in expected.argmax(-1)]
+    assert [row[0] for row in batch["classes"]] == top1
+    assert [row[0] for row in batch["class_ids"]] == expected.argmax(-1).tolist()
+    # `sft-tf predict` (predict_files) tells a client the same thing.
+    assert [r["classes"][0] for r in predict_lib.predict_files(path, map(str, images))] == top1
+
+
+def test_saved_model_cli_lists_three_signatures_with_dynamic_batch(published):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    out = subprocess.run(
+        [cli, "show", "--dir", str(published), "--all"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    for name, dtype in (
+        ("serving_default", "DT_STRING"),
+        ("serving_images", "DT_UINT8"),
+        ("serving_tf_example", "DT_STRING"),
+    ):
+        section = out.split(f"signature_def['{name}']")[1].split("signature_def[")[0]
+        assert f"dtype: {dtype}" in section
+        assert "shape: (-1" in section  # dynamic batch
+        for output in ("probabilities", "classes", "class_ids", "scores"):
+            assert f"outputs['{output}']" in section
+
+
+def test_tf_example_signature_matches_bytes(published, images):
+    loaded = tf.saved_model.load(str(published))
+    encoded = [p.read_bytes() for p in images]
+    from_bytes = loaded.signatures["serving_default"](image_bytes=tf.constant(encoded))
+    from_examples = loaded.signatures["serving_tf_example"](
+        examples=tf.constant([parity.image_example(b) for b in encoded])
+    )
+    np.testing.assert_allclose(
+        from_examples["probabilities"].numpy(), from_bytes["probabilities"].numpy(), atol=1e-6
+    )
+
+
+def test_labels_asset_manifest_and_warmup_records(published, images):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    assert (published / "assets" / "labels.txt").read_text().split() == CLASSES
+    assert export.read_class_names(published) == CLASSES
+    manifest = export.read_manifest(published)
+    assert manifest["class_names"] == CLASSES and manifest["image_size"] == 32
+    assert manifest["backbone"] == "MobileNetV2"
+    assert manifest["test_metrics"]["phase2"]["accuracy"] == 0.5
+    assert manifest["versions"]["tensorflow"] == tf.__version__
+    assert manifest["parity_max_abs_diff"] <= parity.PARITY_TOLERANCE
+    records = list(tf.data.TFRecordDataset(str(published / layout.WARMUP_FILE)).as_numpy_iterator())
+    assert 1 <= len(records) <= 3
+    loaded = tf.saved_model.load(str(published))
+    for i, record in enumerate(records):
+        log = prediction_log_pb2.PredictionLog.FromString(record)
+        request = log.predict_log.request
+        assert request.model_spec.signature_name == "serving_default"
+        # The request is a real image that the signature accepts, as TF Serving will replay it.
+        encoded = tf.make_ndarray(request.inputs["image_bytes"])
+        assert encoded.tolist() == [images[i].read_bytes()]
+        loaded.signatures["serving_default"](image_bytes=tf.constant(encoded))
+
+
+def test_keep_prunes_the_oldest_versions(tmp_path, tiny_model):
+    root = tmp_path / "tiny"
+    for v in (1, 2, 3):
+        (root / str(v)).mkdir(parents=True)
+    path = export.export_for_serving(tiny_model, CLASSES, 32, root, keep=2)
+    assert path.name == "4" and export.versions(root) == [3, 4]
+
+
+_KILLED_EXPORT = textwrap.dedent(
+    """
+    import sys
+    from sft_tf.serving import export
+    from tests.helpers import tiny_classifier
+    export.export_for_serving(tiny_classifier(3), ["a", "b", "c"], 32, sys.argv[1])
+    """
+)
+
+
+def test_export_killed_mid_write_publishes_nothing(tmp_path, tiny_model):
+    root = tmp_path / "tiny"
+    (root / "1").mkdir(parents=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_EXPORT, str(root)], env=env)
+    deadline = time.time() + 120
+    while not list(root.glob(f"{layout.STAGING_PREFIX}*/saved_model.pb")):
+        assert proc.poll() is None and time.time() < deadline, "export never started writing"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # TF Serving only loads integer folders: the half-written one is hidden and unpublished.
+    assert export.versions(root) == [1]
+    assert [p.name for p in root.iterdir() if not p.name.startswith(".")] == ["1"]
+    # The next export clears the dead exporter's leftovers and publishes the next version.
+    assert export.export_for_serving(tiny_model, CLASSES, 32, root).name == "2"
+    assert sorted(p.name for p in root.iterdir()) == ["1", "2"]
+
+
+def test_cli_exports_an_interrupted_run(tmp_path, image_folders):
+    from tests.helpers import REPO, kill_when, sft_tf
+
+    args = [
+        "train",
+        f"--config={REPO / 'configs' / 'tiny.py'}",
+        f"--config.data.train=folder:{image_folders['train']}",
+        f"--config.data.test=folder:{image_folders['test']}",
+        "--config.phase2.epochs=30",
+        "--workdir=run",
+    ]
+    # Killed once the first epoch end has written the weights file.
+    kill_when(tmp_path, args, lambda _, cwd: (cwd / "run" / "model.weights.h5").is_file())
+    assert not (tmp_path / "run" / "metrics.json").exists()  # really interrupted
+    out = sft_tf("export", "--workdir=run", cwd=tmp_path).stdout
+    assert "saved_models/tiny/1" in out
+    manifest = export.read_manifest(tmp_path / "saved_models" / "tiny" / "1")
+    assert manifest["class_names"] == ["cat", "dog", "fox"] and manifest["test_metrics"] == {}
+
+
+def test_export_refuses_another_label_set_before_writing(tmp_path, tiny_model, published):
+    root = tmp_path / "tiny"
+    shutil.copytree(published, root / "1")  # a published version with CLASSES
+    for changed in (["cat", "dog", "owl"], ["dog", "cat", "fox"]):
+        with pytest.raises(UserError) as refused:
+            export.export_for_serving(tiny_model, changed, 32, root)
+        assert sorted(p.name for p in root.iterdir()) == ["1"]  # no version, no staging folder
+        message = str(refused.value)
+        assert f"{root}: the newest version 1 serves classes [cat, dog, fox]" in message
+        assert f"this model has [{', '.join(changed)}]" in message
+        assert "--config.export.allow_class_change=true" in message and "config.name" in message
+    assert "(the same names in another order)" in message
+    export.check_class_change(root, CLASSES, allow=False)  # the same names, the same order
+    many = [f"class{i:02d}" for i in range(20)]
+    with pytest.raises(UserError, match=r"\[class00, .*, class05, \+ 14 more\]"):
+        export.check_class_change(root, many, allow=False)
+    path = export.export_for_serving(
+        tiny_model, ["cat", "dog", "owl"], 32, root, allow_class_change=True
+    )
+    assert path.name == "2" and export.read_class_names(path) == ["cat", "dog", "owl"]

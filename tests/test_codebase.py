@@ -1,0 +1,76 @@
+"""The house rules a newcomer relies on: small modules and functions, a thin CLI, tests that
+mirror the package and never import one another."""
+
+import ast
+
+import pytest
+
+from tests.helpers import REPO
+
+PACKAGE = REPO / "sft_tf"
+MODULES = sorted(PACKAGE.rglob("*.py"))
+TESTS = sorted((REPO / "tests").rglob("test_*.py"))
+# The schema lists every field with its comment: long by design, and read as a table.
+EXEMPT_FUNCTIONS = {("sft_tf/config/schema.py", "base_config")}
+
+
+def _name(path) -> str:
+    return str(path.relative_to(REPO))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_name)
+def test_modules_stay_under_400_lines(path):
+    assert path.read_text().count("\n") <= 400
+
+
+def _code_lines(function: ast.FunctionDef) -> int:
+    """Lines of a function's body, its docstring not counted."""
+    body = function.body
+    docstring = isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+    first = body[1].lineno if docstring and len(body) > 1 else body[0].lineno
+    return function.end_lineno - first + 1
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_name)
+def test_functions_stay_under_60_lines(path):
+    tree = ast.parse(path.read_text())
+    long = [
+        f"{node.name} ({_code_lines(node)} lines)"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and _code_lines(node) > 60
+        and (_name(path), node.name) not in EXEMPT_FUNCTIONS
+    ]
+    assert not long
+
+
+def test_the_cli_only_parses_and_dispatches():
+    assert (PACKAGE / "cli.py").read_text().count("\n") <= 150
+
+
+@pytest.mark.parametrize("path", TESTS, ids=_name)
+def test_no_test_module_imports_another(path):
+    imported = [
+        node.module or ""
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom)
+    ] + [
+        alias.name
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    ]
+    assert not [m for m in imported if m.startswith("tests") and ".test_" in f".{m}"]
+
+
+def test_tests_mirror_the_package():
+    """tests/PKG/test_NAME.py tests sft_tf/PKG/NAME.py; end-to-end runs live in scenarios/."""
+    unmatched = []
+    for path in TESTS:
+        parts = path.relative_to(REPO / "tests").parts
+        if parts[0] in ("scenarios", "test_codebase.py"):
+            continue
+        module = PACKAGE.joinpath(*parts[:-1], parts[-1].removeprefix("test_"))
+        if not module.is_file():
+            unmatched.append(_name(path))
+    assert not unmatched
