@@ -13,8 +13,7 @@ from ml_collections import config_flags
 from sft_tf import commands
 from sft_tf.errors import UserError
 
-USAGE = commands.__doc__
-
+USAGE = commands.__doc__  # the usage text lives beside the commands it describes
 COMMANDS = ("train", "pretrain", "evaluate", "export", "predict", "demo", "audit")
 STRATEGIES = ["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"]
 
@@ -113,7 +112,8 @@ def main(argv: list[str]) -> int:
 
 
 def _error(message: str, status: int = 2) -> int:
-    return print(f"sft-tf: error: {message}", file=sys.stderr) or status
+    print(f"sft-tf: error: {message}", file=sys.stderr)
+    return status
 
 
 def run() -> None:

@@ -62,6 +62,7 @@ def test_predict_from_export_and_workdir(trained, image_folders):
     assert len(table.strip().splitlines()) == 6  # one line per image in the folder
 
 
+@pytest.mark.slow  # three more CLI runs on the trained workdir: ~35 s
 def test_evaluate_and_reexport(trained, image_folders):
     cwd, _ = trained
     metrics = json.loads(sft_tf("evaluate", "--workdir=run", cwd=cwd).stdout)
@@ -88,8 +89,17 @@ def test_evaluate_and_reexport(trained, image_folders):
             ["--config.model.image_size=16"],
             "config.model.image_size=16 is below MobileNetV2's minimum 32",
         ),
-        (["--config.data.train=folder:/no/such/dir"], "/no/such/dir is not a directory"),
-        (["--config.model.backbone=ResNet51"], "'ResNet51' is not a keras.applications backbone"),
+        # The same kinds of mistake as tests/scenarios/test_bad_input.py: in CI only.
+        pytest.param(
+            ["--config.data.train=folder:/no/such/dir"],
+            "/no/such/dir is not a directory",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            ["--config.model.backbone=ResNet51"],
+            "'ResNet51' is not a keras.applications backbone",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_exports_alone(trained, args, message):
@@ -109,6 +119,7 @@ def test_bad_input_is_one_line_and_leaves_exports_alone(trained, args, message):
     assert sorted(p.name for p in (cwd / "saved_models" / "tiny").iterdir()) == before
 
 
+@pytest.mark.slow  # tests/scenarios/test_bad_input.py's "unknown key" checks more, by default
 def test_mistyped_config_key_is_an_error(tmp_path):
     result = sft_tf(
         "train",

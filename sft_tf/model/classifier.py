@@ -14,7 +14,11 @@ from sft_tf.errors import UserError
 from sft_tf.model import backbones
 from sft_tf.model.weights import load_backbone_weights
 
+# === Layer names: the head cache and the exports find the model's parts by these ===
 PREPROCESS_LAYER = "preprocess"
+POOL_LAYER = "pool"
+DROPOUT_LAYER = "dropout"
+HEAD_LAYER = "probabilities"
 
 
 @keras.saving.register_keras_serializable(package="sft_tf")
@@ -127,14 +131,14 @@ def build_classifier(
     pool = (
         keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
     )
-    x = pool(name="pool")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    x = pool(name=POOL_LAYER)(x)
+    x = keras.layers.Dropout(dropout, name=DROPOUT_LAYER)(x)
     # float32 output even under mixed precision: softmax in half precision loses the tails.
     outputs = keras.layers.Dense(
         num_classes,
         activation="softmax",
         dtype="float32",
-        name="probabilities",
+        name=HEAD_LAYER,
         kernel_initializer="zeros" if head_init == "zeros" else "glorot_uniform",
     )(x)
     return keras.Model(inputs, outputs, name=f"sft_tf_{backbone}")

@@ -22,6 +22,8 @@ from sft_tf.training.state import RunState
 class SaveWeightsEachEpoch(keras.callbacks.Callback):
     """Rewrites the weights file at every epoch end, atomically (temp file, then rename).
 
+    Not keras.callbacks.ModelCheckpoint(save_weights_only=True): it writes in place.
+
     `sft-tf export` of an interrupted run then exports the last completed epoch, and a crash
     mid-write never leaves a truncated file under the real name.
     """

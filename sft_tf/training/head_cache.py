@@ -14,10 +14,11 @@ import tensorflow as tf
 
 from sft_tf.data import augment as augment_lib
 from sft_tf.data import pipeline
+from sft_tf.model.classifier import DROPOUT_LAYER, HEAD_LAYER, POOL_LAYER
 
 # Layer names from classifier.build_classifier: the pooled features and what sits above them.
-POOL_LAYER = "pool"
-HEAD_LAYERS = ("dropout", "probabilities")
+# The layers phase 1 trains on cached features: the same objects as in the whole model.
+HEAD_LAYERS = (DROPOUT_LAYER, HEAD_LAYER)
 
 
 def extract(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:

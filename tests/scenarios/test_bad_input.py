@@ -96,7 +96,27 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+# One case of each kind runs in the default suite (a flag, the config file, a value, the data,
+# the weights file, the batch, a path); every case runs in CI. Each is a whole CLI process
+# (~4 s), and the same checks run in-process in tests/config/test_validation.py.
+DEFAULT_SUITE = (
+    "unknown key",
+    "missing config file",
+    "NaN learning rate",
+    "class mismatch",
+    "not a weights file",
+    "batch above the data, cached features",
+    "unwritable workdir",
+)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, marks=() if case in DEFAULT_SUITE else pytest.mark.slow)
+        for case in sorted(CASES)
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, inputs, tmp_path):
     args, message = CASES[case]
     root = inputs["root"]

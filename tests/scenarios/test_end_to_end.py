@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from sft_tf.commands import pretrain, train
 from sft_tf.config import validation
@@ -17,6 +18,7 @@ from sft_tf.training.layout import BACKBONE_FILE
 from tests.helpers import REPO, load_config
 
 
+@pytest.mark.slow  # the whole source -> target journey under Mirrored: ~65 s
 def test_pretrain_then_finetune_under_mirrored_and_serve(tmp_path, image_folders, fashion_dir):
     config = load_config(REPO / "configs" / "tiny.py")
     config.runtime.strategy = "mirrored"

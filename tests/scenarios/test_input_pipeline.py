@@ -169,6 +169,7 @@ def test_should_cache_follows_augmentation_and_workers():
     assert not head_cache.should_cache("off", [], multi_worker=False)
 
 
+@pytest.mark.slow  # two whole runs; tests/data/test_sources.py reads both sources by default
 def test_tfds_and_tfrecord_sources_train(tmp_path):
     import tensorflow_datasets as tfds
 

@@ -80,6 +80,7 @@ def test_killed_at_every_point_resumes_and_finishes_once(tmp_path, image_folders
         assert metrics[phase]["test"] == reference[phase]["test"]
 
 
+@pytest.mark.slow  # the same decisions run in-process in tests/training/test_state.py
 def test_resume_checks_config_then_finishes_and_reruns_are_no_ops(tmp_path, image_folders):
     # Also the one run here with TensorFlow's op determinism on (GPU kernels; CPU ones already
     # are): it must not get in the way of anything a run does.

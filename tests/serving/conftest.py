@@ -1,4 +1,7 @@
-"""Fixtures of the serving tests: a tiny model, real image files, one published export."""
+"""Fixtures of the serving tests: a tiny model, real image files, one published export.
+
+Session-scoped: one export (~15 s) serves every serving test module; tests copy it before
+changing anything next to it."""
 
 from __future__ import annotations
 
@@ -11,12 +14,12 @@ from tests.helpers import tiny_classifier, write_image
 CLASSES = ["cat", "dog", "fox"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_model():
     return tiny_classifier(3, seed=0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def images(tmp_path_factory):
     folder = tmp_path_factory.mktemp("predict")
     rng = np.random.default_rng(1)
@@ -31,7 +34,7 @@ def images(tmp_path_factory):
     return paths
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def published(tmp_path_factory, tiny_model, images):
     root = tmp_path_factory.mktemp("published") / "tiny"
     path = export.export_for_serving(

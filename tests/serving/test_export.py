@@ -65,8 +65,8 @@ _FRESH_PROCESS = textwrap.dedent(
 )
 
 
-def test_export_reloads_in_a_fresh_tensorflow_only_process(tmp_path, tiny_model, images):
-    path = export.export_for_serving(tiny_model, CLASSES, 32, tmp_path / "tiny", top_k=2)
+def test_export_reloads_in_a_fresh_tensorflow_only_process(published, tiny_model, images):
+    path = published  # top_k=2
     result = subprocess.run(
         [sys.executable, "-c", _FRESH_PROCESS, str(path), *map(str, images)],
         capture_output=True,
@@ -166,6 +166,7 @@ _KILLED_EXPORT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a real SIGKILL mid-write: ~20 s
 def test_export_killed_mid_write_publishes_nothing(tmp_path, tiny_model):
     root = tmp_path / "tiny"
     (root / "1").mkdir(parents=True)
@@ -185,6 +186,7 @@ def test_export_killed_mid_write_publishes_nothing(tmp_path, tiny_model):
     assert sorted(p.name for p in root.iterdir()) == ["1", "2"]
 
 
+@pytest.mark.slow  # kill + CLI export: ~25 s
 def test_cli_exports_an_interrupted_run(tmp_path, image_folders):
     from tests.helpers import REPO, kill_when, sft_tf
 

@@ -12,6 +12,7 @@ from sft_tf.serving import export, layout
 CLASSES = ["cat", "dog", "fox"]
 
 
+@pytest.mark.slow  # a conversion and its check: ~25 s each
 @pytest.mark.parametrize("quantization", ["float16", "dynamic_range"])
 def test_tflite_matches_the_saved_model_top1(tmp_path, tiny_model, images, quantization):
     encoded = [p.read_bytes() for p in images]

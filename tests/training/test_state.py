@@ -1,14 +1,24 @@
 """RunState and resume_point: which checkpoint a resume restores, and when it refuses."""
 
 import json
+import shutil
 
 import keras
 import numpy as np
 import pytest
 
+from sft_tf.config import files as config_files
 from sft_tf.errors import UserError
+from sft_tf.lock import LOCK_FILE, WorkdirLock
 from sft_tf.training.checkpoints import RunCheckpoints
-from sft_tf.training.state import RunState, resume_point, write_history_csv
+from sft_tf.training.state import (
+    RunState,
+    check_resume,
+    move_aside,
+    resume_point,
+    write_history_csv,
+)
+from tests.helpers import REPO
 
 
 def _model(seed: int = 0) -> keras.Model:
@@ -153,3 +163,51 @@ def test_history_csv_has_one_row_per_epoch(tmp_path):
         "0,0.75,0.5,0.5",
         "1,1.0,0.25,NA",
     ]
+
+
+LEGACY_RUN = REPO / "tests" / "fixtures" / "legacy_run_v0" / "run"
+
+
+@pytest.fixture
+def legacy_run(tmp_path):
+    """The committed run an earlier sft_tf left after a kill in phase 2, and its config."""
+    shutil.copytree(LEGACY_RUN, tmp_path / "run")
+    config_json = tmp_path / "run" / "config.json"
+    config_json.write_text(config_json.read_text().replace("@IMAGES@", "/data"))
+    return tmp_path / "run", config_files.load(config_json)
+
+
+def test_an_interrupted_run_with_another_config_stops_unless_allowed(legacy_run):
+    workdir, config = legacy_run
+    assert check_resume(workdir, config, allow_config_change=False).checkpoint == "ckpt-1"
+    config.export.top_k = 2  # where it is exported does not change what is trained
+    assert check_resume(workdir, config, allow_config_change=False) is not None
+    config.phase2.learning_rate = 0.5
+    with pytest.raises(UserError) as raised:
+        check_resume(workdir, config, allow_config_change=False)
+    assert "phase2.learning_rate (0.0001 -> 0.5)" in str(raised.value)
+    assert "--allow_config_change" in str(raised.value) and "--restart" in str(raised.value)
+    assert check_resume(workdir, config, allow_config_change=True).epochs_done == 1
+
+
+def test_a_finished_run_with_another_config_stops_even_if_allowed(legacy_run):
+    workdir, config = legacy_run
+    record = json.loads((workdir / "state.json").read_text())
+    (workdir / "state.json").write_text(json.dumps({**record, "complete": True}))
+    assert check_resume(workdir, config, allow_config_change=False).complete
+    config.phase2.epochs = 3
+    with pytest.raises(UserError, match=r"holds a complete run trained with another config: "):
+        check_resume(workdir, config, allow_config_change=True)
+
+
+def test_restart_moves_the_run_aside_and_keeps_the_lock(tmp_path, legacy_run):
+    workdir, _ = legacy_run
+    lock = WorkdirLock()
+    lock.acquire(workdir)
+    try:
+        move_aside(workdir, lock)
+        (aside,) = tmp_path.glob("run.old-*")
+        assert (aside / "state.json").is_file() and not (aside / LOCK_FILE).exists()
+        assert [p.name for p in workdir.iterdir()] == [LOCK_FILE] and lock.held
+    finally:
+        lock.release()
