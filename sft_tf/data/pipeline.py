@@ -188,7 +188,6 @@ def _epoch_examples(
     evaluation). The decoded, cached examples are built once and shared by every epoch, and by
     every call given the same `sources` dict.
     """
-    n = len(examples)
     labels = tf.constant(examples.labels, tf.int32)
     # Uncached files are shuffled by name before reading (below), not as decoded pixels.
     shuffle_names = training and cache == "off" and examples.paths is not None
@@ -231,13 +230,28 @@ def _epoch_examples(
         ds = sources[key][1]
     if not training:
         return lambda epoch: ds
-    # Shuffle before batching so every batch mixes classes; a full buffer over an in-memory
-    # cache is a uniform shuffle, otherwise the buffer is bounded by the memory budget.
-    per_image = image_size * image_size * 3
-    buffer = (
-        n if cache == "memory" else max(batch_size, min(n, memory_budget_mb * 2**20 // per_image))
-    )
+    # Shuffle before batching so every batch mixes classes.
+    buffer = _shuffle_buffer(len(examples), image_size, cache, memory_budget_mb, batch_size)
     return lambda epoch: ds.shuffle(buffer, seed=epoch_seed(seed, epoch))
+
+
+def _evaluation_batches(ds: tf.data.Dataset, batch_size: int, num_classes: int):
+    """Evaluation examples -> batches, labels one-hot when `num_classes`, prefetched."""
+    ds = ds.batch(batch_size)
+    if num_classes:
+
+        def one_hot(images, y):
+            return augment_lib.finish_batch(images, y, num_classes)
+
+        ds = ds.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _shuffle_buffer(n: int, image_size: int, cache: str, memory_budget_mb: int, batch: int):
+    """A full buffer over an in-memory cache (a uniform shuffle), else bounded by the budget."""
+    if cache == "memory":
+        return n
+    return max(batch, min(n, memory_budget_mb * 2**20 // (image_size * image_size * 3)))
 
 
 def build_dataset(
@@ -313,14 +327,7 @@ def build_dataset(
         sources=sources,
     )
     if not training:
-        ds = by_epoch(examples, cache=cache)(None).batch(batch_size)
-        if num_classes:
-
-            def one_hot(images, y):
-                return augment_lib.finish_batch(images, y, num_classes)
-
-            ds = ds.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return _evaluation_batches(by_epoch(examples, cache=cache)(None), batch_size, num_classes)
     if resample == "balanced":
         # Class-balanced batches for an imbalanced split: one stream per class (each cached
         # and shuffled on its own) repeating within the epoch, drawn with equal probability.

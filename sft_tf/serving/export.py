@@ -209,6 +209,29 @@ def prune_versions(model_root: str | Path, keep: int) -> list[int]:
     return doomed
 
 
+def _manifest(
+    described: dict | None, class_names, image_size, resize_method, top_k, tflite, worst
+) -> dict:
+    """assets.extra/sft_tf.json: what the caller described, and what the export itself is."""
+    return {
+        **(described or {}),
+        "class_names": list(class_names),
+        "image_size": image_size,
+        "resize_method": resize_method,
+        "input_dtype": "uint8 pixels 0..255; preprocessing is inside the model",
+        "signatures": list(SIGNATURES),
+        "top_k": min(top_k, len(class_names)),
+        "tflite": f"{TFLITE_DIR}/model.tflite ({tflite})" if tflite else None,
+        "parity_max_abs_diff": worst,
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "versions": {
+            "sft_tf": __version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+    }
+
+
 def export_for_serving(
     model: keras.Model,
     class_names: Sequence[str],
@@ -274,23 +297,7 @@ def export_for_serving(
             write_tflite(
                 model, staging / TFLITE_DIR, class_names, image_size, encoded, tflite, resize_method
             )
-        info = {
-            **(manifest or {}),
-            "class_names": list(class_names),
-            "image_size": image_size,
-            "resize_method": resize_method,
-            "input_dtype": "uint8 pixels 0..255; preprocessing is inside the model",
-            "signatures": list(SIGNATURES),
-            "top_k": min(top_k, len(class_names)),
-            "tflite": f"{TFLITE_DIR}/model.tflite ({tflite})" if tflite else None,
-            "parity_max_abs_diff": worst,
-            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "versions": {
-                "sft_tf": __version__,
-                "tensorflow": tf.__version__,
-                "keras": keras.__version__,
-            },
-        }
+        info = _manifest(manifest, class_names, image_size, resize_method, top_k, tflite, worst)
         (staging / MANIFEST_FILE).write_text(json.dumps(info, indent=2) + "\n")
         while True:
             version = (versions(root) or [0])[-1] + 1

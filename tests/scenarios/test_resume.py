@@ -265,13 +265,9 @@ def test_a_locked_workdir_is_refused_then_ctrl_c_stops_in_one_line_and_resumes(
     assert len((tmp_path / "run" / "history.csv").read_text().splitlines()) == 5
 
 
-def test_a_run_killed_by_an_earlier_version_resumes_and_finishes(tmp_path, image_folders):
-    fixture = REPO / "tests" / "fixtures" / "legacy_run_v0" / "run"
-    shutil.copytree(fixture, tmp_path / "run")
-    config = tmp_path / "run" / "config.json"
-    images = str(image_folders["train"].parent)
-    config.write_text(config.read_text().replace("@IMAGES@", images))
-    args = [
+def _legacy_args(image_folders):
+    """The command the committed legacy run was made with (tests/fixtures/legacy_run_v0)."""
+    return [
         "train",
         f"--config={REPO / 'configs' / 'tiny.py'}",
         f"--config.data.train=folder:{image_folders['train']}",
@@ -282,6 +278,33 @@ def test_a_run_killed_by_an_earlier_version_resumes_and_finishes(tmp_path, image
         "--config.runtime.checkpoint_every_steps=2",
         "--workdir=run",
     ]
+
+
+def _where_the_legacy_run_was_killed(s, cwd) -> bool:
+    """Phase 2, its first epoch, the checkpoint after step 2."""
+    where = ("phase2", "phase2", 1, 2)
+    keys = ("phase", "checkpoint_phase", "epochs_done", "mid_epoch_step")
+    return bool(s) and tuple(s[k] for k in keys) == where
+
+
+@pytest.mark.slow  # two runs: one to remake the old checkpoint's bytes, one to resume
+def test_a_run_killed_by_an_earlier_version_resumes_and_finishes(tmp_path, image_folders):
+    """The committed files are the earlier version's own (state.json without a checkpoint
+    name, CheckpointManager's index); the checkpoint's 3.6 MB of weights are not committed but
+    remade: this version trains bit for bit as that one did, so a run killed at the same
+    step (phase 2, epoch 2, step 2) holds the same values, written under the old name."""
+    args = _legacy_args(image_folders)
+    remake = tmp_path / "remake"
+    remake.mkdir()
+    kill_when(remake, args, _where_the_legacy_run_was_killed)
+    newest = run_state(remake)["checkpoint"]
+    shutil.copytree(REPO / "tests" / "fixtures" / "legacy_run_v0" / "run", tmp_path / "run")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    for path in (remake / "run" / "checkpoints").glob(f"{newest}.*"):
+        if not path.name.endswith(".state.json"):  # the old layout kept no record beside it
+            shutil.copy(path, checkpoints / path.name.replace(newest, "ckpt-1"))
+    config = tmp_path / "run" / "config.json"
+    config.write_text(config.read_text().replace("@IMAGES@", str(image_folders["train"].parent)))
     out = sft_tf(*args, cwd=tmp_path).stdout
     assert "Resuming phase2 after 1 finished epoch(s) from ckpt-1" in out
     assert "continues at step 3 of 6" in out and "Phase 1 (head only" not in out

@@ -170,8 +170,14 @@ LEGACY_RUN = REPO / "tests" / "fixtures" / "legacy_run_v0" / "run"
 
 @pytest.fixture
 def legacy_run(tmp_path):
-    """The committed run an earlier sft_tf left after a kill in phase 2, and its config."""
+    """The committed record of a run an earlier sft_tf left after a kill in phase 2, and its
+    config. Its checkpoint's bytes are not committed: a small readable one stands in (only its
+    readability matters here)."""
+    import tensorflow as tf
+
     shutil.copytree(LEGACY_RUN, tmp_path / "run")
+    stand_in = tf.train.Checkpoint(weights=[tf.Variable([1.0, 2.0])])
+    stand_in.write(str(tmp_path / "run" / "checkpoints" / "ckpt-1"))
     config_json = tmp_path / "run" / "config.json"
     config_json.write_text(config_json.read_text().replace("@IMAGES@", "/data"))
     return tmp_path / "run", config_files.load(config_json)
