@@ -124,6 +124,27 @@ def make_image_folder(root: Path, per_class: int, seed: int = 0) -> Path:
     return root
 
 
+def write_multilabel_csv(root: Path, per_split=(48, 16, 16), seed: int = 0) -> Path:
+    """root/labels.csv over root/my images/*.png: grey noise with a patch of each colour of
+    CLASS_COLOURS present (at least one per image), labels joined by |, a split column."""
+    rng = np.random.default_rng(seed)
+    names = list(CLASS_COLOURS)
+    rows = ["image,label,split"]
+    for split, count in zip(("train", "validation", "test"), per_split):
+        for i in range(count):
+            present = rng.random(len(names)) < 0.45
+            present[rng.integers(len(names))] |= not present.any()
+            pixels = np.clip(rng.normal(128, 30, (32, 32, 3)), 0, 255)
+            for c in np.flatnonzero(present):
+                y, x = rng.integers(0, 20, 2)
+                pixels[y : y + 12, x : x + 12] = CLASS_COLOURS[names[c]]
+            file = f"my images/{split} {i:03d}.png"
+            write_image(root / file, pixels.astype(np.uint8))
+            rows.append(f"{file},{'|'.join(names[c] for c in np.flatnonzero(present))},{split}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root / "labels.csv"
+
+
 def tiny_classifier(
     num_classes: int = 3, batchnorm: str = "frozen", weights: str = "", seed: int = 0
 ):
@@ -216,16 +237,19 @@ def tiny_config(**changes):
 
 
 def write_records(path, items):
-    """Writes tf.train.Example records: items of (encoded bytes, label id, text or None)."""
+    """Writes tf.train.Example records: items of (encoded bytes, label id, text or None); a
+    list of ids (and of texts) writes a multi-label record."""
     with tf.io.TFRecordWriter(str(path)) as writer:
         for encoded, label, text in items:
+            ids = label if isinstance(label, list) else [label]
             feature = {
                 "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
-                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=ids)),
             }
             if text is not None:
+                texts = text if isinstance(text, list) else [text]
                 feature["image/class/text"] = tf.train.Feature(
-                    bytes_list=tf.train.BytesList(value=[text.encode()])
+                    bytes_list=tf.train.BytesList(value=[t.encode() for t in texts])
                 )
             example = tf.train.Example(features=tf.train.Features(feature=feature))
             writer.write(example.SerializeToString())

@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import ml_collections
+import numpy as np
 
 from sft_tf.data import examples as examples_lib
 from sft_tf.errors import UserError
 from sft_tf.evaluation import metrics as metrics_lib
+from sft_tf.evaluation import multilabel as multilabel_lib
 from sft_tf.files import write_json_atomic
 from sft_tf.serving import export
 from sft_tf.serving import predict as predict_lib
@@ -28,18 +30,31 @@ def evaluate_workdir(workdir: str | Path) -> dict:
     history_path = Path(workdir) / "history.json"
     history = json.loads(history_path.read_text()) if history_path.is_file() else None
     p1, p2 = config.phase1, config.phase2
+    thresholds = saved_metrics(workdir).get("thresholds")  # multi-label runs
     metrics = write_report(
-        model, config, test, Path(workdir) / "report", history, p1.epochs if p2.epochs else None
+        model,
+        config,
+        test,
+        Path(workdir) / "report",
+        history,
+        p1.epochs if p2.epochs else None,
+        thresholds=None if thresholds is None else np.asarray(list(thresholds.values())),
     )
     write_json_atomic(Path(workdir) / "evaluation.json", metrics)
     return metrics
 
 
 def evaluate_export(export_dir: str | Path, config: ml_collections.ConfigDict) -> dict:
-    """Evaluates an exported SavedModel (its serving_images signature) on config.data.test."""
+    """Evaluates an exported SavedModel (its serving_images signature) on config.data.test.
+
+    The export's manifest says whether it is multi-label (the test labels are then read as
+    sets, whatever config.data.multi_label says) and holds its thresholds.
+    """
     serve = predict_lib.load_signature(export_dir, "serving_images")
+    manifest = export.read_manifest(export_dir)
+    multi_label = bool(manifest.get("multi_label"))
     d = config.data
-    test = load_split(d.test, "config.data.test", d.classes, "config.data.classes", d.tfds_data_dir)
+    test = load_split(d.test, "config.data.test", d.classes, "config.data.classes", d, multi_label)
     if test is None:
         raise UserError("config.data.test is empty; set it to evaluate")
     test = screen_splits({"test": test}, d.on_bad_image, d.max_image_pixels)["test"]
@@ -50,6 +65,11 @@ def evaluate_export(export_dir: str | Path, config: ml_collections.ConfigDict) -
         lambda images: serve(images=images)["probabilities"].numpy(),
         make_dataset(config, test, training=False, one_hot=False),
     )
+    if multi_label:
+        thresholds = np.asarray([manifest["thresholds"][name] for name in test.class_names])
+        return multilabel_lib.multilabel_metrics(
+            probabilities, labels, list(test.class_names), thresholds
+        )
     return metrics_lib.classification_metrics(
         probabilities, labels, list(test.class_names), top_k=config.export.top_k
     )

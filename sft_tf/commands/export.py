@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from sft_tf.data import examples as examples_lib
 from sft_tf.errors import UserError
 from sft_tf.lock import WorkdirLock
@@ -35,10 +37,20 @@ def _export_workdir(workdir: str | Path) -> Path:
             "config.export.dir is empty in this workdir's config.json; nothing to export to"
         )
     metrics = saved_metrics(workdir)
+    validation = None
     try:  # real images for the parity check when the data is still there
         train, validation, test = load_target_splits(config)
         check = examples_lib.encoded_samples(validation or test or train, 8)
     except UserError as e:
         say(f"Data unavailable ({e}); checking the export on synthetic images")
         check = []
-    return export_model(config, served(model, metrics), class_names, check, metrics)
+    thresholds = None
+    if config.data.multi_label:
+        # A finished run's thresholds; an interrupted one's are tuned now (0.5 without data).
+        saved = metrics.get("thresholds")
+        thresholds = (
+            np.asarray([saved[name] for name in class_names], np.float32)
+            if saved
+            else outcome.tune_thresholds(model, config, validation)
+        )
+    return export_model(config, served(model, metrics), class_names, check, metrics, thresholds)

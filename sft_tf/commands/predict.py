@@ -50,6 +50,9 @@ def print_predictions(results: list[dict], as_json: bool) -> None:
         width = max(len(r["file"]) for r in good)
         for r in good:
             ranked = "  ".join(f"{c} {s:.3f}" for c, s in zip(r["classes"], r["scores"]))
+            if "labels" in r:  # multi-label: the labels predicted present, else "(none)"
+                present = "  ".join(f"{c} {p:.3f}" for c, p in r["labels"].items())
+                ranked = f"labels: {present or '(none)'}"
             print(f"{r['file']:<{width}}  {ranked}")
     sys.stdout.flush()
     for r in results:

@@ -64,7 +64,9 @@ def _pretrain(config: ml_collections.ConfigDict, workdir: Path, lock: WorkdirLoc
     # --- Model: everything trains, BatchNorm included ------------------------------------------
     p = config.pretrain
     with strategy.scope():
-        model = recipe.build_model(config, len(train.class_names), weights="", batchnorm="train")
+        model = recipe.build_model(
+            config, len(train.class_names), weights="", batchnorm="train", multi_label=False
+        )
         unfreeze.unfreeze_top_blocks(
             classifier.get_base(model), config.model.backbone, -1, train_batchnorm=True
         )
@@ -104,11 +106,12 @@ def _saved_backbone(weights_path: Path, key: str) -> dict | None:
 def _source_splits(config: ml_collections.ConfigDict):
     """`config.pretrain`'s train and test splits, listed, checked and screened."""
     p, d = config.pretrain, config.data
+    # The source task is single-label whatever the target task is.
     train = inputs.load_split(
-        p.train, "config.pretrain.train", p.classes, "config.pretrain.classes", d.tfds_data_dir
+        p.train, "config.pretrain.train", p.classes, "config.pretrain.classes", d, False
     )
     test = inputs.load_split(
-        p.test, "config.pretrain.test", p.classes, "config.pretrain.classes", d.tfds_data_dir
+        p.test, "config.pretrain.test", p.classes, "config.pretrain.classes", d, False
     )
     if test is not None:
         examples_lib.check_same_classes(train.class_names, test, "config.pretrain.test")

@@ -70,8 +70,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     # Dataset specs: "folder:PATH" (one sub-folder per class), "tfds:NAME[:SPLIT]" (TFDS slicing,
     # e.g. tfds:tf_flowers:train[:80%]), "tfrecord:GLOB" (tf.train.Example with image/encoded,
-    # image/class/label, optional image/class/text) or "fashion_mnist:SPLIT[:DIR]" (SPLIT is
-    # train or test; DIR holds the IDX files, default: Debian's then Keras's location).
+    # image/class/label, optional image/class/text), "csv:PATH[:SPLIT]" (a CSV with a header
+    # row: image path and label columns, paths relative to the CSV's folder; with :SPLIT only
+    # the rows whose split column holds SPLIT) or "fashion_mnist:SPLIT[:DIR]" (SPLIT is train or
+    # test; DIR holds the IDX files, default: Debian's then Keras's location).
     c.data.train = ""
     # Optional; "" means no validation during training. "split:FRACTION" (e.g. split:0.1) holds
     # out that share of each training class, seeded by config.seed.
@@ -98,6 +100,17 @@ def base_config() -> ml_collections.ConfigDict:
     # at random: rare classes' images repeat more often); an epoch stays len(train) // batch
     # steps. Use either this or class_weighting, not both.
     c.data.resample = "none"
+    # Multi-label classification: every image has a set of labels (none, one or several), one
+    # sigmoid output per label, binary cross-entropy, a threshold per label tuned on validation.
+    # Labels come from csv: specs (split on label_delimiter) or tfrecord: specs (several
+    # image/class/label ids per record); class folders cannot express it.
+    c.data.multi_label = False
+    c.data.label_delimiter = "|"
+    # The columns of csv: specs: image path, label (class name; multi-label: names joined by
+    # label_delimiter) and split (only read for csv:PATH:SPLIT).
+    c.data.csv_image_column = "image"
+    c.data.csv_label_column = "label"
+    c.data.csv_split_column = "split"
     # TFDS data dir for tfds: specs, local or gs:// ("" is TFDS's default, ~/tensorflow_datasets).
     c.data.tfds_data_dir = ""
     # How images become image_size squares (training and the export alike): "resize" stretches,

@@ -68,6 +68,7 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
         )
     _check_model(config.model, command)
     _check_data(config.data, command)
+    _check_labels(config)
     _check_phases(config, command)
     if command == "pretrain":
         _check_pretrain(config.pretrain)
@@ -140,6 +141,35 @@ def _check_data(d: ml_collections.ConfigDict, command: str) -> None:
         _fail(
             f"config.data.max_image_pixels={d.max_image_pixels} must be >= 1 (default "
             f"{scan_lib.DEFAULT_MAX_IMAGE_PIXELS}, ~90 megapixels)"
+        )
+
+
+def _check_labels(config: ml_collections.ConfigDict) -> None:
+    """The label format: CSV columns, and what multi-label data can and cannot go with."""
+    d = config.data
+    for column in ("csv_image_column", "csv_label_column", "csv_split_column"):
+        if not d[column].strip():
+            _fail(f"config.data.{column} is empty; name a column of the CSV header")
+    if not d.multi_label:
+        return
+    if not d.label_delimiter:
+        _fail("config.data.label_delimiter is empty; labels in one CSV cell need a separator")
+    for name in ("train", "validation", "test"):
+        kind = d[name].partition(":")[0]
+        if d[name] and kind not in ("csv", "tfrecord", "split"):
+            _fail(
+                f"config.data.{name}={d[name]!r}: config.data.multi_label=true needs csv: or "
+                f"tfrecord: data (a {kind}: source has one class per image)"
+            )
+    if d.resample != "none":
+        _fail(
+            f"config.data.resample={d.resample!r} draws one class at a time, which multi-label "
+            "data does not have; use config.data.class_weighting=balanced (per-label weights)"
+        )
+    if config.export.calibrate:
+        _fail(
+            "config.export.calibrate=true scales a softmax; a multi-label model's per-label "
+            "thresholds are tuned on validation instead: set it to false"
         )
 
 

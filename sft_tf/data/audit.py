@@ -30,10 +30,7 @@ def _duplicate_groups(
     for i in np.flatnonzero(scan.ok):
         groups.setdefault(int(scan.digest[i]), []).append(int(i))
     return [
-        [
-            {"where": examples.where(i), "class": examples.class_names[examples.labels[i]]}
-            for i in members
-        ]
+        [{"where": examples.where(i), "class": examples.label_names(i)} for i in members]
         for members in groups.values()
         if len(members) > 1
     ]
@@ -42,11 +39,12 @@ def _duplicate_groups(
 def split_summary(examples: examples_lib.Examples, scan: scan_lib.ImageScan) -> dict:
     """The audit of one split (JSON-able)."""
     ok = scan.ok
-    counts = np.bincount(examples.labels[ok], minlength=len(examples.class_names))
+    counts = examples.take(np.flatnonzero(ok)).counts()
     duplicates = _duplicate_groups(examples, scan)
     nonzero = counts[counts > 0]
     return {
         "origin": examples.origin,
+        "multi_label": examples.multi_label,
         "examples": len(examples),
         "decodable": int(ok.sum()),
         "per_class": dict(zip(examples.class_names, counts.tolist())),
@@ -114,11 +112,13 @@ def problems(report: dict) -> list[str]:
     """What makes the data unfit to train or to score on: empty class, one class, leakage."""
     found = []
     for name, s in report["splits"].items():
-        if s["empty_classes"]:
+        # A multi-label test set may lack a rare label (its scores then say so); training on a
+        # label with no positive example cannot work.
+        if s["empty_classes"] and (name == "train" or not s.get("multi_label")):
             found.append(
                 f"{name}: no decodable images for class(es) {s['empty_classes']} ({s['origin']})"
             )
-        if name == "train" and len(s["per_class"]) < 2:
+        if name == "train" and len(s["per_class"]) < 2 and not s.get("multi_label"):
             found.append(
                 f"train: only one class {list(s['per_class'])} ({s['origin']}); a classifier "
                 "needs two or more"

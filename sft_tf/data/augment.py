@@ -170,7 +170,7 @@ def finish_batch(
 
     Args:
       images: uint8 [B, H, W, 3] (or any batch of model inputs when there is no mixer).
-      labels: int [B].
+      labels: int [B] class ids, or multi-hot [B, C] (multi-label: used as they are).
       num_classes: width of the one-hot labels.
       weights: per-class weights (None: no sample weights).
       mixer: from `build_mixer`, or None.
@@ -179,7 +179,10 @@ def finish_batch(
       (images, float32 labels [B, C]) or (images, labels, float32 sample weights [B]). A mixed
       example's weight is its labels' mixture of the two classes' weights.
     """
-    one_hot = tf.one_hot(labels, num_classes, dtype=tf.float32)
+    if labels.shape.rank == 2:
+        one_hot = tf.cast(labels, tf.float32)
+    else:
+        one_hot = tf.one_hot(labels, num_classes, dtype=tf.float32)
     if mixer is not None:
         mixed, one_hot = mixer(tf.cast(images, tf.float32), one_hot)
         # Back to the pipeline's uint8 pixels (rounding moves a pixel by at most half a level).

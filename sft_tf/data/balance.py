@@ -16,9 +16,17 @@ RESAMPLING = ("none", "balanced")
 
 
 def class_weights(
-    text: str, class_names: Sequence[str], counts: np.ndarray, field: str = "class_weighting"
+    text: str,
+    class_names: Sequence[str],
+    counts: np.ndarray,
+    field: str = "class_weighting",
+    examples: int | None = None,
 ) -> np.ndarray | None:
     """Per-class loss weights from `data.class_weighting`, or None for "none".
+
+    Multi-label data (`examples` given: the number of training examples) gets per-label weights
+    of the positive targets instead: "balanced" is negatives / positives of each label, so a
+    label's positives carry as much loss as its negatives.
 
     Args:
       text: "none"; "balanced" (n / (classes * n_c): every class carries the same total weight
@@ -31,6 +39,9 @@ def class_weights(
     text = text.strip()
     if text in ("", "none"):
         return None
+    if text == "balanced" and examples is not None:
+        positives = np.maximum(np.asarray(counts, np.float64), 1)
+        return ((examples - positives) / positives).clip(min=1e-3).astype(np.float32)
     if text == "balanced":
         counts = np.asarray(counts, np.float64)
         return (counts.sum() / (len(counts) * np.maximum(counts, 1))).astype(np.float32)

@@ -64,7 +64,8 @@ class Examples:
 
     Attributes:
       class_names: names of labels 0..n-1.
-      labels: int32 [N].
+      labels: int32 [N] class ids, or for multi-label data uint8 [N, C] multi-hot rows (1 where
+        the example shows that label).
       paths: str [N] for file sources, else None.
       pixels: uint8 [N, H, W, C] for in-memory sources, else None.
       origin: the spec it came from, for messages.
@@ -102,9 +103,28 @@ class Examples:
             positions=None if self.positions is None else self.positions[indices],
         )
 
+    @property
+    def multi_label(self) -> bool:
+        """True when every example has a set of labels (multi-hot rows), not one class."""
+        return np.ndim(self.labels) == 2
+
+    def has(self, label: int) -> np.ndarray:
+        """Boolean [N]: which examples carry `label`."""
+        if self.multi_label:
+            return self.labels[:, label] > 0
+        return self.labels == label
+
     def counts(self) -> np.ndarray:
-        """Examples per class, int [num_classes]."""
+        """Examples per class (multi-label: positives per label), int [num_classes]."""
+        if self.multi_label:
+            return self.labels.sum(0, dtype=np.int64)
         return np.bincount(self.labels, minlength=len(self.class_names))
+
+    def label_names(self, index: int) -> str:
+        """The label(s) of example `index` as text: its class, or its labels joined by |."""
+        if self.multi_label:
+            return "|".join(self.class_names[c] for c in np.flatnonzero(self.labels[index]))
+        return self.class_names[self.labels[index]]
 
     def where(self, index: int) -> str:
         """Where example `index` comes from: its path, record location, or spec and index."""
@@ -146,18 +166,24 @@ def holdout(train: Examples, fraction: float, seed: int) -> tuple[Examples, Exam
 
     Args:
       train: the training examples.
-      fraction: share of each class held out (at least one example of a class with two).
+      fraction: share of each class held out (at least one example of a class with two);
+        multi-label data: share of all examples.
       seed: the run's seed.
 
     Returns:
       (remaining training examples, held-out validation examples); no example is in both.
     """
     rng = np.random.default_rng(seed)
-    held = []
-    for label in range(len(train.class_names)):
-        members = np.flatnonzero(train.labels == label)
-        count = min(len(members) - 1, max(1, round(fraction * len(members))))
-        held.append(rng.permutation(members)[: max(count, 0)])
+    if train.multi_label:
+        # Label sets do not partition the examples: a seeded share of all of them.
+        count = min(len(train) - 1, max(1, round(fraction * len(train))))
+        held = [rng.permutation(len(train))[:count]]
+    else:
+        held = []
+        for label in range(len(train.class_names)):
+            members = np.flatnonzero(train.has(label))
+            count = min(len(members) - 1, max(1, round(fraction * len(members))))
+            held.append(rng.permutation(members)[: max(count, 0)])
     held_out = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
     keep = np.setdiff1d(np.arange(len(train)), held_out)
     validation = dataclasses.replace(
@@ -193,6 +219,15 @@ def select_classes(examples: Examples, classes: Sequence[str], field: str) -> Ex
             )
     if len(set(ids)) != len(ids):
         raise UserError(f"{field}: a class is listed twice in {','.join(classes)}")
+    if examples.multi_label:
+        # The listed labels' columns; examples showing none of them go.
+        columns = examples.labels[:, ids]
+        subset = examples.take(np.flatnonzero(columns.any(-1)))
+        return dataclasses.replace(
+            subset,
+            class_names=tuple(examples.class_names[i] for i in ids),
+            labels=subset.labels[:, ids],
+        )
     remap = np.full(len(examples.class_names), -1, np.int32)
     remap[ids] = np.arange(len(ids), dtype=np.int32)
     keep = np.flatnonzero(remap[examples.labels] >= 0)
@@ -205,15 +240,32 @@ def select_classes(examples: Examples, classes: Sequence[str], field: str) -> Ex
 
 
 def sample_per_class(examples: Examples, per_class: int | None, seed: int) -> Examples:
-    """Seeded few-shot sampling: up to `per_class` examples of each class (None keeps all)."""
+    """Seeded few-shot sampling: up to `per_class` examples of each class (None keeps all).
+
+    Multi-label data: labels are visited rarest first and examples added until each label has
+    `per_class` positives among those kept (or all it has); an example kept for one label
+    counts for every label it shows.
+    """
     if per_class is None:
         return examples
     rng = np.random.default_rng(seed)
+    if examples.multi_label:
+        return examples.take(_sample_per_label(examples, per_class, rng))
     keep = []
     for label in range(len(examples.class_names)):
         members = np.flatnonzero(examples.labels == label)
         keep.append(rng.permutation(members)[:per_class])
     return examples.take(np.sort(np.concatenate(keep)))
+
+
+def _sample_per_label(examples: Examples, per_label: int, rng: np.random.Generator) -> np.ndarray:
+    chosen = np.zeros(len(examples), bool)
+    for label in np.argsort(examples.counts(), kind="stable"):
+        members = rng.permutation(np.flatnonzero(examples.has(label)))
+        missing = per_label - int(chosen[members].sum())
+        if missing > 0:
+            chosen[members[~chosen[members]][:missing]] = True
+    return np.flatnonzero(chosen)
 
 
 def check_same_classes(

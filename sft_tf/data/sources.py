@@ -1,15 +1,17 @@
-"""Dataset specs -> `Examples`: class folders, TFDS, TFRecord files and the Fashion-MNIST IDX
-files. Nothing is decoded here.
+"""Dataset specs -> `Examples`: class folders, TFDS, TFRecord files, CSV files and the
+Fashion-MNIST IDX files. Nothing is decoded here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from sft_tf.data.csv_source import CsvColumns, load_csv
 from sft_tf.data.examples import (
     TFRECORD_LABEL,
     TFRECORD_TEXT,
@@ -43,7 +45,29 @@ FASHION_MNIST_DIRS = (
 )
 
 
-def load_examples(spec: str, field: str = "spec", tfds_data_dir: str = "") -> Examples:
+@dataclasses.dataclass(frozen=True)
+class ReadOptions:
+    """How specs are read, from `config.data`.
+
+    Attributes:
+      tfds_data_dir: TFDS data dir, local or gs:// ("" for TFDS's default).
+      multi_label: labels are sets (multi-hot rows): csv: and tfrecord: sources only.
+      label_delimiter: separates the labels of one CSV cell (multi-label).
+      csv_columns: the column names of csv: sources.
+    """
+
+    tfds_data_dir: str = ""
+    multi_label: bool = False
+    label_delimiter: str = "|"
+    csv_columns: CsvColumns = dataclasses.field(default_factory=CsvColumns)
+
+
+MULTI_LABEL_KINDS = ("csv", "tfrecord")
+
+
+def load_examples(
+    spec: str, field: str = "spec", tfds_data_dir: str = "", options: ReadOptions | None = None
+) -> Examples:
     """Lists a split's examples (no image is decoded here).
 
     Prints what the listing left out (`Examples.notes`), so that no file is dropped silently.
@@ -51,22 +75,42 @@ def load_examples(spec: str, field: str = "spec", tfds_data_dir: str = "") -> Ex
     Args:
       spec: a dataset spec string (not split:, which `holdout` resolves).
       field: the config field it came from, for error messages.
-      tfds_data_dir: TFDS data dir, local or gs:// ("" for TFDS's default).
+      tfds_data_dir: TFDS data dir, local or gs:// ("" for TFDS's default), when no `options`.
+      options: how to read it (default: single-label, default CSV columns).
 
     Raises:
       UserError: the data cannot be found or listed, or has no classes or an empty class.
     """
+    options = options or ReadOptions(tfds_data_dir=tfds_data_dir)
     parsed = parse_spec(spec, field)
+    if options.multi_label and parsed.kind not in MULTI_LABEL_KINDS:
+        raise UserError(
+            f"{field}={spec!r}: config.data.multi_label=true needs labels that can be sets; a "
+            f"{parsed.kind}: source has one class per image. Use a csv: file (labels joined by "
+            f"{options.label_delimiter!r}) or tfrecord: records with several image/class/label ids"
+        )
+    if parsed.kind == "csv":
+        examples = load_csv(
+            parsed.path,
+            parsed.split,
+            spec,
+            field,
+            options.csv_columns,
+            options.multi_label,
+            options.label_delimiter,
+        )
+        return check_class_names(examples, field)
     if parsed.kind == "folder":
         examples = check_class_names(load_folder(parsed.path, spec, field), field)
         for note in examples.notes:
             say(note)
         return examples
     if parsed.kind == "tfds":
-        examples = _load_tfds(parsed.path, parsed.split, tfds_data_dir, spec, field)
+        examples = _load_tfds(parsed.path, parsed.split, options.tfds_data_dir, spec, field)
         return check_class_names(examples, field)
     if parsed.kind == "tfrecord":
-        return check_class_names(_load_tfrecord(parsed.path, spec, field), field)
+        examples = _load_tfrecord(parsed.path, spec, field, options.multi_label)
+        return check_class_names(examples, field)
     if parsed.kind == "split":
         raise UserError(f"{field}={spec!r}: split:FRACTION is only for config.data.validation")
     return _load_fashion_mnist(parsed.split, parsed.path, spec, field)
@@ -130,44 +174,71 @@ def _load_tfds(name: str, split: str, data_dir: str, spec: str, field: str) -> E
     )
 
 
-def _load_tfrecord(pattern: str, spec: str, field: str) -> Examples:
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
-        raise UserError(f"{field}={spec!r}: no files match {pattern}")
-    features = {
-        TFRECORD_LABEL: tf.io.FixedLenFeature([], tf.int64),
-        TFRECORD_TEXT: tf.io.FixedLenFeature([], tf.string, default_value=""),
-    }
+def _read_tfrecord_labels(files, multi_label: bool, spec: str, field: str):
+    """Every record's label ids and texts (lists per record when multi-label), and the number
+    of records per file. Only the label fields are parsed; image bytes wait for training."""
+    if multi_label:
+        features = {
+            TFRECORD_LABEL: tf.io.VarLenFeature(tf.int64),
+            TFRECORD_TEXT: tf.io.VarLenFeature(tf.string),
+        }
+    else:
+        features = {
+            TFRECORD_LABEL: tf.io.FixedLenFeature([], tf.int64),
+            TFRECORD_TEXT: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        }
     ids, texts, counts = [], [], []
     for path in files:
-        # Only the label fields are parsed; the image bytes are skipped until training.
-        ds = tf.data.TFRecordDataset(path).batch(4096)
         before = len(ids)
         try:
-            for batch in ds.map(lambda r: tf.io.parse_example(r, features)):
-                ids += batch[TFRECORD_LABEL].numpy().tolist()
-                texts += [t.decode("utf-8", "replace") for t in batch[TFRECORD_TEXT].numpy()]
-        except tf.errors.OpError as e:
+            for record in tf.data.TFRecordDataset(path).batch(4096):
+                batch = tf.io.parse_example(record, features)
+                label, text = batch[TFRECORD_LABEL], batch[TFRECORD_TEXT]
+                if multi_label:
+                    ids += [row.tolist() for row in tf.sparse.to_dense(label, -1).numpy()]
+                    texts += [
+                        [t.decode("utf-8", "replace") for t in row if t]
+                        for row in tf.sparse.to_dense(text, b"").numpy()
+                    ]
+                else:
+                    ids += [[i] for i in label.numpy().tolist()]
+                    texts += [[t.decode("utf-8", "replace")] for t in text.numpy()]
+        except (tf.errors.OpError, ValueError) as e:
             raise UserError(
                 f"{field}={spec!r}: {path} is not a TFRecord file of tf.train.Example with "
                 f"{TFRECORD_LABEL} ({str(e).splitlines()[0][:200]})"
             ) from e
         counts.append(len(ids) - before)
+    return [[i for i in row if i >= 0] for row in ids], texts, counts
+
+
+def _load_tfrecord(pattern: str, spec: str, field: str, multi_label: bool = False) -> Examples:
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise UserError(f"{field}={spec!r}: no files match {pattern}")
+    ids, texts, counts = _read_tfrecord_labels(files, multi_label, spec, field)
     if not ids:
         raise UserError(f"{field}={spec!r}: the files matching {pattern} hold no records")
     # Class ids are whatever the writer used (0-based, 1-based, sparse): sorted, they become
     # labels 0..n-1, named by their text when the records carry one.
     names: dict[int, str] = {}
-    for label_id, text in zip(ids, texts):
-        name = text or str(label_id)
-        if names.setdefault(label_id, name) != name:
-            raise UserError(
-                f"{field}={spec!r}: label {label_id} is named both {names[label_id]!r} and "
-                f"{name!r} in {TFRECORD_TEXT}; fix the records"
-            )
+    for row_ids, row_texts in zip(ids, texts):
+        for j, label_id in enumerate(row_ids):
+            text = row_texts[j] if j < len(row_texts) else ""
+            name = text or str(label_id)
+            if names.setdefault(label_id, name) != name:
+                raise UserError(
+                    f"{field}={spec!r}: label {label_id} is named both {names[label_id]!r} and "
+                    f"{name!r} in {TFRECORD_TEXT}; fix the records"
+                )
     order = sorted(names)
     remap = {label_id: i for i, label_id in enumerate(order)}
-    labels = np.asarray([remap[i] for i in ids], np.int32)
+    if multi_label:
+        labels = np.zeros((len(ids), len(order)), np.uint8)
+        for row, row_ids in enumerate(ids):
+            labels[row, [remap[i] for i in row_ids]] = 1
+    else:
+        labels = np.asarray([remap[row[0]] for row in ids], np.int32)
     return Examples(
         class_names=tuple(names[i] for i in order),
         labels=labels,

@@ -1,4 +1,4 @@
-"""Dataset spec strings (`folder:PATH`, `tfds:NAME[:SPLIT]`, `tfrecord:GLOB`,
+"""Dataset spec strings (`folder:PATH`, `tfds:NAME[:SPLIT]`, `tfrecord:GLOB`, `csv:PATH[:SPLIT]`,
 `fashion_mnist:SPLIT[:DIR]`, `split:FRACTION`), parsed and checked before anything is read.
 """
 
@@ -9,10 +9,13 @@ import os
 
 from sft_tf.errors import UserError
 
-SPEC_KINDS = ("folder", "tfds", "tfrecord", "fashion_mnist", "split")
+SPEC_KINDS = ("folder", "tfds", "tfrecord", "csv", "fashion_mnist", "split")
 
 
-SPEC_HELP = "folder:PATH, tfds:NAME[:SPLIT], tfrecord:GLOB, fashion_mnist:train|test[:DIR]"
+SPEC_HELP = (
+    "folder:PATH, tfds:NAME[:SPLIT], tfrecord:GLOB, csv:PATH[:SPLIT], "
+    "fashion_mnist:train|test[:DIR]"
+)
 
 
 FASHION_MNIST_FILES = {
@@ -27,8 +30,9 @@ class Spec:
 
     Attributes:
       kind: one of SPEC_KINDS.
-      path: folder, TFDS dataset name, TFRecord glob or Fashion-MNIST directory.
-      split: TFDS split (with slicing), Fashion-MNIST split, or the hold-out fraction.
+      path: folder, TFDS dataset name, TFRecord glob, CSV file or Fashion-MNIST directory.
+      split: TFDS split (with slicing), the CSV's split value ("" for every row), Fashion-MNIST
+        split, or the hold-out fraction.
     """
 
     kind: str
@@ -58,6 +62,9 @@ def parse_spec(spec: str, field: str = "spec") -> Spec:
     if kind in ("folder", "tfrecord"):
         # The shell leaves ~ alone inside --config.data.train=folder:~/x; expand it here, once.
         return Spec(kind, os.path.expanduser(rest))
+    if kind == "csv":
+        path, split = _csv_path_and_split(rest)
+        return Spec("csv", os.path.expanduser(path), split)
     if kind == "tfds":
         # Split on the first colon only: TFDS slicing ("train[:80%]") has colons of its own.
         name, _, split = rest.partition(":")
@@ -77,3 +84,12 @@ def parse_spec(spec: str, field: str = "spec") -> Spec:
     if split not in FASHION_MNIST_FILES:
         raise UserError(f"{field}={spec!r}: Fashion-MNIST split must be 'train' or 'test'")
     return Spec("fashion_mnist", os.path.expanduser(directory), split)
+
+
+def _csv_path_and_split(rest: str) -> tuple[str, str]:
+    """PATH[:SPLIT] -> (PATH, SPLIT): the last colon starts a split value unless what follows it
+    holds a slash (gs://bucket/labels.csv has a colon of its own) or nothing precedes it."""
+    path, sep, split = rest.rpartition(":")
+    if not sep or not path or "/" in split:
+        return rest, ""
+    return path, split

@@ -82,10 +82,12 @@ def plot_confidently_wrong(
     return _save(fig, path)
 
 
-def plot_curves(history: dict, phase_switch: int | None, path: Path) -> str:
+def plot_curves(
+    history: dict, phase_switch: int | None, path: Path, metrics=("loss", "accuracy")
+) -> str:
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4))
+    for ax, metric in zip(axes, metrics):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = history.get(prefix + metric)
             if values:

@@ -86,6 +86,7 @@ def build_classifier(
     batchnorm: str = "frozen",
     alpha: float | None = None,
     head_init: str = "default",
+    multi_label: bool = False,
 ) -> keras.Model:
     """Builds the fine-tuning model with a frozen base.
 
@@ -101,6 +102,7 @@ def build_classifier(
         use batch statistics (Keras runs BN with trainable=False in inference mode anyway).
       alpha: width multiplier for the MobileNet families.
       head_init: "default" (Glorot) or "zeros" (every class starts at 1/C).
+      multi_label: one independent sigmoid per label instead of a softmax over the classes.
 
     Returns:
       A keras.Model from uint8 [B, S, S, 3] to float32 probabilities [B, num_classes].
@@ -136,7 +138,7 @@ def build_classifier(
     # float32 output even under mixed precision: softmax in half precision loses the tails.
     outputs = keras.layers.Dense(
         num_classes,
-        activation="softmax",
+        activation="sigmoid" if multi_label else "softmax",
         dtype="float32",
         name=HEAD_LAYER,
         kernel_initializer="zeros" if head_init == "zeros" else "glorot_uniform",

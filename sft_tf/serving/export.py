@@ -10,7 +10,9 @@ Signatures (dynamic batch dimension):
   serving_images      images: uint8 [None, None, None, 3]   pixels of any size
   serving_tf_example  examples: string [None]   serialized tf.train.Example, image/encoded
 each returning probabilities [None, C] float32, classes [None, k] string (top-k class names),
-class_ids [None, k] int32 and scores [None, k] float32.
+class_ids [None, k] int32 and scores [None, k] float32. A multi-label model's probabilities are
+independent sigmoids, and it also returns predicted [None, C] int32: 1 where a label's
+probability reaches that label's threshold (tuned on validation, listed in the manifest).
 
 Inside each version: assets/labels.txt (class names, a SavedModel asset), assets.extra/
 sft_tf.json (the manifest: what was trained and how well) and assets.extra/
@@ -54,14 +56,17 @@ def versions(model_root: str | Path) -> list[int]:
     return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def _serving_outputs(probabilities: tf.Tensor, class_names, top_k: int) -> dict:
+def _serving_outputs(probabilities: tf.Tensor, class_names, top_k: int, thresholds) -> dict:
     scores, ids = tf.math.top_k(probabilities, k=top_k)
-    return {
+    outputs = {
         "probabilities": probabilities,
         "classes": class_names.lookup(tf.cast(ids, tf.int64)),
         "class_ids": tf.cast(ids, tf.int32),
         "scores": scores,
     }
+    if thresholds is not None:
+        outputs["predicted"] = tf.cast(probabilities >= thresholds, tf.int32)
+    return outputs
 
 
 def _build_archive(
@@ -71,6 +76,7 @@ def _build_archive(
     top_k: int,
     labels_path: str,
     resize_method: str = "resize",
+    thresholds: Sequence[float] | None = None,
 ) -> keras.export.ExportArchive:
     # Line i of labels.txt names class i. The file becomes a SavedModel asset
     # (<version>/assets/labels.txt), so the served names and the file cannot disagree.
@@ -85,10 +91,11 @@ def _build_archive(
         default_value="",
     )
     k = min(top_k, len(class_names))
+    cut = None if thresholds is None else tf.constant(thresholds, tf.float32)
 
     def from_pixels(images):
         return _serving_outputs(
-            model(decode.resize(images, image_size, resize_method), training=False), names, k
+            model(decode.resize(images, image_size, resize_method), training=False), names, k, cut
         )
 
     def from_bytes(image_bytes):
@@ -98,7 +105,7 @@ def _build_archive(
             image_bytes,
             fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
         )
-        return _serving_outputs(model(images, training=False), names, k)
+        return _serving_outputs(model(images, training=False), names, k, cut)
 
     def from_examples(examples):
         features = tf.io.parse_example(examples, {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
@@ -210,12 +217,19 @@ def prune_versions(model_root: str | Path, keep: int) -> list[int]:
 
 
 def _manifest(
-    described: dict | None, class_names, image_size, resize_method, top_k, tflite, worst
+    described: dict | None, class_names, image_size, resize_method, top_k, tflite, worst, thresholds
 ) -> dict:
     """assets.extra/sft_tf.json: what the caller described, and what the export itself is."""
     return {
         **(described or {}),
         "class_names": list(class_names),
+        "multi_label": thresholds is not None,
+        # Multi-label only: label name -> the probability from which `predicted` is 1.
+        "thresholds": (
+            None
+            if thresholds is None
+            else {name: round(float(t), 4) for name, t in zip(class_names, thresholds)}
+        ),
         "image_size": image_size,
         "resize_method": resize_method,
         "input_dtype": "uint8 pixels 0..255; preprocessing is inside the model",
@@ -244,6 +258,7 @@ def export_for_serving(
     tflite: str = "",
     resize_method: str = "resize",
     allow_class_change: bool = False,
+    thresholds: Sequence[float] | None = None,
 ) -> Path:
     """Writes the next version of a SavedModel for TF Serving, verified before it appears.
 
@@ -262,6 +277,8 @@ def export_for_serving(
         (model.tflite and labels.txt), checked against the model like the SavedModel.
       allow_class_change: publish even if the newest version has other class names (see
         `check_class_change`).
+      thresholds: a multi-label model's per-label thresholds: adds the `predicted` output
+        (None: a single-label model).
 
     Returns:
       The published version folder.
@@ -284,7 +301,7 @@ def export_for_serving(
             labels = Path(tmp) / "labels.txt"
             labels.write_text("\n".join(class_names) + "\n")
             archive = _build_archive(
-                model, class_names, image_size, top_k, str(labels), resize_method
+                model, class_names, image_size, top_k, str(labels), resize_method, thresholds
             )
             archive.write_out(str(staging), verbose=False)
         extra = staging / "assets.extra"
@@ -297,7 +314,9 @@ def export_for_serving(
             write_tflite(
                 model, staging / TFLITE_DIR, class_names, image_size, encoded, tflite, resize_method
             )
-        info = _manifest(manifest, class_names, image_size, resize_method, top_k, tflite, worst)
+        info = _manifest(
+            manifest, class_names, image_size, resize_method, top_k, tflite, worst, thresholds
+        )
         (staging / MANIFEST_FILE).write_text(json.dumps(info, indent=2) + "\n")
         while True:
             version = (versions(root) or [0])[-1] + 1

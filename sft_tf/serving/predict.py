@@ -7,9 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from sft_tf.errors import UserError
+from sft_tf.serving.layout import LABELS_FILE
 
 
 def load_signature(export_dir: str | Path, name: str = "serving_default"):
@@ -89,7 +91,8 @@ def predict_files(export_dir: str | Path, paths: Sequence[str]) -> list[dict]:
     Returns:
       In the order given, dicts with "file" and either "classes" and "scores" (top-k) or
       "error" (one line: "empty file", "cannot read: ...", "not an image ..."); a folder with
-      no files is one result with an error.
+      no files is one result with an error. A multi-label export's results also have
+      "labels": {name: probability} for the labels it predicts present (at their thresholds).
 
     Raises:
       UserError: there are no files at all (every folder given is empty), or the export cannot
@@ -101,6 +104,7 @@ def predict_files(export_dir: str | Path, paths: Sequence[str]) -> list[dict]:
         where = f"{', '.join(folders)} {'has' if len(folders) == 1 else 'have'} no files in it"
         raise UserError(f"nothing to predict: {where if folders else 'no files given'}")
     serve = load_signature(export_dir)
+    names = (Path(export_dir) / LABELS_FILE).read_text().splitlines()
     results = []
     for path, empty in expanded:
         if empty:
@@ -122,11 +126,19 @@ def predict_files(export_dir: str | Path, paths: Sequence[str]) -> list[dict]:
         except tf.errors.OpError as e:
             results.append({"file": path, "error": _why_not_predicted(e)})
             continue
-        results.append(
-            {
-                "file": path,
-                "classes": [c.decode() for c in out["classes"].numpy()[0]],
-                "scores": [round(float(s), 4) for s in out["scores"].numpy()[0]],
-            }
-        )
+        results.append(_result(path, out, names))
     return results
+
+
+def _result(path: str, out: dict, names: Sequence[str]) -> dict:
+    result = {
+        "file": path,
+        "classes": [c.decode() for c in out["classes"].numpy()[0]],
+        "scores": [round(float(s), 4) for s in out["scores"].numpy()[0]],
+    }
+    if "predicted" in out:  # multi-label: every label at or above its threshold
+        probabilities = out["probabilities"].numpy()[0]
+        present = np.flatnonzero(out["predicted"].numpy()[0])
+        ranked = present[np.argsort(-probabilities[present], kind="stable")]
+        result["labels"] = {names[i]: round(float(probabilities[i]), 4) for i in ranked}
+    return result

@@ -16,8 +16,8 @@ import tensorflow as tf
 from sft_tf.data import audit as audit_lib
 from sft_tf.data import augment as augment_lib
 from sft_tf.data import balance as balance_lib
+from sft_tf.data import csv_source, pipeline, specs
 from sft_tf.data import examples as examples_lib
-from sft_tf.data import pipeline, specs
 from sft_tf.data import scan as scan_lib
 from sft_tf.data import sources as sources_lib
 from sft_tf.distribute import workers
@@ -26,12 +26,31 @@ from sft_tf.log import say
 
 
 def load_split(
-    spec: str, field: str, classes: str | None, classes_field: str, tfds_data_dir: str = ""
+    spec: str,
+    field: str,
+    classes: str | None,
+    classes_field: str,
+    data: ml_collections.ConfigDict | None = None,
+    multi_label: bool | None = None,
 ) -> examples_lib.Examples | None:
-    """Lists one split and applies the class subset; None for an empty spec."""
+    """Lists one split and applies the class subset; None for an empty spec.
+
+    data: `config.data` (TFDS dir, CSV columns, label format); multi_label overrides its
+    data.multi_label (source pretraining is single-label).
+    """
     if not spec:
         return None
-    examples = sources_lib.load_examples(spec, field=field, tfds_data_dir=tfds_data_dir)
+    options = sources_lib.ReadOptions()
+    if data is not None:
+        options = sources_lib.ReadOptions(
+            tfds_data_dir=data.tfds_data_dir,
+            multi_label=data.multi_label if multi_label is None else multi_label,
+            label_delimiter=data.label_delimiter,
+            csv_columns=csv_source.CsvColumns(
+                data.csv_image_column, data.csv_label_column, data.csv_split_column
+            ),
+        )
+    examples = sources_lib.load_examples(spec, field=field, options=options)
     return examples_lib.select_classes(
         examples, examples_lib.parse_classes(classes), field=classes_field
     )
@@ -48,9 +67,7 @@ def list_target_splits(config: ml_collections.ConfigDict) -> dict[str, examples_
     for name in ("train", "validation", "test"):
         if name == "validation" and d.validation.startswith("split:"):
             continue
-        split = load_split(
-            d[name], f"config.data.{name}", d.classes, "config.data.classes", d.tfds_data_dir
-        )
+        split = load_split(d[name], f"config.data.{name}", d.classes, "config.data.classes", d)
         if split is not None:
             listed[name] = split
     for name in ("validation", "test"):
@@ -170,13 +187,22 @@ def make_dataset(
 
 
 def training_class_weights(config, train: examples_lib.Examples) -> np.ndarray | None:
-    """`data.class_weighting` for the training split (None: unweighted)."""
+    """`data.class_weighting` for the training split (None: unweighted): per-class weights of
+    whole examples, or for multi-label data per-label weights of positive targets (the loss's,
+    see `recipe.compile_phase`)."""
     return balance_lib.class_weights(
         config.data.class_weighting,
         train.class_names,
         train.counts(),
         field="config.data.class_weighting",
+        examples=len(train) if train.multi_label else None,
     )
+
+
+def sample_weights(config, train: examples_lib.Examples) -> np.ndarray | None:
+    """The per-class weights the input pipeline gives each example (none for multi-label
+    data: its weights are the loss's)."""
+    return None if train.multi_label else training_class_weights(config, train)
 
 
 def train_input(config, strategy, examples, balance: bool = True) -> tuple[Callable, int]:
@@ -196,7 +222,7 @@ def train_input(config, strategy, examples, balance: bool = True) -> tuple[Calla
     training).
     """
     global_batch = config.data.global_batch_size
-    weights = training_class_weights(config, examples) if balance else None
+    weights = sample_weights(config, examples) if balance else None
     resample = config.data.resample if balance else "none"
     if weights is not None:
         listed = ", ".join(f"{n} {w:.3g}" for n, w in zip(examples.class_names, weights))
@@ -255,9 +281,12 @@ def describe_splits(title: str, **splits: examples_lib.Examples | None) -> None:
 
 def describe_split(name: str, examples: examples_lib.Examples) -> str:
     counts = examples.counts()
+    kind, each = (
+        ("labels", "positives per label") if examples.multi_label else ("classes", "per class")
+    )
     return (
-        f"  {name:<10} {len(examples):>6} images, {len(examples.class_names)} classes "
-        f"({counts.min()}-{counts.max()} per class) from {examples.origin}"
+        f"  {name:<10} {len(examples):>6} images, {len(examples.class_names)} {kind} "
+        f"({counts.min()}-{counts.max()} {each}) from {examples.origin}"
     )
 
 

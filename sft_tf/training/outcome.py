@@ -21,6 +21,8 @@ from sft_tf.data import examples as examples_lib
 from sft_tf.distribute import workers
 from sft_tf.errors import UserError
 from sft_tf.evaluation import metrics as metrics_lib
+from sft_tf.evaluation import multilabel as multilabel_lib
+from sft_tf.evaluation import multilabel_report
 from sft_tf.evaluation import report as report_lib
 from sft_tf.files import save_weights_atomic, write_json_atomic
 from sft_tf.log import say
@@ -52,9 +54,34 @@ def predict(model, config, examples: examples_lib.Examples, dataset=None) -> np.
     return model.predict(ds, verbose=0)
 
 
-def test_metrics(model, config, test, class_names, dataset=None) -> dict | None:
+def tune_thresholds(model, config, validation) -> np.ndarray | None:
+    """A multi-label model's per-label thresholds, tuned for F1 on `validation` (0.5 each
+    without one); None for a single-label model."""
+    if not config.data.multi_label:
+        return None
+    if validation is None:
+        return np.full(model.output_shape[-1], multilabel_lib.DEFAULT_THRESHOLD, np.float32)
+    return multilabel_lib.tune_thresholds(predict(model, config, validation), validation.labels)
+
+
+def headline(test: dict, phase: str) -> str:
+    """The line quoting a phase's test score."""
+    if test.get("multi_label"):
+        return (
+            f"Test mean average precision after {phase}: {test['mean_average_precision']:.4f} "
+            f"(macro F1 {test['macro_f1']:.4f})"
+        )
+    return f"Test accuracy after {phase}: {test['accuracy']:.4f}"
+
+
+def test_metrics(model, config, test, class_names, dataset=None, thresholds=None) -> dict | None:
+    """Scores on `test` (None without one); a multi-label model's at `thresholds`."""
     if test is None:
         return None
+    if test.multi_label:
+        return multilabel_lib.multilabel_metrics(
+            predict(model, config, test, dataset), test.labels, class_names, thresholds
+        )
     return metrics_lib.classification_metrics(
         predict(model, config, test, dataset),
         test.labels,
@@ -71,8 +98,10 @@ def write_report(
     history=None,
     phase_switch=None,
     dataset=None,
+    thresholds=None,
 ) -> dict:
-    """The evaluation report of `model` on `test` in `folder` (see sft_tf/report.py)."""
+    """The evaluation report of `model` on `test` in `folder` (see evaluation/report.py, and
+    evaluation/multilabel_report.py for a multi-label model, scored at `thresholds`)."""
 
     def load_images(indices):
         subset = test.take(np.asarray(indices))
@@ -80,16 +109,32 @@ def write_report(
         size, method = config.model.image_size, config.data.resize_method
         return np.stack([decode.decode_image(b, size, method).numpy() for b in encoded])
 
+    title = f"{config.name}: {config.model.backbone} on {test.origin}"
+    probabilities = predict(model, config, test, dataset)
+    if test.multi_label:
+        if thresholds is None:
+            thresholds = np.full(len(test.class_names), multilabel_lib.DEFAULT_THRESHOLD)
+        return multilabel_report.write_multilabel_report(
+            folder,
+            probabilities,
+            test.labels,
+            list(test.class_names),
+            load_images,
+            thresholds,
+            history=history,
+            phase_switch=phase_switch,
+            title=title,
+        )
     metrics = report_lib.write_report(
         folder,
-        predict(model, config, test, dataset),
+        probabilities,
         test.labels,
         list(test.class_names),
         load_images,
         history=history,
         phase_switch=phase_switch,
         top_k=config.export.top_k,
-        title=f"{config.name}: {config.model.backbone} on {test.origin}",
+        title=title,
     )
     return metrics
 
@@ -135,7 +180,7 @@ def check_export_name(config: ml_collections.ConfigDict, class_names) -> None:
         )
 
 
-def export_model(config, model, class_names, check_images, metrics: dict) -> Path:
+def export_model(config, model, class_names, check_images, metrics: dict, thresholds=None) -> Path:
     """Publishes the next export version with its manifest; prints where it went."""
     manifest = {
         "name": config.name,
@@ -163,14 +208,21 @@ def export_model(config, model, class_names, check_images, metrics: dict) -> Pat
         tflite=config.export.tflite_quantization if config.export.tflite else "",
         resize_method=config.data.resize_method,
         allow_class_change=config.export.allow_class_change,
+        thresholds=thresholds,
     )
     say(f"Exported {path}")
     return path
 
 
 def evaluate_test(run: Run) -> dict | None:
-    """The test metrics of the run's model now (None without a test split)."""
-    return test_metrics(run.model, run.config, run.test, run.class_names, run.pipelines.test_ds)
+    """The test metrics of the run's model now (None without a test split); a multi-label
+    model's at thresholds tuned on the validation split now."""
+    if run.test is None:
+        return None
+    thresholds = tune_thresholds(run.model, run.config, run.validation)
+    return test_metrics(
+        run.model, run.config, run.test, run.class_names, run.pipelines.test_ds, thresholds
+    )
 
 
 def finish(run: Run) -> dict:
@@ -182,18 +234,28 @@ def finish(run: Run) -> dict:
     if config.export.calibrate and run.validation is not None:
         metrics["calibration"] = calibrate(run.model, config, run.validation)
     model = served(run.model, metrics)
+    thresholds = tune_thresholds(run.model, config, run.validation)
+    if thresholds is not None:
+        metrics["thresholds"] = {n: round(float(t), 4) for n, t in zip(run.class_names, thresholds)}
     save_weights_atomic(run.model, workdir / WEIGHTS_FILE)
     # Workers that stayed in sync print the same digest (the multi-worker test compares them).
     say(f"Final weights sha256 {workers.weights_digest(run.model.weights)}")
     write_json_atomic(workdir / "history.json", run.state.history)
     for phase in ("phase1", "phase2"):
         if phase in metrics and metrics[phase]["test"]:
-            say(f"Test accuracy after {phase}: {metrics[phase]['test']['accuracy']:.4f}")
+            say(headline(metrics[phase]["test"], phase))
     if run.test is not None and chief:
         switch = config.phase1.epochs if config.phase2.epochs else None
         history = run.state.history
         write_report(
-            model, config, run.test, workdir / "report", history, switch, run.pipelines.test_ds
+            model,
+            config,
+            run.test,
+            workdir / "report",
+            history,
+            switch,
+            run.pipelines.test_ds,
+            thresholds,
         )
         say(f"Evaluation report: {workdir / 'report' / 'report.md'}")
     if config.export.dir:
@@ -204,7 +266,9 @@ def finish(run: Run) -> dict:
         if not chief:
             export_config = copy.deepcopy(config)
             export_config.export.dir = str(workdir / "saved_models")
-        metrics["export"] = str(export_model(export_config, model, run.class_names, check, metrics))
+        metrics["export"] = str(
+            export_model(export_config, model, run.class_names, check, metrics, thresholds)
+        )
     write_json_atomic(workdir / "metrics.json", metrics)
     run.state.complete = True
     run.state.save(workdir)

@@ -24,7 +24,12 @@ from sft_tf.model import classifier, unfreeze
 from sft_tf.training import callbacks as callbacks_lib
 from sft_tf.training import head_cache, outcome, recipe
 from sft_tf.training.checkpoints import RunCheckpoints
-from sft_tf.training.inputs import Pipelines, make_dataset, training_class_weights
+from sft_tf.training.inputs import (
+    Pipelines,
+    make_dataset,
+    sample_weights,
+    training_class_weights,
+)
 from sft_tf.training.layout import WEIGHTS_FILE
 from sft_tf.training.state import RunState
 
@@ -117,6 +122,17 @@ def _fit_phase(run: Run, phase: str, first_epoch: int, last_epoch: int) -> None:
         epoch, step = until, 0
 
 
+def _task(run: Run) -> dict:
+    """compile_phase's options for the run's task: multi-label and its positive weights."""
+    if not run.train.multi_label:
+        return {}
+    weights = training_class_weights(run.config, run.train)
+    if weights is not None:
+        listed = ", ".join(f"{n} {w:.3g}" for n, w in zip(run.class_names, weights))
+        say(f"Positive-label weights ({run.config.data.class_weighting}): {listed}")
+    return {"multi_label": True, "positive_weights": weights}
+
+
 def _uses_head_cache(run: Run) -> bool:
     multi_worker = getattr(run.strategy.extended, "_in_multi_worker_mode", lambda: False)()
     augment = augment_lib.parse_augment(run.config.data.augment)
@@ -139,7 +155,14 @@ def train_phase1(run: Run) -> None:
         trainee = head_cache.head_of(run.model) if cached else run.model
         rate = recipe.phase_learning_rate(run.config, p1.learning_rate)
         recipe.compile_phase(
-            trainee, rate, p1.warmup_epochs, p1.epochs, run.pipelines.steps, options, phase=p1
+            trainee,
+            rate,
+            p1.warmup_epochs,
+            p1.epochs,
+            run.pipelines.steps,
+            options,
+            phase=p1,
+            **_task(run),
         )
         if cached:
             # Only the head was compiled, but the end-of-phase checkpoint saves the whole
@@ -181,6 +204,7 @@ def train_phase2(run: Run) -> None:
             run.compile_options,
             phase=p2,
             rate_scales=recipe.phase2_recipe(run.config, run.base, opened),
+            **_task(run),
         )
         run.checkpoints.track(run.model)
     say(
@@ -237,7 +261,7 @@ def fit_head_on_features(
         training=True,
         seed=config.seed,
         num_classes=num_classes,
-        class_weights=training_class_weights(config, train),
+        class_weights=sample_weights(config, train),
         resample=config.data.resample,
         epochs=config.phase1.epochs,
     )

@@ -9,11 +9,16 @@ import ml_collections
 
 from sft_tf.distribute import strategy as strategy_lib
 from sft_tf.log import say
-from sft_tf.model import backbones, classifier, optim
+from sft_tf.model import backbones, classifier, losses, optim
 
 
-def build_model(config, num_classes: int, weights: str, batchnorm: str) -> keras.Model:
+def build_model(
+    config, num_classes: int, weights: str, batchnorm: str, multi_label: bool | None = None
+) -> keras.Model:
+    """The classifier of `config.model`; multi_label defaults to `config.data.multi_label`."""
     m = config.model
+    if multi_label is None:
+        multi_label = config.data.multi_label
     return classifier.build_classifier(
         m.backbone,
         num_classes=num_classes,
@@ -24,6 +29,7 @@ def build_model(config, num_classes: int, weights: str, batchnorm: str) -> keras
         batchnorm=batchnorm,
         alpha=m.alpha,
         head_init=m.head_init,
+        multi_label=multi_label,
     )
 
 
@@ -36,6 +42,8 @@ def compile_phase(
     compile_options: dict | None = None,
     phase: ml_collections.ConfigDict | None = None,
     rate_scales=(),
+    multi_label: bool = False,
+    positive_weights=None,
 ) -> None:
     """The phase's optimizer with linear warm-up then cosine decay to zero over the phase.
 
@@ -43,6 +51,8 @@ def compile_phase(
     Keras wraps the optimizer in a LossScaleOptimizer itself.
     phase: the config section with optimizer, weight_decay, momentum, nesterov, clipnorm and
     label_smoothing (None: plain Adam). rate_scales: per-variable learning-rate factors.
+    multi_label: sigmoid outputs trained with binary cross-entropy (`losses.multi_label_loss`),
+    positive_weights: its per-label weights of positive targets (None: unweighted).
     """
     total = max(1, epochs * steps)
     warmup = min(total - 1, round(warmup_epochs * steps))
@@ -52,11 +62,10 @@ def compile_phase(
         warmup_target=learning_rate if warmup else None,
         warmup_steps=warmup,
     )
-    num_classes = model.output_shape[-1]
-    # The pipelines give one-hot labels (soft ones after mixup/cutmix).
-    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    if num_classes > 5:
-        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    smoothing = phase.label_smoothing if phase else 0.0
+    loss, metrics = _loss_and_metrics(
+        model.output_shape[-1], smoothing, multi_label, positive_weights
+    )
     if phase is None:
         optimizer = optim.build_optimizer("adam", schedule)
     else:
@@ -71,12 +80,23 @@ def compile_phase(
     optimizer.set_rate_scales(rate_scales)
     model.compile(
         optimizer=optimizer,
-        loss=keras.losses.CategoricalCrossentropy(
-            label_smoothing=phase.label_smoothing if phase else 0.0
-        ),
+        loss=loss,
         metrics=metrics,
         **(compile_options or {}),
     )
+
+
+def _loss_and_metrics(num_classes: int, smoothing: float, multi_label: bool, positive_weights):
+    if multi_label:
+        # Multi-hot targets (soft after mixing); accuracy per label at 0.5, the tuned
+        # thresholds come after training.
+        loss = losses.multi_label_loss(positive_weights, smoothing)
+        return loss, [keras.metrics.BinaryAccuracy(name="binary_accuracy")]
+    # The pipelines give one-hot labels (soft ones after mixup/cutmix).
+    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if num_classes > 5:
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    return keras.losses.CategoricalCrossentropy(label_smoothing=smoothing), metrics
 
 
 def phase2_recipe(config, base: keras.Model, opened: list[str]) -> list:

@@ -75,3 +75,30 @@ def test_resample_and_class_weighting_are_exclusive(image_folders):
     config.data.class_weighting = "balanced"
     with pytest.raises(UserError, match="set one of them to 'none'"):
         validation.validate(config, "train")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"data__multi_label": True}, "multi_label=true needs csv: or tfrecord: data"),
+        (
+            {"data__train": "csv:/x.csv", "data__multi_label": True, "data__resample": "balanced"},
+            "class_weighting=balanced \\(per-label weights\\)",
+        ),
+        (
+            {"data__train": "csv:/x.csv", "data__multi_label": True, "export__calibrate": True},
+            "thresholds are tuned on validation instead",
+        ),
+        (
+            {"data__train": "csv:/x.csv", "data__multi_label": True, "data__label_delimiter": ""},
+            "config.data.label_delimiter is empty",
+        ),
+        ({"data__train": "csv:/x.csv", "data__csv_label_column": " "}, "csv_label_column is empty"),
+    ],
+)
+def test_multi_label_and_csv_settings_name_field_and_fix(changes, message):
+    with pytest.raises(UserError, match=message):
+        validation.validate(tiny_config(**changes), "train")
+    config = tiny_config(data__train="csv:/data/labels.csv:train", data__multi_label=True)
+    config.data.validation = "split:0.2"
+    validation.validate(config, "train")

@@ -1,5 +1,7 @@
 """Augmentations on real files: parsing, random-resized crop, RandAugment, MixUp/CutMix."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -77,3 +79,22 @@ def test_randaugment_changes_pixels_and_keeps_the_batch_contract(image_folders):
     for (images, labels), (changed, same_labels) in zip(plain.take(3), augmented.take(3)):
         np.testing.assert_array_equal(labels, same_labels)
         assert np.abs(changed.numpy().astype(int) - images.numpy().astype(int)).mean() > 1.0
+
+
+@pytest.mark.parametrize("names", [["mixup"], ["cutmix"]])
+def test_mixing_blends_multi_hot_targets(image_folders, names):
+    examples = sources_lib.load_examples(f"folder:{image_folders['train']}")
+    # The same images with label sets: class c, plus label 3 on every other image.
+    multi_hot = np.zeros((len(examples), 4), np.uint8)
+    multi_hot[np.arange(len(examples)), examples.labels] = 1
+    multi_hot[::2, 3] = 1
+    tagged = dataclasses.replace(
+        examples, class_names=(*examples.class_names, "odd"), labels=multi_hot
+    )
+    ds = pipeline.build_dataset(tagged, 32, 16, True, seed=0, augment=names, num_classes=4)
+    _, targets = next(iter(ds))
+    targets = targets.numpy()
+    assert targets.shape == (16, 4) and targets.dtype == np.float32
+    assert ((targets >= 0) & (targets <= 1)).all()
+    # Mixed rows are soft between two label sets; the sets are not renormalised to sum to 1.
+    assert ((targets > 0.001) & (targets < 0.999)).any() and (targets.sum(-1) > 1.001).any()

@@ -72,3 +72,34 @@ def test_unsafe_class_names_are_refused(name):
     with pytest.raises(UserError, match="is not allowed"):
         examples_lib.check_class_names(examples, "config.data.train")
     examples_lib.check_class_names(examples_lib.Examples(("cat", "dog 2"), np.array([0, 1])), "f")
+
+
+def _multi_hot(rows, classes=("a", "b", "c", "d")):
+    labels = np.zeros((len(rows), len(classes)), np.uint8)
+    for i, row in enumerate(rows):
+        labels[i, row] = 1
+    paths = np.asarray([f"/x/{i}.png" for i in range(len(rows))])
+    return examples_lib.Examples(tuple(classes), labels, paths=paths, origin="csv:x.csv")
+
+
+def test_multi_label_few_shot_keeps_n_positives_per_label_and_subsets_keep_label_sets():
+    rng = np.random.default_rng(0)
+    rows = [list(np.flatnonzero(rng.random(4) < [0.6, 0.3, 0.1, 0.05])) or [0] for _ in range(400)]
+    examples = _multi_hot(rows)
+    few = examples_lib.sample_per_class(examples, 5, seed=3)
+    assert (few.counts() >= np.minimum(5, examples.counts())).all()
+    assert len(few) < 4 * 5 + 1  # an example kept for a rare label counts for the common ones
+    again = examples_lib.sample_per_class(examples, 5, seed=3)
+    assert few.paths.tolist() == again.paths.tolist()
+    # Selecting labels keeps their columns and drops examples showing none of them.
+    picked = examples_lib.select_classes(examples, ["d", "b"], "config.data.classes")
+    assert picked.class_names == ("d", "b") and picked.labels.shape[1] == 2
+    assert picked.labels.any(-1).all() and len(picked) == int(
+        examples.labels[:, [1, 3]].any(-1).sum()
+    )
+    train, validation = examples_lib.holdout(examples, 0.25, seed=1)
+    assert len(validation) == 100 and len(train) == 300
+    assert not set(train.paths) & set(validation.paths)
+    assert examples.label_names(0) == "|".join(
+        np.asarray(examples.class_names)[examples.labels[0] > 0]
+    )

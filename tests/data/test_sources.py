@@ -173,3 +173,20 @@ def test_tfrecord_without_text_and_its_errors(tmp_path):
     write_records(tmp_path / "b.tfrecord", [(b"x", 1, "cat"), (b"y", 1, "dog")])
     with pytest.raises(UserError, match="label 1 is named both 'cat' and 'dog'"):
         sources_lib.load_examples(f"tfrecord:{tmp_path}/b.tfrecord")
+
+
+def test_multi_label_records_hold_several_ids_and_folders_refuse_multi_label(tmp_path):
+    png = colour_png((200, 30, 30))
+    write_records(
+        tmp_path / "tags.tfrecord",
+        [(png, [3, 7], ["sky", "tree"]), (png, [7], ["tree"]), (png, [], None), (png, [1], None)],
+    )
+    options = sources_lib.ReadOptions(multi_label=True)
+    examples = sources_lib.load_examples(f"tfrecord:{tmp_path}/tags.tfrecord", options=options)
+    assert examples.multi_label and examples.class_names == ("1", "sky", "tree")
+    assert examples.labels.tolist() == [[0, 1, 1], [0, 0, 1], [0, 0, 0], [1, 0, 0]]
+    assert examples.counts().tolist() == [1, 1, 2]
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "a.png").write_bytes(png)
+    with pytest.raises(UserError, match="multi_label=true needs labels that can be sets"):
+        sources_lib.load_examples(f"folder:{tmp_path}", "config.data.train", options=options)

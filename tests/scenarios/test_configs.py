@@ -3,7 +3,7 @@
 import pytest
 
 from sft_tf.config import validation
-from tests.helpers import CONFIG_FILES, load_config
+from tests.helpers import CONFIG_FILES, load_config, write_multilabel_csv
 
 
 @pytest.mark.slow
@@ -14,15 +14,21 @@ def test_every_config_runs_its_smoke_variant(path, image_folders, tmp_path):
     from sft_tf.model import backbones
 
     config = load_config(path)
-    config.data.train = f"folder:{image_folders['train']}"
-    config.data.test = f"folder:{image_folders['test']}"
+    if config.data.multi_label:  # a labels.csv of images showing one to three colour patches
+        csv = write_multilabel_csv(tmp_path / "data", per_split=(16, 8, 8))
+        config.data.train = f"csv:{csv}:train"
+        config.data.test = f"csv:{csv}:test"
+    else:
+        config.data.train = f"folder:{image_folders['train']}"
+        config.data.test = f"folder:{image_folders['test']}"
     if config.data.validation:
         config.data.validation = "split:0.25"
     config.data.global_batch_size = 8
     config.data.classes = None
     # 4 images a class (3 after the validation hold-out): one step an epoch; the recipe, not
     # the data, is what is smoke-tested.
-    config.data.examples_per_class = 4
+    # (Multi-label: the 16 training rows; 4 positives a label can be fewer images than a batch.)
+    config.data.examples_per_class = None if config.data.multi_label else 4
     config.model.weights = ""  # offline: no ImageNet download
     config.model.image_size = max(32, backbones.get(config.model.backbone).min_size)
     config.phase1.epochs = min(config.phase1.epochs, 1)
