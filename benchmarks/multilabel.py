@@ -7,10 +7,11 @@ labels.csv (train / validation / test rows) are written once under the workdir, 
 read them as a user's csv: data. Training mosaics come from Fashion-MNIST's training images,
 test mosaics from its test images.
 
-Two recipes on the same labels: the demo's two-phase fine-tuning from its pretrained source
-base (configs/fashion_mnist.py: five other classes; pretrained here if runs/demo has none) and
-the same run from scratch (`schema.scratch_baseline`). Printed: mean average precision, macro
-F1 and exact match on the test mosaics at thresholds tuned on the validation mosaics.
+Three recipes on the same labels: the demo's two-phase fine-tuning from its pretrained source
+base (configs/fashion_mnist.py: five other classes; pretrained here if runs/demo has none), the
+same with phase2.batchnorm=train, and the same run from scratch (`schema.scratch_baseline`).
+Printed: mean average precision, macro F1 and exact match on the test mosaics at thresholds
+tuned on the validation mosaics.
 
   .venv/bin/python benchmarks/multilabel.py              # 500 mosaics, 2 seeds (~8 min, 2 CPUs)
   .venv/bin/python benchmarks/multilabel.py --train=200 --seeds=3
@@ -144,8 +145,15 @@ def main() -> None:
     info, seconds = _quiet(pretrain.pretrain, source, Path(args.source))
     print(f"Source base: test accuracy {info['source_test_accuracy']:.4f} ({seconds:.0f} s)")
     weights = str(Path(args.source) / BACKBONE_FILE)
+
+    def finetuned(config, batchnorm="frozen"):
+        config.model.weights = weights
+        config.phase2.batchnorm = batchnorm
+        return config
+
     recipes = {
-        "fine-tuned (demo's source base)": lambda c: (setattr(c.model, "weights", weights), c)[1],
+        "fine-tuned (demo's source base)": finetuned,
+        "fine-tuned, BatchNorm trained": lambda c: finetuned(c, "train"),
         "from scratch": schema.scratch_baseline,
     }
     rows = []
@@ -153,7 +161,8 @@ def main() -> None:
         scores = []
         for seed in range(args.seeds):
             config = make(copy.deepcopy(_config(csv, seed)))
-            recipe = "scratch" if "scratch" in name else "finetune"
+            recipe = {"from scratch": "scratch", "fine-tuned, BatchNorm trained": "finetune-bn"}
+            recipe = recipe.get(name, "finetune")
             tag = f"{recipe}_{args.train}_{seed}_{config.phase1.epochs}+{config.phase2.epochs}"
             metrics, seconds = _quiet(train.run, config, workdir / tag)
             test = metrics["phase2"]["test"]

@@ -1,5 +1,4 @@
 """The `sft-tf` entry point: parses flags, validates, dispatches, maps errors to exit codes.
-
 The usage text is `sft_tf.commands`' docstring; each verb lives in its module there.
 """
 
@@ -14,7 +13,7 @@ from sft_tf import commands
 from sft_tf.errors import UserError
 
 USAGE = commands.__doc__  # the usage text lives beside the commands it describes
-COMMANDS = ("train", "pretrain", "evaluate", "export", "predict", "demo", "audit")
+COMMANDS = ("train", "pretrain", "evaluate", "export", "predict", "demo", "audit", "benchmark")
 STRATEGIES = ["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"]
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -28,7 +27,7 @@ _TPU = flags.DEFINE_string(
     "tpu", None, "TPU name or grpc:// address for --strategy=tpu; overrides config.runtime.tpu."
 )
 _MODEL = flags.DEFINE_string("model", None, "Export root (saved_models/NAME) or a version folder.")
-_VERSION = flags.DEFINE_integer("version", None, "Export version for predict (default: newest).")
+_VERSION = flags.DEFINE_integer("version", None, "Export version (default: the newest).")
 _RESTART = flags.DEFINE_bool("restart", False, "train: move an earlier run aside, start over.")
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "allow_config_change", False, "train: resume even if the config changed."
@@ -68,7 +67,7 @@ def _config(command: str):
 
 def _dispatch(command: str, args: list[str]) -> int:
     # Imported here so `sft-tf --help` and flag errors answer without loading TensorFlow.
-    from sft_tf.commands import audit, demo, evaluate, export, predict, pretrain, train
+    from sft_tf.commands import audit, benchmark, demo, evaluate, export, predict, pretrain, train
 
     workdir, model, version = _WORKDIR.value, _MODEL.value, _VERSION.value
     verbs = {
@@ -81,6 +80,7 @@ def _dispatch(command: str, args: list[str]) -> int:
         "predict": lambda: predict.main(args, model, workdir, version, _JSON.value),
         "audit": lambda: audit.audit(_config(command), _workdir(command)),
         "demo": lambda: demo.run(_config("train"), _workdir(command)),
+        "benchmark": lambda: benchmark.main(model, version),
     }
     status = verbs[command]()
     return status if isinstance(status, int) else 0

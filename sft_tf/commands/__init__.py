@@ -15,6 +15,8 @@ Commands:
              sft-tf predict --model=saved_models/NAME [--version=N] [--json] IMAGE...
   demo       offline demo: pretrain, fine-tune, from-scratch baseline, export, predict
              sft-tf demo --config=configs/fashion_mnist.py --workdir=runs/demo
+  benchmark  size, accuracy and batch-1 latency of an export's variants, measured here
+             sft-tf benchmark --model=saved_models/NAME [--version=N]
   audit      check every data split: per-class counts, bad files, duplicates, leakage;
              writes DIR/audit.json, exit status 1 on an empty class, one class or leakage
              sft-tf audit --config=configs/NAME.py --workdir=DIR

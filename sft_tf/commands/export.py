@@ -37,7 +37,7 @@ def _export_workdir(workdir: str | Path) -> Path:
             "config.export.dir is empty in this workdir's config.json; nothing to export to"
         )
     metrics = saved_metrics(workdir)
-    validation = None
+    train = validation = test = None
     try:  # real images for the parity check when the data is still there
         train, validation, test = load_target_splits(config)
         check = examples_lib.encoded_samples(validation or test or train, 8)
@@ -53,4 +53,7 @@ def _export_workdir(workdir: str | Path) -> Path:
             if saved
             else outcome.tune_thresholds(model, config, validation)
         )
-    return export_model(config, served(model, metrics), class_names, check, metrics, thresholds)
+    evaluation = test if test is not None else validation
+    return export_model(
+        config, served(model, metrics), class_names, check, metrics, thresholds, evaluation, train
+    )

@@ -194,8 +194,19 @@ def base_config() -> ml_collections.ConfigDict:
     c.export.allow_class_change = False
     # Also write a TFLite model (assets.extra/tflite/model.tflite + labels.txt) in each version.
     c.export.tflite = False
-    # TFLite weights: "float16" (half size) or "dynamic_range" (int8 weights, quarter size).
+    # TFLite weights: "float16" (half size), "dynamic_range" (int8 weights, quarter size) or
+    # "int8" (full-integer: int8 weights and activations, calibrated on representative
+    # training images; uint8 pixels in, float32 probabilities out).
     c.export.tflite_quantization = "float16"
+    # int8 only: how many training images (a seeded sample) calibrate the activation ranges.
+    c.export.representative_examples = 300
+    # Also write an ONNX model (assets.extra/onnx/model.onnx, through Keras's own ONNX export),
+    # checked with onnxruntime. Needs pip install 'sft_tf[onnx]'.
+    c.export.onnx = False
+    # The accuracy guard: every variant (TFLite, ONNX) is scored on the test split (validation
+    # without one) before publishing; one that loses more accuracy than this versus the
+    # SavedModel is not published and the export stops.
+    c.export.max_accuracy_drop = 0.01
     # Temperature scaling: fit one temperature on the validation set after training (minimum
     # negative log-likelihood) and divide the export's logits by it, so the probabilities it
     # serves are calibrated. Needs data.validation; the choice of class never changes.

@@ -27,6 +27,7 @@ from sft_tf.distribute import strategy as strategy_lib
 from sft_tf.errors import UserError
 from sft_tf.model import backbones
 from sft_tf.model import weights as weights_lib
+from sft_tf.serving import onnx_export
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -231,11 +232,17 @@ def _check_export(e: ml_collections.ConfigDict, has_validation: bool, command: s
     """config.export."""
     if e.top_k < 1:
         _fail(f"config.export.top_k={e.top_k} must be >= 1")
-    if e.tflite_quantization not in ("float16", "dynamic_range"):
+    if e.tflite_quantization not in ("float16", "dynamic_range", "int8"):
         _fail(
-            f"config.export.tflite_quantization={e.tflite_quantization!r} must be 'float16' or "
-            "'dynamic_range'"
+            f"config.export.tflite_quantization={e.tflite_quantization!r} must be 'float16', "
+            "'dynamic_range' or 'int8'"
         )
+    if e.representative_examples < 1:
+        _fail(f"config.export.representative_examples={e.representative_examples} must be >= 1")
+    if not 0 <= e.max_accuracy_drop <= 1:
+        _fail(f"config.export.max_accuracy_drop={e.max_accuracy_drop} must be in [0, 1]")
+    if e.onnx and e.dir:
+        onnx_export.check_installed("config.export.onnx=true")
     if e.calibrate and not has_validation:
         _fail(
             "config.export.calibrate=True fits the temperature on validation data; set "

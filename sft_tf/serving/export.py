@@ -16,7 +16,9 @@ probability reaches that label's threshold (tuned on validation, listed in the m
 
 Inside each version: assets/labels.txt (class names, a SavedModel asset), assets.extra/
 sft_tf.json (the manifest: what was trained and how well) and assets.extra/
-tf_serving_warmup_requests (PredictionLog records TF Serving replays before serving).
+tf_serving_warmup_requests (PredictionLog records TF Serving replays before serving); with
+TFLite or ONNX variants, assets.extra/tflite/ and assets.extra/onnx/, each scored by the
+accuracy guard and timed before publishing (`variants.py`).
 """
 
 from __future__ import annotations
@@ -24,28 +26,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from sft_tf import __version__
-from sft_tf.data import decode
 from sft_tf.errors import UserError
+from sft_tf.serving import signatures, variants
 from sft_tf.serving.layout import (
-    IMAGE_KEY,
     LABELS_FILE,
     MANIFEST_FILE,
     SIGNATURES,
     STAGING_PREFIX,
     TFLITE_DIR,
-    WARMUP_FILE,
 )
 from sft_tf.serving.parity import _sample_images, verify_export
-from sft_tf.serving.tflite import write_tflite
 
 
 def versions(model_root: str | Path) -> list[int]:
@@ -54,90 +53,6 @@ def versions(model_root: str | Path) -> list[int]:
     if not root.is_dir():
         return []
     return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def _serving_outputs(probabilities: tf.Tensor, class_names, top_k: int, thresholds) -> dict:
-    scores, ids = tf.math.top_k(probabilities, k=top_k)
-    outputs = {
-        "probabilities": probabilities,
-        "classes": class_names.lookup(tf.cast(ids, tf.int64)),
-        "class_ids": tf.cast(ids, tf.int32),
-        "scores": scores,
-    }
-    if thresholds is not None:
-        outputs["predicted"] = tf.cast(probabilities >= thresholds, tf.int32)
-    return outputs
-
-
-def _build_archive(
-    model: keras.Model,
-    class_names: Sequence[str],
-    image_size: int,
-    top_k: int,
-    labels_path: str,
-    resize_method: str = "resize",
-    thresholds: Sequence[float] | None = None,
-) -> keras.export.ExportArchive:
-    # Line i of labels.txt names class i. The file becomes a SavedModel asset
-    # (<version>/assets/labels.txt), so the served names and the file cannot disagree.
-    names = tf.lookup.StaticHashTable(
-        tf.lookup.TextFileInitializer(
-            labels_path,
-            tf.int64,
-            tf.lookup.TextFileIndex.LINE_NUMBER,
-            tf.string,
-            tf.lookup.TextFileIndex.WHOLE_LINE,
-        ),
-        default_value="",
-    )
-    k = min(top_k, len(class_names))
-    cut = None if thresholds is None else tf.constant(thresholds, tf.float32)
-
-    def from_pixels(images):
-        return _serving_outputs(
-            model(decode.resize(images, image_size, resize_method), training=False), names, k, cut
-        )
-
-    def from_bytes(image_bytes):
-        # The same decode-and-resize as the training pipeline: no train/serve skew.
-        images = tf.map_fn(
-            lambda b: decode.decode_image(b, image_size, resize_method),
-            image_bytes,
-            fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
-        )
-        return _serving_outputs(model(images, training=False), names, k, cut)
-
-    def from_examples(examples):
-        features = tf.io.parse_example(examples, {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
-        return from_bytes(features[IMAGE_KEY])
-
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.track(names)
-    for name, fn, spec in (
-        ("serving_default", from_bytes, tf.TensorSpec([None], tf.string, name="image_bytes")),
-        ("serving_images", from_pixels, tf.TensorSpec([None, None, None, 3], tf.uint8, "images")),
-        ("serving_tf_example", from_examples, tf.TensorSpec([None], tf.string, name="examples")),
-    ):
-        archive.add_endpoint(name, fn, input_signature=[spec])
-    return archive
-
-
-def _warmup_records(encoded: Sequence[bytes], count: int = 3) -> list[bytes]:
-    """PredictionLog records for TF Serving's warm-up: serving_default on real images."""
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-
-    records = []
-    for b in list(encoded)[:count]:
-        request = predict_pb2.PredictRequest(
-            model_spec=model_pb2.ModelSpec(signature_name="serving_default")
-        )
-        request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([b], dtype=tf.string))
-        log = prediction_log_pb2.PredictionLog(
-            predict_log=prediction_log_pb2.PredictLog(request=request)
-        )
-        records.append(log.SerializeToString())
-    return records
 
 
 def _remove_stale_staging(root: Path) -> None:
@@ -236,6 +151,7 @@ def _manifest(
         "signatures": list(SIGNATURES),
         "top_k": min(top_k, len(class_names)),
         "tflite": f"{TFLITE_DIR}/model.tflite ({tflite})" if tflite else None,
+        "tflite_quantization": tflite or None,
         "parity_max_abs_diff": worst,
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "versions": {
@@ -259,6 +175,10 @@ def export_for_serving(
     resize_method: str = "resize",
     allow_class_change: bool = False,
     thresholds: Sequence[float] | None = None,
+    onnx: bool = False,
+    representative: np.ndarray | None = None,
+    evaluation: Callable[[], Iterable] | None = None,
+    max_accuracy_drop: float = 0.01,
 ) -> Path:
     """Writes the next version of a SavedModel for TF Serving, verified before it appears.
 
@@ -279,6 +199,11 @@ def export_for_serving(
         `check_class_change`).
       thresholds: a multi-label model's per-label thresholds: adds the `predicted` output
         (None: a single-label model).
+      onnx: add assets.extra/onnx/model.onnx, checked with onnxruntime.
+      representative: uint8 pixels [N, S, S, 3] of training images (tflite="int8" only).
+      evaluation: a function giving (uint8 pixels, labels) batches of the evaluation split:
+        every variant is scored on them before publishing (None: no accuracy guard).
+      max_accuracy_drop: the accuracy a variant may lose against the SavedModel.
 
     Returns:
       The published version folder.
@@ -286,6 +211,7 @@ def export_for_serving(
     Raises:
       UserError: the class names differ from the newest version's and allow_class_change is
         False (checked before anything is written).
+      UserError: (also) a variant loses more than `max_accuracy_drop` (nothing is published).
       RuntimeError: the reloaded export disagrees with the model (nothing is published).
     """
     root = Path(model_root)
@@ -297,40 +223,47 @@ def export_for_serving(
     staging = root / f"{STAGING_PREFIX}{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            labels = Path(tmp) / "labels.txt"
-            labels.write_text("\n".join(class_names) + "\n")
-            archive = _build_archive(
-                model, class_names, image_size, top_k, str(labels), resize_method, thresholds
-            )
-            archive.write_out(str(staging), verbose=False)
-        extra = staging / "assets.extra"
-        extra.mkdir(exist_ok=True)
-        with tf.io.TFRecordWriter(str(staging / WARMUP_FILE)) as writer:
-            for record in _warmup_records(encoded):
-                writer.write(record)
+        signatures.write_savedmodel(
+            staging, model, class_names, image_size, top_k, resize_method, thresholds, encoded
+        )
         worst = verify_export(staging, model, image_size, encoded, resize_method)
-        if tflite:
-            write_tflite(
-                model, staging / TFLITE_DIR, class_names, image_size, encoded, tflite, resize_method
-            )
+        measured = variants.write_variants(
+            staging,
+            model,
+            class_names,
+            image_size,
+            encoded,
+            tflite=tflite,
+            onnx=onnx,
+            resize_method=resize_method,
+            thresholds=thresholds,
+            representative=representative,
+            evaluation=evaluation,
+            max_accuracy_drop=max_accuracy_drop,
+        )
         info = _manifest(
             manifest, class_names, image_size, resize_method, top_k, tflite, worst, thresholds
         )
+        info.update(measured)
         (staging / MANIFEST_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        while True:
-            version = (versions(root) or [0])[-1] + 1
-            try:
-                # Atomic on one filesystem; fails if another exporter took this number first.
-                staging.rename(root / str(version))
-                break
-            except OSError:
-                if not (root / str(version)).exists():
-                    raise
+        published = _publish(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     prune_versions(root, keep)
-    return root / str(version)
+    return published
+
+
+def _publish(staging: Path, root: Path) -> Path:
+    """Renames the verified staging folder to the next free version number."""
+    while True:
+        version = (versions(root) or [0])[-1] + 1
+        try:
+            # Atomic on one filesystem; fails if another exporter took this number first.
+            staging.rename(root / str(version))
+            return root / str(version)
+        except OSError:
+            if not (root / str(version)).exists():
+                raise
 
 
 def read_manifest(export_dir: str | Path) -> dict:

@@ -12,6 +12,7 @@ LABELS_FILE = "assets/labels.txt"
 MANIFEST_FILE = "assets.extra/sft_tf.json"
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 TFLITE_DIR = "assets.extra/tflite"
+ONNX_DIR = "assets.extra/onnx"
 # A version is written under this prefix and renamed to its number once verified.
 STAGING_PREFIX = ".staging-"
 # Feature key of the encoded image in tf.train.Example records (TF Model Garden's layout).

@@ -180,8 +180,42 @@ def check_export_name(config: ml_collections.ConfigDict, class_names) -> None:
         )
 
 
-def export_model(config, model, class_names, check_images, metrics: dict, thresholds=None) -> Path:
-    """Publishes the next export version with its manifest; prints where it went."""
+def _pixels(config, examples: examples_lib.Examples) -> np.ndarray:
+    """Decoded, resized uint8 pixels of `examples`, as the evaluation pipeline makes them."""
+    ds = make_dataset(config, examples, training=False, one_hot=False)
+    return np.concatenate([images for images, _ in ds.as_numpy_iterator()])
+
+
+def _variant_inputs(config, evaluation, train) -> dict:
+    """What the export needs to check its variants: the evaluation split's batches (the
+    accuracy guard) and, for int8 TFLite, representative training images (a seeded sample)."""
+    e = config.export
+    inputs = {}
+    if evaluation is not None and (e.onnx or e.tflite):
+        dataset = make_dataset(config, evaluation, training=False, one_hot=False)
+        inputs["evaluation"] = dataset.as_numpy_iterator
+    if e.tflite and e.tflite_quantization == "int8" and train is not None:
+        rng = np.random.default_rng(config.seed)
+        count = min(e.representative_examples, len(train))
+        inputs["representative"] = _pixels(config, train.take(rng.permutation(len(train))[:count]))
+    return inputs
+
+
+def export_model(
+    config,
+    model,
+    class_names,
+    check_images,
+    metrics: dict,
+    thresholds=None,
+    evaluation: examples_lib.Examples | None = None,
+    train: examples_lib.Examples | None = None,
+) -> Path:
+    """Publishes the next export version with its manifest; prints where it went.
+
+    evaluation: the split the variants are scored on (test, else validation); train: where
+    int8 calibration images come from.
+    """
     manifest = {
         "name": config.name,
         "backbone": config.model.backbone,
@@ -209,8 +243,17 @@ def export_model(config, model, class_names, check_images, metrics: dict, thresh
         resize_method=config.data.resize_method,
         allow_class_change=config.export.allow_class_change,
         thresholds=thresholds,
+        onnx=config.export.onnx,
+        max_accuracy_drop=config.export.max_accuracy_drop,
+        **_variant_inputs(config, evaluation, train),
     )
     say(f"Exported {path}")
+    for row in export.read_manifest(path).get("variants", []):
+        accuracy = "" if row["accuracy"] is None else f", accuracy {row['accuracy']:.4f}"
+        say(
+            f"  {row['variant']}: {row['bytes'] / 2**20:.2f} MB{accuracy}, batch-1 latency "
+            f"{row['latency_ms_median']:.2f} ms (p95 {row['latency_ms_p95']:.2f})"
+        )
     return path
 
 
@@ -266,9 +309,11 @@ def finish(run: Run) -> dict:
         if not chief:
             export_config = copy.deepcopy(config)
             export_config.export.dir = str(workdir / "saved_models")
-        metrics["export"] = str(
-            export_model(export_config, model, run.class_names, check, metrics, thresholds)
+        evaluation = run.test if run.test is not None else run.validation
+        path = export_model(
+            export_config, model, run.class_names, check, metrics, thresholds, evaluation, run.train
         )
+        metrics["export"] = str(path)
     write_json_atomic(workdir / "metrics.json", metrics)
     run.state.complete = True
     run.state.save(workdir)

@@ -102,3 +102,17 @@ def test_multi_label_and_csv_settings_name_field_and_fix(changes, message):
     config = tiny_config(data__train="csv:/data/labels.csv:train", data__multi_label=True)
     config.data.validation = "split:0.2"
     validation.validate(config, "train")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"export__tflite_quantization": "int4"}, "must be 'float16', 'dynamic_range' or 'int8'"),
+        ({"export__representative_examples": 0}, "representative_examples=0 must be >= 1"),
+        ({"export__max_accuracy_drop": 1.5}, r"max_accuracy_drop=1.5 must be in \[0, 1\]"),
+    ],
+)
+def test_export_variant_settings_name_field_and_fix(changes, message):
+    with pytest.raises(UserError, match=message):
+        validation.validate(tiny_config(**changes), "train")
+    validation.validate(tiny_config(export__onnx=True, export__tflite_quantization="int8"), "train")
