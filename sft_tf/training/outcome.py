@@ -27,7 +27,7 @@ from sft_tf.evaluation import report as report_lib
 from sft_tf.files import save_weights_atomic, write_json_atomic
 from sft_tf.log import say
 from sft_tf.model import classifier
-from sft_tf.serving import export
+from sft_tf.serving import export, variants
 from sft_tf.training import callbacks as callbacks_lib
 from sft_tf.training import recipe
 from sft_tf.training.inputs import make_dataset
@@ -314,6 +314,11 @@ def finish(run: Run) -> dict:
             export_config, model, run.class_names, check, metrics, thresholds, evaluation, run.train
         )
         metrics["export"] = str(path)
+        report = workdir / "report" / "report.md"
+        if chief and report.is_file():
+            rows = export.read_manifest(path).get("variants", [])
+            with report.open("a") as f:
+                f.write(f"\n## Deployment variants ({path})\n\n{variants.table(rows)}\n")
     write_json_atomic(workdir / "metrics.json", metrics)
     run.state.complete = True
     run.state.save(workdir)

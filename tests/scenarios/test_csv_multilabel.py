@@ -78,6 +78,7 @@ def test_multi_label_csv_trains_both_phases_and_serves_probabilities_and_predict
     assert "binary_accuracy" in history and len(history["loss"]) == 2
     report = (cwd / "run" / "report" / "report.md").read_text()
     assert "precision_recall.png" in report and "| label | threshold |" in report
+    assert "## Deployment variants" in report and "| TFLite float16 |" in report
     export = cwd / "saved_models" / "tiny" / "1"
     manifest_path = export / "assets.extra" / "sft_tf.json"
     manifest = json.loads(manifest_path.read_text())
