@@ -104,7 +104,8 @@ def predict_files(export_dir: str | Path, paths: Sequence[str]) -> list[dict]:
         where = f"{', '.join(folders)} {'has' if len(folders) == 1 else 'have'} no files in it"
         raise UserError(f"nothing to predict: {where if folders else 'no files given'}")
     serve = load_signature(export_dir)
-    names = (Path(export_dir) / LABELS_FILE).read_text().splitlines()
+    labels = Path(export_dir) / LABELS_FILE  # multi-label outputs are named from it
+    names = labels.read_text().splitlines() if labels.is_file() else []
     results = []
     for path, empty in expanded:
         if empty:
@@ -140,5 +141,6 @@ def _result(path: str, out: dict, names: Sequence[str]) -> dict:
         probabilities = out["probabilities"].numpy()[0]
         present = np.flatnonzero(out["predicted"].numpy()[0])
         ranked = present[np.argsort(-probabilities[present], kind="stable")]
-        result["labels"] = {names[i]: round(float(probabilities[i]), 4) for i in ranked}
+        name = (lambda i: names[i]) if len(names) == len(probabilities) else str
+        result["labels"] = {name(i): round(float(probabilities[i]), 4) for i in ranked}
     return result
