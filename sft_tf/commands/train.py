@@ -20,6 +20,7 @@ from sft_tf.config import files as config_files
 from sft_tf.distribute import workers
 from sft_tf.lock import WorkdirLock
 from sft_tf.log import say
+from sft_tf.training import callbacks as callbacks_lib
 from sft_tf.training import inputs, outcome, phases, recipe, runtime
 from sft_tf.training import state as state_lib
 from sft_tf.training.checkpoints import RunCheckpoints
@@ -50,6 +51,7 @@ def run(
       UserError: bad input (nothing written then), a locked workdir, a changed config, a run
         that cannot be resumed, or a loss that became NaN.
     """
+    callbacks_lib.watch_interrupts()
     lock = WorkdirLock()
     try:
         return _run(config, Path(workdir), lock, restart, allow_config_change)

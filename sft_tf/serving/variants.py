@@ -5,7 +5,7 @@ assets.extra/onnx/model.onnx). Before a version is published every variant is sc
 evaluation split (`check_accuracy`); one that loses more than `export.max_accuracy_drop` of the
 SavedModel's accuracy stops the export. Latency is the wall time of one call at batch 1 (median
 and 95th percentile over repeated calls after warm-up); the SavedModel's throughput is measured
-at batch 32. `sft-tf benchmark` measures an existing export again (`measure_export`).
+at batch 32. `sft-tf benchmark` measures an existing export again (`find_variants`, `measure`).
 """
 
 from __future__ import annotations

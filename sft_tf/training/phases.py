@@ -70,6 +70,7 @@ def _callbacks(run: Run, phase: str, first_step: int) -> list[keras.callbacks.Ca
     # The non-finite guard comes first: it must stop the step before anything is saved.
     return [
         callbacks_lib.StopOnNonFinite(phase, DIVERGED_HINT, first_step),
+        callbacks_lib.StopOnInterrupt(),
         keras.callbacks.TensorBoard(log_dir=str(run.workdir / "logs")),
         callbacks_lib.SaveWeightsEachEpoch(run.workdir / WEIGHTS_FILE),
         callbacks_lib.ProgressSaver(

@@ -147,3 +147,38 @@ def test_single_label_csv_lists_splits_samples_few_shot_and_weights_classes(tmp_
     weights = inputs.training_class_weights(config, train)
     assert weights.shape == (3,) and np.isclose(np.average(weights, weights=train.counts()), 1)
     assert all(" " in path for path in train.paths)  # "data set/my images/..."
+
+
+@pytest.mark.slow  # a whole CLI run on a single-label CSV, its audit and its export: ~45 s
+def test_single_label_csv_through_the_cli_trains_audits_and_exports(tmp_path):
+    csv = write_multilabel_csv(tmp_path / "data set", per_split=(32, 8, 12))
+    rows = csv.read_text().splitlines()
+    single = [rows[0]] + [
+        ",".join([image, label.split("|")[-1], split])
+        for image, label, split in (row.split(",") for row in rows[1:])
+    ]
+    csv.write_text("\n".join(single) + "\n")
+    audit = sft_tf(
+        "audit",
+        f"--config={TINY}",
+        "--workdir=audit",
+        f"--config.data.train=csv:{csv}:train",
+        f"--config.data.test=csv:{csv}:test",
+        cwd=tmp_path,
+    )
+    assert "decodable from csv:" in audit.stdout
+    assert json.loads((tmp_path / "audit" / "audit.json").read_text())["problems"] == []
+    result = sft_tf(
+        *_csv_args(csv, "run", "--config.data.class_weighting=balanced"),
+        "--config.data.examples_per_class=6",
+        cwd=tmp_path,
+    )
+    assert "Class weights (balanced)" in result.stdout
+    assert "Test accuracy after phase2" in result.stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["classes"] == sorted(CLASS_COLOURS) and metrics["train_examples"] == 18
+    assert (tmp_path / "run" / "report" / "confusion_matrix.png").is_file()
+    manifest = json.loads(
+        (tmp_path / "saved_models" / "tiny" / "1" / "assets.extra" / "sft_tf.json").read_text()
+    )
+    assert not manifest["multi_label"] and manifest["thresholds"] is None
