@@ -30,14 +30,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "runs" / "deployment"))
     args = parser.parse_args()
 
-    from sft_tf.data import examples as examples_lib
     from sft_tf.serving import export, variants
     from sft_tf.training import outcome
     from sft_tf.training.inputs import load_target_splits
 
     config, model, class_names = outcome.load_trained(args.workdir)
     train, validation, test = load_target_splits(config)
-    check = examples_lib.encoded_samples(validation or test, 8)
     rows = []
     for quantization, onnx in (("float16", True), ("dynamic_range", False), ("int8", False)):
         variant = copy.deepcopy(config)
@@ -49,7 +47,7 @@ def main() -> None:
         variant.export.max_accuracy_drop = 1.0  # measure every variant, publish it anyway
         with contextlib.redirect_stdout(io.StringIO()):
             path = outcome.export_model(
-                variant, model, class_names, check, {}, evaluation=test, train=train
+                variant, model, class_names, {}, train=train, validation=validation, test=test
             )
         measured = export.read_manifest(path)["variants"]
         rows += [r for r in measured if r["variant"] != "SavedModel" or not rows]

@@ -22,7 +22,7 @@ from sft_tf.training.outcome import saved_metrics, served, write_report
 
 def evaluate_workdir(workdir: str | Path) -> dict:
     """Evaluates a workdir's trained model on its config's test split; writes evaluation.json."""
-    config, model, _ = outcome.load_trained(workdir)
+    config, model, class_names = outcome.load_trained(workdir)
     model = served(model, saved_metrics(workdir))
     _, _, test = load_target_splits(config)
     if test is None:
@@ -30,7 +30,6 @@ def evaluate_workdir(workdir: str | Path) -> dict:
     history_path = Path(workdir) / "history.json"
     history = json.loads(history_path.read_text()) if history_path.is_file() else None
     p1, p2 = config.phase1, config.phase2
-    thresholds = saved_metrics(workdir).get("thresholds")  # multi-label runs
     metrics = write_report(
         model,
         config,
@@ -38,7 +37,7 @@ def evaluate_workdir(workdir: str | Path) -> dict:
         Path(workdir) / "report",
         history,
         p1.epochs if p2.epochs else None,
-        thresholds=None if thresholds is None else np.asarray(list(thresholds.values())),
+        thresholds=outcome.saved_thresholds(saved_metrics(workdir), class_names),
     )
     write_json_atomic(Path(workdir) / "evaluation.json", metrics)
     return metrics

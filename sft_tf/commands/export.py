@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from sft_tf.data import examples as examples_lib
 from sft_tf.errors import UserError
 from sft_tf.lock import WorkdirLock
 from sft_tf.log import say
@@ -38,22 +35,14 @@ def _export_workdir(workdir: str | Path) -> Path:
         )
     metrics = saved_metrics(workdir)
     train = validation = test = None
-    try:  # real images for the parity check when the data is still there
+    try:  # real images for the parity check and the variants when the data is still there
         train, validation, test = load_target_splits(config)
-        check = examples_lib.encoded_samples(validation or test or train, 8)
     except UserError as e:
         say(f"Data unavailable ({e}); checking the export on synthetic images")
-        check = []
-    thresholds = None
-    if config.data.multi_label:
-        # A finished run's thresholds; an interrupted one's are tuned now (0.5 without data).
-        saved = metrics.get("thresholds")
-        thresholds = (
-            np.asarray([saved[name] for name in class_names], np.float32)
-            if saved
-            else outcome.tune_thresholds(model, config, validation)
-        )
-    evaluation = test if test is not None else validation
+    # A finished run's thresholds; an interrupted one's are tuned now (0.5 without data).
+    thresholds = outcome.saved_thresholds(metrics, class_names)
+    if thresholds is None:
+        thresholds = outcome.tune_thresholds(model, config, validation)
     return export_model(
-        config, served(model, metrics), class_names, check, metrics, thresholds, evaluation, train
+        config, served(model, metrics), class_names, metrics, thresholds, train, validation, test
     )

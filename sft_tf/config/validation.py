@@ -23,6 +23,7 @@ from sft_tf.data import augment as augment_lib
 from sft_tf.data import balance as balance_lib
 from sft_tf.data import decode, pipeline, specs
 from sft_tf.data import scan as scan_lib
+from sft_tf.data import sources as sources_lib
 from sft_tf.distribute import strategy as strategy_lib
 from sft_tf.errors import UserError
 from sft_tf.model import backbones
@@ -157,7 +158,7 @@ def _check_labels(config: ml_collections.ConfigDict) -> None:
         _fail("config.data.label_delimiter is empty; labels in one CSV cell need a separator")
     for name in ("train", "validation", "test"):
         kind = d[name].partition(":")[0]
-        if d[name] and kind not in ("csv", "tfrecord", "split"):
+        if d[name] and kind not in (*sources_lib.MULTI_LABEL_KINDS, "split"):
             _fail(
                 f"config.data.{name}={d[name]!r}: config.data.multi_label=true needs csv: or "
                 f"tfrecord: data (a {kind}: source has one class per image)"

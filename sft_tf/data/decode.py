@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import tensorflow as tf
 
 RESIZE_METHODS = ("resize", "crop", "pad")
@@ -25,6 +28,11 @@ def decode_image(encoded: tf.Tensor, image_size: int, method: str = "resize") ->
       tf.errors.InvalidArgumentError when run on bytes that are not a decodable image.
     """
     return resize(decode_rgb(encoded), image_size, method)
+
+
+def decode_images(encoded: Sequence[bytes], image_size: int, method: str = "resize") -> np.ndarray:
+    """A few encoded images (the export's check images) -> uint8 pixels [N, S, S, 3]."""
+    return np.stack([decode_image(tf.constant(b), image_size, method).numpy() for b in encoded])
 
 
 def decode_native(encoded: tf.Tensor) -> tf.Tensor:

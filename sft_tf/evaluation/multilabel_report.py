@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.metrics import precision_recall_curve
 
 from sft_tf.evaluation import multilabel as multilabel_lib
-from sft_tf.evaluation.report import WRONG_GRID, _save, plot_curves
+from sft_tf.evaluation.report import WRONG_GRID, _save, plot_curves, plot_image_grid
 
 
 def plot_precision_recall(
@@ -60,19 +60,6 @@ def plot_precision_recall(
     return _save(fig, path)
 
 
-def plot_calls(images: np.ndarray, captions: Sequence[str], title: str, path: Path) -> str:
-    cols = 4
-    rows = max(1, -(-len(images) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.6, rows * 2.9), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, caption in zip(axes.flat, images, captions):
-        ax.imshow(image)
-        ax.set_title(caption, fontsize=8)
-    fig.suptitle(title)
-    return _save(fig, path)
-
-
 def _worst_calls(probabilities, truth, predicted, false_positive: bool):
     """(example, label) pairs of the most confident false positives, or of the false
     negatives the model was surest were absent, at most WRONG_GRID."""
@@ -92,7 +79,7 @@ def _call_figures(folder, probabilities, truth, predicted, class_names, load_ima
         rows, cols, scores = _worst_calls(probabilities, truth, predicted, false_positive)
         if len(rows):
             captions = [f"{word}: {class_names[c]} ({s:.2f})" for c, s in zip(cols, scores)]
-            figures[heading] = plot_calls(load_images(rows), captions, heading, folder / file)
+            figures[heading] = plot_image_grid(load_images(rows), captions, heading, folder / file)
     return figures
 
 

@@ -67,19 +67,25 @@ def plot_reliability(bins: list[dict], ece: float, path: Path) -> str:
     return _save(fig, path)
 
 
-def plot_confidently_wrong(
-    images: np.ndarray, true: Sequence[str], predicted: Sequence[str], scores, path: Path
-) -> str:
+def plot_image_grid(images: np.ndarray, captions: Sequence[str], title: str, path: Path) -> str:
+    """Images four to a row, each with its caption."""
     cols = 4
     rows = max(1, -(-len(images) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.6, rows * 2.9), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, t, p, s in zip(axes.flat, images, true, predicted, scores):
+    for ax, image, caption in zip(axes.flat, images, captions):
         ax.imshow(image)
-        ax.set_title(f"true: {t}\npred: {p} ({s:.2f})", fontsize=8)
-    fig.suptitle("Most confidently wrong test images")
+        ax.set_title(caption, fontsize=8)
+    fig.suptitle(title)
     return _save(fig, path)
+
+
+def plot_confidently_wrong(
+    images: np.ndarray, true: Sequence[str], predicted: Sequence[str], scores, path: Path
+) -> str:
+    captions = [f"true: {t}\npred: {p} ({s:.2f})" for t, p, s in zip(true, predicted, scores)]
+    return plot_image_grid(images, captions, "Most confidently wrong test images", path)
 
 
 def plot_curves(

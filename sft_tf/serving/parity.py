@@ -58,9 +58,7 @@ def verify_export(
     missing = [s for s in SIGNATURES if s not in loaded.signatures]
     if missing:
         raise RuntimeError(f"export {path} lacks signatures {missing}")
-    pixels = np.stack(
-        [decode.decode_image(tf.constant(b), image_size, resize_method).numpy() for b in encoded]
-    )
+    pixels = decode.decode_images(encoded, image_size, resize_method)
     expected = model.predict(pixels, verbose=0)
     sig = loaded.signatures
     # Pixels go in one image at a time at their own size, so the in-graph resize is checked.

@@ -103,9 +103,7 @@ def write_tflite(
     (folder / "labels.txt").write_text("\n".join(class_names) + "\n")
     if quantization == "int8":
         return path
-    pixels = np.stack(
-        [decode.decode_image(tf.constant(b), image_size, resize_method).numpy() for b in encoded]
-    )
+    pixels = decode.decode_images(encoded, image_size, resize_method)
     expected = model.predict(pixels, verbose=0).argmax(-1)
     got = tflite_predict(interpreter(path), pixels).argmax(-1)
     for want, have in zip(expected, got):

@@ -211,12 +211,7 @@ def write_variants(
     info = {}
     if onnx:
         path = onnx_export.write_onnx(model, staging / ONNX_DIR)
-        pixels = np.stack(
-            [
-                decode.decode_image(tf.constant(b), image_size, resize_method).numpy()
-                for b in encoded
-            ]
-        )
+        pixels = decode.decode_images(encoded, image_size, resize_method)
         session = onnx_export.onnx_session(path)
         info["onnx_parity_max_abs_diff"] = onnx_export.check_onnx(
             session, model, pixels, class_names

@@ -222,11 +222,13 @@ def train_input(config, strategy, examples, balance: bool = True) -> tuple[Calla
     training).
     """
     global_batch = config.data.global_batch_size
+    listed_weights = training_class_weights(config, examples) if balance else None
     weights = sample_weights(config, examples) if balance else None
     resample = config.data.resample if balance else "none"
-    if weights is not None:
-        listed = ", ".join(f"{n} {w:.3g}" for n, w in zip(examples.class_names, weights))
-        say(f"Class weights ({config.data.class_weighting}): {listed}")
+    if listed_weights is not None:
+        what = "Positive-label weights" if examples.multi_label else "Class weights"
+        listed = ", ".join(f"{n} {w:.3g}" for n, w in zip(examples.class_names, listed_weights))
+        say(f"{what} ({config.data.class_weighting}): {listed}")
     if resample != "none":
         say(f"Training draws the classes equally often (data.resample={resample})")
     options = {"class_weights": weights, "resample": resample}

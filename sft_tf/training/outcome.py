@@ -201,21 +201,31 @@ def _variant_inputs(config, evaluation, train) -> dict:
     return inputs
 
 
+def saved_thresholds(metrics: dict, class_names) -> np.ndarray | None:
+    """A finished multi-label run's thresholds from its metrics.json, in output order."""
+    saved = metrics.get("thresholds")
+    return None if saved is None else np.asarray([saved[n] for n in class_names], np.float32)
+
+
 def export_model(
     config,
     model,
     class_names,
-    check_images,
     metrics: dict,
     thresholds=None,
-    evaluation: examples_lib.Examples | None = None,
     train: examples_lib.Examples | None = None,
+    validation: examples_lib.Examples | None = None,
+    test: examples_lib.Examples | None = None,
 ) -> Path:
     """Publishes the next export version with its manifest; prints where it went.
 
-    evaluation: the split the variants are scored on (test, else validation); train: where
-    int8 calibration images come from.
+    The splits given (None: unavailable) supply real images for the parity check (validation,
+    else test, else train; synthetic ones without any), the split the variants are scored on
+    (test, else validation) and the int8 calibration images (train).
     """
+    source = next((split for split in (validation, test, train) if split), None)
+    check_images = examples_lib.encoded_samples(source, 8) if source is not None else []
+    evaluation = test if test is not None else validation
     manifest = {
         "name": config.name,
         "backbone": config.model.backbone,
@@ -302,16 +312,21 @@ def finish(run: Run) -> dict:
         )
         say(f"Evaluation report: {workdir / 'report' / 'report.md'}")
     if config.export.dir:
-        check = examples_lib.encoded_samples(run.validation or run.test or run.train, 8)
         # Every worker exports: the export's check runs model.predict, whose collectives all
         # workers must join. Other workers export into their scratch dir, deleted below.
         export_config = config
         if not chief:
             export_config = copy.deepcopy(config)
             export_config.export.dir = str(workdir / "saved_models")
-        evaluation = run.test if run.test is not None else run.validation
         path = export_model(
-            export_config, model, run.class_names, check, metrics, thresholds, evaluation, run.train
+            export_config,
+            model,
+            run.class_names,
+            metrics,
+            thresholds,
+            run.train,
+            run.validation,
+            run.test,
         )
         metrics["export"] = str(path)
         report = workdir / "report" / "report.md"

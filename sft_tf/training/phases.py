@@ -124,14 +124,11 @@ def _fit_phase(run: Run, phase: str, first_epoch: int, last_epoch: int) -> None:
 
 
 def _task(run: Run) -> dict:
-    """compile_phase's options for the run's task: multi-label and its positive weights."""
+    """compile_phase's options for the run's task: multi-label and its positive weights (listed
+    once, with the input pipelines, by `inputs.train_input`)."""
     if not run.train.multi_label:
         return {}
-    weights = training_class_weights(run.config, run.train)
-    if weights is not None:
-        listed = ", ".join(f"{n} {w:.3g}" for n, w in zip(run.class_names, weights))
-        say(f"Positive-label weights ({run.config.data.class_weighting}): {listed}")
-    return {"multi_label": True, "positive_weights": weights}
+    return {"multi_label": True, "positive_weights": training_class_weights(run.config, run.train)}
 
 
 def _uses_head_cache(run: Run) -> bool:
