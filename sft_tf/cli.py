@@ -9,11 +9,14 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from sft_tf import commands
-from sft_tf.errors import UserError
+from sft_tf import commands, startup
+from sft_tf.commands import usage
+from sft_tf.config import files
+from sft_tf.config import flags as config_help
+from sft_tf.errors import UserError, file_system_failure
 
 USAGE = commands.__doc__  # the usage text lives beside the commands it describes
-COMMANDS = ("train", "pretrain", "evaluate", "export", "predict", "demo", "audit", "benchmark")
+COMMANDS = tuple(usage.VERBS)
 STRATEGIES = ["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"]
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -79,7 +82,7 @@ def _dispatch(command: str, args: list[str]) -> int:
         "export": lambda: export.export_workdir(_require(workdir, "workdir", command)),
         "predict": lambda: predict.main(args, model, workdir, version, _JSON.value),
         "audit": lambda: audit.audit(_config(command), _workdir(command)),
-        "demo": lambda: demo.run(_config("train"), _workdir(command)),
+        "demo": lambda: demo.run(_config(command), _workdir(command)),
         "benchmark": lambda: benchmark.main(model, version),
     }
     status = verbs[command]()
@@ -92,6 +95,8 @@ def main(argv: list[str]) -> int:
         given = argv[1] if len(argv) > 1 else "nothing"
         return _error(f"expected a command ({', '.join(COMMANDS)}), got {given}; see sft-tf --help")
     try:
+        usage.preflight(argv[1], lambda name: flags.FLAGS[name].value, _CONFIG.value)
+        startup.import_tensorflow_quietly()  # after the checks that need no TensorFlow
         return _dispatch(argv[1], argv[2:])
     except UserError as e:
         return _error(str(e))
@@ -103,8 +108,6 @@ def main(argv: list[str]) -> int:
     except OSError as e:  # disk full, permission denied: files are written by temp + rename
         return _error(f"could not write {e.filename or 'a file'}: {e.strerror or e}", 1)
     except Exception as e:
-        from sft_tf.errors import file_system_failure
-
         failure = file_system_failure(e)
         if failure is None:
             raise  # a bug: the traceback is what a report needs
@@ -119,12 +122,12 @@ def _error(message: str, status: int = 2) -> int:
 def run() -> None:
     """Console-script entry point (`sft-tf`, `python -m sft_tf`)."""
     # absl's --help exits 1 and appends its own text; asking for help is not an error.
-    if len(sys.argv) < 2 or sys.argv[1] in ("--help", "-h", "help", "-help"):
+    if len(sys.argv) < 2 or sys.argv[1] in usage.HELP:
         print(USAGE, end="")
         sys.exit(0 if len(sys.argv) > 1 else 2)
-    from sft_tf import startup
-
-    startup.import_tensorflow_quietly()
+    if sys.argv[1] in COMMANDS and usage.HELP.intersection(sys.argv[2:]):
+        flag_help = {name: flags.FLAGS[name].help for name in flags.FLAGS}
+        sys.exit(print(usage.command_help(sys.argv[1], flag_help), end=""))  # exit status 0
     # absl's usage messages print the __main__ module's docstring: make it this one.
     sys.modules["__main__"].__doc__ = USAGE
     app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)
@@ -132,9 +135,6 @@ def run() -> None:
 
 def _parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing with one-line errors (exit 2) instead of tracebacks."""
-    from sft_tf.config import files
-    from sft_tf.config import flags as config_help
-
     try:
         spec = config_help.config_file_arg(argv)
         if spec is not None:  # ml_collections reports a broken file as a traceback

@@ -104,6 +104,13 @@ def write_image(path: Path, pixels: np.ndarray) -> Path:
     return path
 
 
+def exif_jpeg(pixels: np.ndarray, orientation: int) -> bytes:
+    """A JPEG of `pixels` (as stored) tagged with EXIF `orientation`, as phone cameras write."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # the Orientation tag
+    return pil_bytes(Image.fromarray(pixels), "JPEG", exif=exif.tobytes(), quality=95)
+
+
 def write_pngs(folder: Path, count: int) -> None:
     """folder/0.png ... folder/<count-1>.png: 8x8 images of distinct greys."""
     for i in range(count):

@@ -38,6 +38,13 @@ def test_train_writes_workdir_and_export(trained):
     assert config["phase2"]["unfreeze_blocks"] == 1
     metrics = json.loads((cwd / "run" / "metrics.json").read_text())
     assert metrics["export"] == "saved_models/tiny/1"
+    # tiny.py has no pretrained weights: validate says so; each phase whose test accuracy is
+    # within noise of the majority class (a third, +-0.22 on 18 images) says so too.
+    assert result.stdout.startswith("Warning: config.model.weights is empty")
+    for phase in ("phase1", "phase2"):
+        chance = metrics[phase]["test"]["accuracy"] <= 1 / 3 + 2 * (2 / 9 / 18) ** 0.5
+        warned = [w for w in metrics.get("warnings", []) if w.startswith(f"{phase}: test")]
+        assert bool(warned) == chance and all(f"Warning: {w}" in result.stdout for w in warned)
     assert (cwd / "saved_models" / "tiny" / "1" / "saved_model.pb").is_file()
     # The evaluation report of the final model, with the curves of both phases.
     report = cwd / "run" / "report"

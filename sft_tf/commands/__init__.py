@@ -21,6 +21,7 @@ Commands:
              writes DIR/audit.json, exit status 1 on an empty class, one class or leakage
              sft-tf audit --config=configs/NAME.py --workdir=DIR
 
+A command's flags, main config fields and an example: sft-tf COMMAND --help.
 All flags: sft-tf --helpfull. Config fields and their meaning: sft_tf/config/schema.py.
 Exit status: 0 done, 1 a file could not be written (or predict/audit found a problem),
 2 bad input, 130 interrupted.

@@ -77,7 +77,7 @@ def _pretrain(config: ml_collections.ConfigDict, workdir: Path, lock: WorkdirLoc
     workers.allow_multi_worker_fit(model, strategy)
     say(f"Source training from scratch: {classifier.describe_trainable(model)}")
     batches = train_input((0, 0), p.epochs)
-    phases.fit(model, batches, None, [], epochs=p.epochs, steps_per_epoch=steps)
+    phases.fit(model, batches, None, [], p.epochs, epochs=p.epochs, steps_per_epoch=steps)
 
     # --- BatchNorm statistics, the source accuracy, the saved backbone --------------------------
     info = {"digest": key, **_recalibrate_and_measure(config, model, train, test)}

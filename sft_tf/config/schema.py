@@ -13,10 +13,11 @@ import copy
 import ml_collections
 from ml_collections import config_dict
 
-from sft_tf.data import scan as scan_lib
-
 # Upper bounds that catch a slip of the keyboard before it costs a long wait or all memory.
 MAX_IMAGE_SIZE = 1024
+# Pillow's decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS), fixed here so that a Pillow
+# upgrade does not change configs.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 
 
 MAX_EPOCHS = 10_000
@@ -123,7 +124,7 @@ def base_config() -> ml_collections.ConfigDict:
     # files too, never decoded: a 1 MB PNG can decode to gigabytes. The default is Pillow's
     # decompression-bomb limit (~90 megapixels, e.g. 9500 x 9500), far above any photo size a
     # classifier needs.
-    c.data.max_image_pixels = scan_lib.DEFAULT_MAX_IMAGE_PIXELS
+    c.data.max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS
     # Decoded-pixel cache: "auto" (memory if a split fits in cache_memory_mb, else a file in the
     # workdir), "memory", "disk" or "off" (decode every epoch; flat memory).
     c.data.cache = "auto"

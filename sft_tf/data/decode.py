@@ -1,5 +1,6 @@
 """Decoding: any supported file (JPEG, PNG, GIF, BMP, WebP; grayscale, alpha, palette, CMYK,
-16-bit) to RGB uint8 at the model's size, the same way in training and in the export.
+16-bit; EXIF-rotated JPEGs turned upright) to RGB uint8 at the model's size, the same way in
+training and in the export.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from sft_tf.data import orientation
 
 RESIZE_METHODS = ("resize", "crop", "pad")
 
@@ -38,7 +41,8 @@ def decode_images(encoded: Sequence[bytes], image_size: int, method: str = "resi
 def decode_native(encoded: tf.Tensor) -> tf.Tensor:
     """Encoded bytes -> uint8 [H, W, C] with the file's own channels (1 gray, 2 gray+alpha, 3, 4).
 
-    16-bit images are scaled to 8 bits; CMYK JPEGs come out as RGB (TF converts them).
+    16-bit images are scaled to 8 bits; CMYK JPEGs come out as RGB (TF converts them). As
+    stored: `decode_rgb` applies a JPEG's EXIF orientation.
     """
     # expand_animations=False: a GIF gives its first frame, so every image has rank 3.
     image = tf.io.decode_image(encoded, channels=0, dtype=tf.uint8, expand_animations=False)
@@ -47,8 +51,10 @@ def decode_native(encoded: tf.Tensor) -> tf.Tensor:
 
 
 def decode_rgb(encoded: tf.Tensor) -> tf.Tensor:
-    """Encoded bytes -> RGB uint8 [H, W, 3], any size; transparency is composited over white."""
-    return to_rgb(decode_native(encoded))
+    """Encoded bytes -> RGB uint8 [H, W, 3], any size, upright (a JPEG's EXIF orientation
+    applied: a phone's portrait photo, see orientation.py); transparency composited over white."""
+    rgb = to_rgb(decode_native(encoded))
+    return orientation.apply_orientation(rgb, orientation.exif_orientation(encoded))
 
 
 def to_rgb(image: tf.Tensor) -> tf.Tensor:

@@ -103,6 +103,13 @@ class Examples:
             positions=None if self.positions is None else self.positions[indices],
         )
 
+    def names(self) -> list[str]:
+        """What names each example in reports: its file path, else `origin #position`."""
+        if self.paths is not None:
+            return [str(p) for p in self.paths]
+        where = self.positions if self.positions is not None else range(len(self))
+        return [f"{self.origin} #{int(i)}" for i in where]
+
     @property
     def multi_label(self) -> bool:
         """True when every example has a set of labels (multi-hot rows), not one class."""

@@ -10,14 +10,15 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from sft_tf.config.schema import DEFAULT_MAX_IMAGE_PIXELS
 from sft_tf.data.decode import decode_native, stored_size
 from sft_tf.data.examples import Examples, encoded_images
+from sft_tf.log import Progress
 
-# Pillow's MAX_IMAGE_PIXELS (~90 megapixels, e.g. 9500 x 9500): above it an image is far more
-# likely a decompression bomb or a scan at absurd resolution than a training photo, and decoding
-# it takes gigabytes (a 20000 x 20000 PNG of 1.2 MB decodes to 1.2 GB of RGB).
-DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
-
+# The default pixel limit is Pillow's MAX_IMAGE_PIXELS (~90 megapixels, e.g. 9500 x 9500): above
+# it an image is far more likely a decompression bomb or a scan at absurd resolution than a
+# training photo, and decoding it takes gigabytes (a 20000 x 20000 PNG of 1.2 MB decodes to
+# 1.2 GB of RGB).
 
 BAD_IMAGE_POLICIES = ("skip", "fail")
 
@@ -122,9 +123,11 @@ def scan_images(examples: Examples, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) 
     )
     # A failing decode drops its element; the indices that never arrive are the bad ones.
     ds = ds.ignore_errors().batch(1024)
-    for i, h, w, c, k, d in ds.as_numpy_iterator():
-        ok[i], height[i], width[i], channels[i], cmyk[i] = True, h, w, c, k
-        digest[i] = d.view(np.uint64)
+    with Progress(f"Checking {examples.origin or 'the images'}", n) as progress:
+        for i, h, w, c, k, d in ds.as_numpy_iterator():
+            ok[i], height[i], width[i], channels[i], cmyk[i] = True, h, w, c, k
+            digest[i] = d.view(np.uint64)
+            progress.update(progress.done + len(i))
     reasons = {int(i): "" for i in np.flatnonzero(~ok)}
     if reasons:
         # Decode the failures again, one by one and eagerly, to say why each failed.

@@ -60,7 +60,7 @@ def classification_metrics(
       probabilities: float [N, C].
       labels: int [N].
       class_names: C names.
-      top_k: k for the top-k accuracy (capped at C).
+      top_k: k for the top-k accuracy; left out when k >= C, where it is always 1.
 
     Returns:
       A JSON-able dict.
@@ -68,8 +68,6 @@ def classification_metrics(
     n_classes = len(class_names)
     labels = np.asarray(labels)
     predicted = probabilities.argmax(-1)
-    k = min(top_k, n_classes)
-    top = np.argsort(-probabilities, axis=-1)[:, :k]
     confusion = np.zeros((n_classes, n_classes), np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     hits = np.diag(confusion).astype(np.float64)
@@ -90,10 +88,15 @@ def classification_metrics(
             "support": int(support.sum()),
         }
 
+    top_k_accuracy = {}
+    if top_k < n_classes:
+        top = np.argsort(-probabilities, axis=-1)[:, :top_k]
+        hit = (top == labels[:, None]).any(-1)
+        top_k_accuracy[f"top{top_k}_accuracy"] = round(float(np.mean(hit)), 4)
     return {
         "examples": len(labels),
         "accuracy": round(float(np.mean(predicted == labels)), 4),
-        f"top{k}_accuracy": round(float(np.mean((top == labels[:, None]).any(-1))), 4),
+        **top_k_accuracy,
         "loss": round(loss, 4),
         "ece": round(ece, 4),
         "per_class_recall": {name: round(float(r), 4) for name, r in zip(class_names, recall)},

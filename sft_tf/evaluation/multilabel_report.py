@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
+from sft_tf.evaluation import fonts
 from sft_tf.evaluation import multilabel as multilabel_lib
 from sft_tf.evaluation.report import WRONG_GRID, _save, plot_curves, plot_image_grid
 
@@ -113,16 +114,18 @@ def write_multilabel_report(
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     truth = np.asarray(labels) > 0
     predicted = probabilities >= np.asarray(thresholds)[None, :]
-    figures = {
-        "Precision-recall curves": plot_precision_recall(
-            probabilities, truth, class_names, thresholds, folder / "precision_recall.png"
-        ),
-        **_call_figures(folder, probabilities, truth, predicted, class_names, load_images),
-    }
-    if history and history.get("loss"):
-        figures["Training curves"] = plot_curves(
-            history, phase_switch, folder / "curves.png", ("loss", "binary_accuracy")
-        )
+    shown, rc = fonts.figure_labels(class_names)
+    with plt.rc_context(rc):
+        figures = {
+            "Precision-recall curves": plot_precision_recall(
+                probabilities, truth, shown, thresholds, folder / "precision_recall.png"
+            ),
+            **_call_figures(folder, probabilities, truth, predicted, shown, load_images),
+        }
+        if history and history.get("loss"):
+            figures["Training curves"] = plot_curves(
+                history, phase_switch, folder / "curves.png", ("loss", "binary_accuracy")
+            )
     lines = [
         f"# {title}",
         "",
@@ -139,7 +142,9 @@ def write_multilabel_report(
         ap = "n/a" if m["average_precision"] is None else f"{m['average_precision']:.3f}"
         cells = [f"{m[key]:.3f}" for key in ("threshold", "precision", "recall", "f1")]
         lines.append(f"| {name} | {' | '.join(cells)} | {ap} | {m['support']} |")
+    legend = fonts.legend_line(class_names, shown)
+    lines += ["", legend] if legend else []
     for heading, file in figures.items():
         lines += ["", f"## {heading}", "", f"![{heading}]({file})"]
-    (folder / "report.md").write_text("\n".join(lines) + "\n")
+    (folder / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return metrics

@@ -6,14 +6,18 @@ write_report() puts into one folder:
   confusion_matrix.json   rows = true class, columns = predicted class
   confusion_matrix.png
   reliability.png         calibration: confidence vs. accuracy per confidence bin
-  confidently_wrong.png   the test images the model got wrong with the highest confidence
+  confidently_wrong.png   the test images the model got wrong with the highest confidence,
+                          each captioned with its file name
+  misclassified.csv       every wrong test image: file, true, predicted, confidence
   curves.png              loss and accuracy per epoch of both phases, phase switch marked
   report.md               all of the above on one page
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,9 +27,12 @@ matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt
 import numpy as np
 
+from sft_tf.evaluation import fonts
 from sft_tf.evaluation import metrics as metrics_lib
 
-WRONG_GRID = 16
+WRONG_GRID = 16  # images in the "confidently wrong" figure
+WRONG_LISTED = 10  # misclassified files listed in report.md (all of them in the CSV)
+SURE = 0.5  # below this top-1 probability a mistake is not a "confident" one
 
 
 def _save(fig, path: Path) -> str:
@@ -81,11 +88,25 @@ def plot_image_grid(images: np.ndarray, captions: Sequence[str], title: str, pat
     return _save(fig, path)
 
 
+def wrong_title(scores) -> str:
+    """The grid's title, honest about how sure the model was."""
+    if len(scores) and max(scores) < SURE:
+        return f"Wrong test images, surest first (all unsure: at most {max(scores):.2f})"
+    return "Most confidently wrong test images"
+
+
 def plot_confidently_wrong(
-    images: np.ndarray, true: Sequence[str], predicted: Sequence[str], scores, path: Path
+    images: np.ndarray, files: Sequence[str], true, predicted, scores, path: Path
 ) -> str:
-    captions = [f"true: {t}\npred: {p} ({s:.2f})" for t, p, s in zip(true, predicted, scores)]
-    return plot_image_grid(images, captions, "Most confidently wrong test images", path)
+    captions = [
+        f"{_short(os.path.basename(f))}\ntrue: {t}\npred: {p} ({s:.2f})"
+        for f, t, p, s in zip(files, true, predicted, scores)
+    ]
+    return plot_image_grid(images, captions, wrong_title(scores), path)
+
+
+def _short(text: str, width: int = 28) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
 def plot_curves(
@@ -102,9 +123,64 @@ def plot_curves(
             # Epochs 1..phase_switch are phase 1; the line sits where phase 2 begins.
             ax.axvline(phase_switch + 0.5, color="gray", linestyle=":", label="phase 2 starts")
         ax.set_xlabel("epoch")
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)  # no "+1.098" offsets
         ax.set_title(metric)
         ax.legend()
     return _save(fig, path)
+
+
+def write_mistakes(path: Path, order, files, true, predicted, scores) -> None:
+    """misclassified.csv: every wrong test image, the most confident mistake first."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "true", "predicted", "confidence"])
+        for i in order:
+            writer.writerow([files[i], true[i], predicted[i], f"{scores[i]:.4f}"])
+
+
+def _mistake_lines(order, files, true, predicted, scores) -> list[str]:
+    if not len(order):
+        return ["", "## Misclassified test images", "", "None."]
+    shown = order[:WRONG_LISTED]
+    lines = [
+        "",
+        "## Misclassified test images",
+        "",
+        f"{len(order)} wrong; the {len(shown)} surest below, all of them in "
+        "[misclassified.csv](misclassified.csv).",
+        "",
+        "| file | true | predicted | confidence |",
+        "| --- | --- | --- | --- |",
+    ]
+    for i in shown:
+        lines.append(f"| `{files[i]}` | {true[i]} | {predicted[i]} | {scores[i]:.3f} |")
+    return lines
+
+
+def _summary(metrics: dict, class_names, title: str) -> list[str]:
+    top = [key for key in metrics if key.startswith("top") and key.endswith("_accuracy")]
+    top_k = f", {top[0].replace('_', ' ')} {metrics[top[0]]:.4f}" if top else ""
+    return [
+        f"# {title}",
+        "",
+        f"{metrics['examples']} test images, {len(class_names)} classes. "
+        f"Accuracy **{metrics['accuracy']:.4f}**{top_k}, "
+        f"loss {metrics['loss']:.4f}, expected calibration error {metrics['ece']:.4f}.",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "| --- | --- | --- | --- | --- |",
+        *_class_rows(metrics),
+    ]
+
+
+def _class_rows(metrics: dict) -> list[str]:
+    rows = list(metrics["per_class"].items())
+    rows += [("**macro avg**", metrics["macro_avg"]), ("**weighted avg**", metrics["weighted_avg"])]
+    lines = []
+    for name, m in rows:
+        cells = [f"{m[key]:.3f}" for key in ("precision", "recall", "f1")] + [str(m["support"])]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return lines
 
 
 def write_report(
@@ -117,6 +193,7 @@ def write_report(
     phase_switch: int | None = None,
     top_k: int = 5,
     title: str = "Evaluation report",
+    files: Sequence[str] | None = None,
 ) -> dict:
     """Writes the report folder; returns its metrics.
 
@@ -125,15 +202,17 @@ def write_report(
       probabilities: float [N, C] on the test split.
       labels: int [N].
       class_names: C names.
-      load_images: callable(indices) -> uint8 [len, H, W, 3], to draw the wrong images
-        without holding the whole test split in memory.
+      load_images: callable(indices) -> uint8 [len, H, W, 3] in the order asked, to draw the
+        wrong images without holding the whole test split in memory.
       history: per-epoch metrics of both phases (Keras History dicts merged), if any.
       phase_switch: the number of phase-1 epochs, to mark the switch on the curves.
-      top_k: k of the top-k accuracy.
+      top_k: k of the top-k accuracy (left out when k is at least the number of classes).
       title: first line of report.md.
+      files: what names each test image in the mistakes list (its path); "test #i" if None.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    files = list(files) if files is not None else [f"test #{i}" for i in range(len(labels))]
     metrics = metrics_lib.classification_metrics(probabilities, labels, class_names, top_k=top_k)
     confusion = np.asarray(metrics.pop("confusion_matrix"))
     bins = metrics.pop("calibration_bins")
@@ -141,41 +220,37 @@ def write_report(
     (folder / "confusion_matrix.json").write_text(
         json.dumps({"classes": list(class_names), "matrix": confusion.tolist()}) + "\n"
     )
-    figures = {
-        "Confusion matrix": plot_confusion(confusion, class_names, folder / "confusion_matrix.png"),
-        "Calibration": plot_reliability(bins, metrics["ece"], folder / "reliability.png"),
-    }
+    shown, rc = fonts.figure_labels(class_names)
     predicted = probabilities.argmax(-1)
+    scores = probabilities[np.arange(len(labels)), predicted]
     wrong = np.flatnonzero(predicted != labels)
-    if len(wrong):
-        worst = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:WRONG_GRID]
-        figures["Most confidently wrong"] = plot_confidently_wrong(
-            load_images(worst),
-            [class_names[i] for i in labels[worst]],
-            [class_names[i] for i in predicted[worst]],
-            probabilities[worst, predicted[worst]],
-            folder / "confidently_wrong.png",
-        )
-    if history and history.get("loss"):
-        figures["Training curves"] = plot_curves(history, phase_switch, folder / "curves.png")
+    order = wrong[np.argsort(-scores[wrong], kind="stable")]
+    true_names = [class_names[i] for i in labels]
+    predicted_names = [class_names[i] for i in predicted]
+    write_mistakes(folder / "misclassified.csv", order, files, true_names, predicted_names, scores)
+    with plt.rc_context(rc):
+        figures = {
+            "Confusion matrix": plot_confusion(confusion, shown, folder / "confusion_matrix.png"),
+            "Calibration": plot_reliability(bins, metrics["ece"], folder / "reliability.png"),
+        }
+        if len(order):
+            worst = order[:WRONG_GRID]
+            figures[wrong_title(scores[worst])] = plot_confidently_wrong(
+                load_images(worst),
+                [files[i] for i in worst],
+                [shown[i] for i in labels[worst]],
+                [shown[i] for i in predicted[worst]],
+                scores[worst],
+                folder / "confidently_wrong.png",
+            )
+        if history and history.get("loss"):
+            figures["Training curves"] = plot_curves(history, phase_switch, folder / "curves.png")
 
-    k = next(key for key in metrics if key.startswith("top") and key.endswith("_accuracy"))
-    lines = [
-        f"# {title}",
-        "",
-        f"{metrics['examples']} test images, {len(class_names)} classes. "
-        f"Accuracy **{metrics['accuracy']:.4f}**, {k.replace('_', ' ')} {metrics[k]:.4f}, "
-        f"loss {metrics['loss']:.4f}, expected calibration error {metrics['ece']:.4f}.",
-        "",
-        "| class | precision | recall | F1 | support |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    rows = list(metrics["per_class"].items())
-    rows += [("**macro avg**", metrics["macro_avg"]), ("**weighted avg**", metrics["weighted_avg"])]
-    for name, m in rows:
-        cells = [f"{m[key]:.3f}" for key in ("precision", "recall", "f1")] + [str(m["support"])]
-        lines.append(f"| {name} | {' | '.join(cells)} |")
+    lines = _summary(metrics, class_names, title)
+    lines += _mistake_lines(order, files, true_names, predicted_names, scores)
+    legend = fonts.legend_line(class_names, shown)
+    lines += ["", legend] if legend else []
     for heading, file in figures.items():
         lines += ["", f"## {heading}", "", f"![{heading}]({file})"]
-    (folder / "report.md").write_text("\n".join(lines) + "\n")
+    (folder / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return metrics

@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from sft_tf import __version__
 from sft_tf.errors import UserError
+from sft_tf.log import say
 from sft_tf.serving import signatures, variants
 from sft_tf.serving.layout import (
     LABELS_FILE,
@@ -223,9 +224,11 @@ def export_for_serving(
     staging = root / f"{STAGING_PREFIX}{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
+        say(f"Exporting to {root}: writing the SavedModel (tracing its serving signatures)")
         signatures.write_savedmodel(
             staging, model, class_names, image_size, top_k, resize_method, thresholds, encoded
         )
+        say(f"  checking the reloaded SavedModel against the model on {len(encoded)} images")
         worst = verify_export(staging, model, image_size, encoded, resize_method)
         measured = variants.write_variants(
             staging,

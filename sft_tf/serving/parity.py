@@ -62,7 +62,7 @@ def verify_export(
     expected = model.predict(pixels, verbose=0)
     sig = loaded.signatures
     # Pixels go in one image at a time at their own size, so the in-graph resize is checked.
-    raw = [tf.io.decode_image(b, channels=3, expand_animations=False)[None] for b in encoded]
+    raw = [decode.decode_rgb(tf.constant(b))[None] for b in encoded]
     got = {
         "serving_default": sig["serving_default"](image_bytes=tf.constant(list(encoded))),
         "serving_tf_example": sig["serving_tf_example"](

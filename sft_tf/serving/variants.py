@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from sft_tf.data import decode
 from sft_tf.errors import UserError
+from sft_tf.log import say
 from sft_tf.serving import onnx_export
 from sft_tf.serving import tflite as tflite_lib
 from sft_tf.serving.layout import ONNX_DIR, TFLITE_DIR
@@ -204,12 +205,14 @@ def write_variants(
       The manifest's entries: variants (`measure` rows) and the ONNX parity.
     """
     if tflite:
+        say(f"  converting to TFLite ({tflite}) and checking it")
         path = staging / TFLITE_DIR
         tflite_lib.write_tflite(
             model, path, class_names, image_size, encoded, tflite, resize_method, representative
         )
     info = {}
     if onnx:
+        say("  converting to ONNX and checking it with onnxruntime")
         path = onnx_export.write_onnx(model, staging / ONNX_DIR)
         pixels = decode.decode_images(encoded, image_size, resize_method)
         session = onnx_export.onnx_session(path)
@@ -219,6 +222,9 @@ def write_variants(
     found = find_variants(staging, tflite)
     accuracy = None
     if evaluation is not None:
+        names = ", ".join(v.name for v in found)
+        say(f"  scoring {names} on the evaluation split (the accuracy guard)")
         accuracy = check_accuracy(found, evaluation(), max_accuracy_drop, thresholds)
+    say("  measuring sizes and batch-1 latency")
     info["variants"] = measure(found, staging, image_size, accuracy)
     return info

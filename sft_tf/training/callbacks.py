@@ -165,3 +165,24 @@ def interrupted_line(command: str) -> str:
     if command in ("train", "pretrain", "demo"):
         return "interrupted; rerun the same command to go on"
     return "interrupted"
+
+
+class RunProgress(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar (or line per epoch), with epochs counted over the whole run: phase 2
+    goes on from phase 1's count and a resumed epoch's fit says "Epoch 3/4", not "Epoch 3/3" —
+    the numbering of history.csv and TensorBoard."""
+
+    def __init__(self, total_epochs: int):
+        super().__init__()
+        self.total_epochs = total_epochs
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = self.total_epochs
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard logging with epochs numbered from 1, as the console counts them."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)

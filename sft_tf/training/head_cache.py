@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from sft_tf.data import augment as augment_lib
 from sft_tf.data import pipeline
+from sft_tf.log import Progress
 from sft_tf.model.classifier import DROPOUT_LAYER, HEAD_LAYER, POOL_LAYER
 
 # Layer names from classifier.build_classifier: the pooled features and what sits above them.
@@ -35,7 +36,22 @@ def extract(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
     pooled = keras.Model(model.inputs, model.get_layer(POOL_LAYER).output)
     # Keras's predict loop: compiled, and reading the next batch while this one runs.
     # The frozen base is in inference mode there, as in phase 1's fit.
-    return np.asarray(pooled.predict(dataset, verbose=0), np.float32)
+    batches = max(int(dataset.cardinality()), 0)  # 0: unknown (no progress shown)
+    with Progress("Pooled features from the frozen base", batches, "batches") as progress:
+        shown = _ShowProgress(progress)
+        return np.asarray(pooled.predict(dataset, verbose=0, callbacks=[shown]), np.float32)
+
+
+class _ShowProgress(keras.callbacks.Callback):
+    """Feeds Keras's predict loop's batch count to a `Progress`."""
+
+    def __init__(self, progress: Progress):
+        super().__init__()
+        self.progress = progress
+
+    def on_predict_batch_end(self, batch, logs=None):
+        if self.progress.total:
+            self.progress.update(batch + 1)
 
 
 def head_of(model: keras.Model) -> keras.Model:

@@ -104,10 +104,14 @@ def write_report(
     evaluation/multilabel_report.py for a multi-label model, scored at `thresholds`)."""
 
     def load_images(indices):
-        subset = test.take(np.asarray(indices))
+        # take() streams record sources in stored order: put the images back in asked order.
+        indices = np.asarray(indices)
+        order = np.argsort(indices, kind="stable")
+        subset = test.take(indices[order])
         encoded = examples_lib.encoded_samples(subset, len(subset))
         size, method = config.model.image_size, config.data.resize_method
-        return np.stack([decode.decode_image(b, size, method).numpy() for b in encoded])
+        images = np.stack([decode.decode_image(b, size, method).numpy() for b in encoded])
+        return images[np.argsort(order)]
 
     title = f"{config.name}: {config.model.backbone} on {test.origin}"
     probabilities = predict(model, config, test, dataset)
@@ -135,6 +139,7 @@ def write_report(
         phase_switch=phase_switch,
         top_k=config.export.top_k,
         title=title,
+        files=test.names(),
     )
     return metrics
 
@@ -298,19 +303,7 @@ def finish(run: Run) -> dict:
         if phase in metrics and metrics[phase]["test"]:
             say(headline(metrics[phase]["test"], phase))
     if run.test is not None and chief:
-        switch = config.phase1.epochs if config.phase2.epochs else None
-        history = run.state.history
-        write_report(
-            model,
-            config,
-            run.test,
-            workdir / "report",
-            history,
-            switch,
-            run.pipelines.test_ds,
-            thresholds,
-        )
-        say(f"Evaluation report: {workdir / 'report' / 'report.md'}")
+        _final_report(run, model, thresholds)
     if config.export.dir:
         # Every worker exports: the export's check runs model.predict, whose collectives all
         # workers must join. Other workers export into their scratch dir, deleted below.
@@ -339,6 +332,26 @@ def finish(run: Run) -> dict:
     run.state.save(workdir)
     workers.remove_scratch(workdir, run.strategy)
     return metrics
+
+
+def _final_report(run: Run, model, thresholds) -> None:
+    """The evaluation report of the final model, with the curves of both phases."""
+    config, metrics = run.config, run.state.metrics
+    # The curves mark where phase 2 starts: after phase 1's epochs (fewer on early stopping).
+    phase1_epochs = metrics.get("phase1", {}).get("epochs_run", config.phase1.epochs)
+    switch = phase1_epochs if config.phase2.epochs else None
+    folder = run.workdir / "report"
+    write_report(
+        model,
+        config,
+        run.test,
+        folder,
+        run.state.history,
+        switch,
+        run.pipelines.test_ds,
+        thresholds,
+    )
+    say(f"Evaluation report: {folder / 'report.md'}")
 
 
 def load_trained(workdir: str | Path) -> tuple[ml_collections.ConfigDict, keras.Model, list[str]]:

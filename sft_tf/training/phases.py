@@ -19,6 +19,7 @@ import tensorflow as tf
 from sft_tf.data import augment as augment_lib
 from sft_tf.data.examples import Examples
 from sft_tf.distribute import strategy as strategy_lib
+from sft_tf.evaluation import learning
 from sft_tf.log import say
 from sft_tf.model import classifier, unfreeze
 from sft_tf.training import callbacks as callbacks_lib
@@ -71,7 +72,7 @@ def _callbacks(run: Run, phase: str, first_step: int) -> list[keras.callbacks.Ca
     return [
         callbacks_lib.StopOnNonFinite(phase, DIVERGED_HINT, first_step),
         callbacks_lib.StopOnInterrupt(),
-        keras.callbacks.TensorBoard(log_dir=str(run.workdir / "logs")),
+        callbacks_lib.TensorBoard(log_dir=str(run.workdir / "logs")),
         callbacks_lib.SaveWeightsEachEpoch(run.workdir / WEIGHTS_FILE),
         callbacks_lib.ProgressSaver(
             phase,
@@ -114,6 +115,7 @@ def _fit_phase(run: Run, phase: str, first_epoch: int, last_epoch: int) -> None:
             run.pipelines.val_ds,
             _callbacks(run, phase, step)
             + recipe.early_stopping(run.config[phase], run.pipelines.val_ds),
+            total_epochs(run.config),
             initial_epoch=epoch,
             epochs=until,
             steps_per_epoch=run.pipelines.steps - step,
@@ -171,14 +173,23 @@ def train_phase1(run: Run) -> None:
     if cached:
         # Seconds of work: an interrupted cached phase 1 simply runs again.
         callbacks_lib.note_position("phase1 (the head on cached features)")
-        guard = [callbacks_lib.StopOnNonFinite("phase 1", DIVERGED_HINT)]
+        guard = [
+            callbacks_lib.StopOnNonFinite("phase 1", DIVERGED_HINT),
+            callbacks_lib.TensorBoard(log_dir=str(run.workdir / "logs")),
+        ]
         history = fit_head_on_features(
             run.config, run.model, trainee, run.train, run.validation, guard
         )
         merge_history(run.state.history, history)
     else:
         _fit_phase(run, "phase1", 0, p1.epochs)
-    run.state.metrics["phase1"] = {"epochs": p1.epochs, "test": outcome.evaluate_test(run)}
+    losses = run.state.history.get("loss", [])
+    run.state.metrics["phase1"] = {
+        "epochs": p1.epochs,
+        "epochs_run": len(losses),  # fewer than `epochs` after early stopping
+        "test": outcome.evaluate_test(run),
+    }
+    check_learning(run, "phase1", losses)
     run.state.phase, run.state.checkpoint_phase = "phase2", "phase1"
     run.state.epochs_done, run.state.mid_epoch_step = p1.epochs, 0
     run.checkpoints.save(run.state)
@@ -222,6 +233,8 @@ def train_phase2(run: Run) -> None:
         "open_blocks": opened,
         "test": outcome.evaluate_test(run),
     }
+    phase1_epochs = run.state.metrics.get("phase1", {}).get("epochs_run", p1.epochs)
+    check_learning(run, "phase2", run.state.history.get("loss", [])[phase1_epochs:])
     run.state.phase = run.state.checkpoint_phase = "trained"
     run.state.epochs_done, run.state.mid_epoch_step = p1.epochs + p2.epochs, 0
     run.checkpoints.save(run.state)
@@ -234,6 +247,29 @@ def finish_phase1_only(run: Run) -> None:
     if run.state.phase != "trained":
         run.state.phase = "trained"
         run.state.save(run.workdir)
+
+
+def check_learning(run: Run, phase: str, losses: list[float]) -> None:
+    """Warns (log and metrics.json "warnings") when `phase` seems to have learned nothing: its
+    test (else validation) accuracy within noise of the majority class, or a flat loss."""
+    test = run.state.metrics[phase]["test"] or {}
+    found = [learning.loss_warning(phase, losses)]
+    if "accuracy" in test:
+        found.append(learning.accuracy_warning(phase, "test", test["accuracy"], run.test.labels))
+    elif run.validation is not None and run.state.history.get("val_accuracy"):
+        accuracy = run.state.history["val_accuracy"][-1]
+        found.append(
+            learning.accuracy_warning(phase, "validation", accuracy, run.validation.labels)
+        )
+    warnings = run.state.metrics.setdefault("warnings", [])
+    if any(found) and not warnings:  # the advice once a run
+        p2 = run.config.phase2
+        whole = p2.unfreeze_blocks == -1 and p2.batchnorm == "train"
+        found.append(f"what to try: {learning.hint(not run.config.model.weights and not whole)}")
+    for warning in filter(None, found):
+        say(f"Warning: {warning}")
+        if warning not in warnings:
+            warnings.append(warning)
 
 
 def merge_history(history: dict, new: keras.callbacks.History) -> None:
@@ -286,19 +322,25 @@ def fit_head_on_features(
         train_f,
         val_f,
         head_callbacks,
+        total_epochs(config),
         epochs=config.phase1.epochs,
         steps_per_epoch=len(train) // batch,
     )
 
 
-def fit(model, train_ds, val_ds, callbacks, **epochs) -> keras.callbacks.History:
-    """model.fit as every phase calls it."""
+def total_epochs(config) -> int:
+    """The run's epochs over both phases: what the console counts to."""
+    return config.phase1.epochs + config.phase2.epochs
+
+
+def fit(model, train_ds, val_ds, callbacks, total: int, **epochs) -> keras.callbacks.History:
+    """model.fit as every phase calls it; `total`: the epochs of the whole run."""
     # Progress bars on a terminal, one line per epoch in logs (Keras redraws its bar even when
     # stdout is a file). The dataset shuffles itself; Keras cannot shuffle a tf.data set.
     return model.fit(
         train_ds,
         validation_data=val_ds,
-        callbacks=callbacks,
+        callbacks=[*callbacks, callbacks_lib.RunProgress(total)],
         shuffle=False,
         verbose=1 if sys.stdout.isatty() else 2,
         **epochs,

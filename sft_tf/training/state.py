@@ -94,7 +94,22 @@ class RunState:
         """Writes state.json (temp file + rename) and the history CSV."""
         write_json_atomic(Path(workdir) / STATE_FILE, self.to_dict())
         if self.history:
-            write_history_csv(Path(workdir) / HISTORY_CSV, self.history)
+            write_history_csv(Path(workdir) / HISTORY_CSV, self.history, self.epoch_rows())
+
+    def epoch_rows(self) -> list[tuple[int, str]]:
+        """(epoch, phase) of each history entry, epochs counted over the run from 1 as the
+        console and TensorBoard count them (phase 2's first epoch is phase1.epochs + 1, also
+        when early stopping ended phase 1 sooner)."""
+        rows = max((len(v) for v in self.history.values()), default=0)
+        phase1 = self.metrics.get("phase1")
+        if phase1 is None:  # still in phase 1, or a run without one
+            in_phase1, phase2_start = (rows if self.phase == "phase1" else 0), 0
+        else:  # records of earlier versions lack epochs_run: no early stopping then
+            in_phase1, phase2_start = phase1.get("epochs_run", phase1["epochs"]), phase1["epochs"]
+        return [
+            (i + 1, "phase1") if i < in_phase1 else (phase2_start + i - in_phase1 + 1, "phase2")
+            for i in range(rows)
+        ]
 
     def record_epoch(self, logs: dict) -> None:
         for key, value in logs.items():
@@ -176,19 +191,23 @@ def resume_point(workdir: Path) -> RunState | None:
     )
 
 
-def write_history_csv(path: Path, history: dict[str, list[float]]) -> None:
+def write_history_csv(
+    path: Path, history: dict[str, list[float]], rows: list[tuple[int, str]]
+) -> None:
     """history.csv from the run's record: one row per finished epoch, whatever was resumed.
 
     Written whole from the record rather than appended to by Keras's CSVLogger, which repeated
-    the rows of an epoch that a resume trained again. Columns as CSVLogger wrote them: epoch
-    (from 0), then the metrics in name order.
+    the rows of an epoch that a resume trained again. Columns: epoch (from 1, over the whole
+    run), phase, then the metrics in name order ("NA" where an epoch has no value).
+
+    Args:
+      rows: (epoch, phase) of each entry (`RunState.epoch_rows`).
     """
     keys = sorted(history)
-    rows = max((len(v) for v in history.values()), default=0)
-    lines = [",".join(["epoch", *keys])]
-    for i in range(rows):
+    lines = [",".join(["epoch", "phase", *keys])]
+    for i, (epoch, phase) in enumerate(rows):
         cells = [repr(history[k][i]) if i < len(history[k]) else "NA" for k in keys]
-        lines.append(",".join([str(i), *cells]))
+        lines.append(",".join([str(epoch), phase, *cells]))
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 

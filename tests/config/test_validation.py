@@ -116,3 +116,18 @@ def test_export_variant_settings_name_field_and_fix(changes, message):
     with pytest.raises(UserError, match=message):
         validation.validate(tiny_config(**changes), "train")
     validation.validate(tiny_config(export__onnx=True, export__tflite_quantization="int8"), "train")
+
+
+def test_a_random_frozen_base_is_warned_about(capsys):
+    """With no pretrained weights the frozen base computes random features: say so, with the
+    ways out; not when the whole network trains, nor for the demo (it pretrains its base)."""
+    config = tiny_config()
+    config.model.weights = ""
+    validation.validate(config, "train")
+    out = capsys.readouterr().out
+    assert out.startswith("Warning: config.model.weights is empty")
+    assert "sft-tf pretrain" in out and "--config.phase2.unfreeze_blocks=-1" in out
+    validation.validate(config, "demo")
+    config.phase2.unfreeze_blocks, config.phase2.batchnorm = -1, "train"
+    validation.validate(config, "train")
+    assert capsys.readouterr().out == ""

@@ -19,6 +19,14 @@ def test_classification_metrics_by_hand():
     assert m["loss"] == pytest.approx(expected_loss, abs=1e-4)
 
 
+def test_top_k_left_out_when_it_cannot_miss():
+    """With k >= the class count every label is in the top k: the number would say nothing."""
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]], np.float32)
+    for k in (3, 5):
+        m = metrics_lib.classification_metrics(probabilities, np.array([0, 2]), "abc", top_k=k)
+        assert not [key for key in m if key.startswith("top")], k
+
+
 def test_precision_f1_averages_and_calibration_by_hand():
     probabilities = np.array(
         [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.5, 0.4, 0.1], [0.2, 0.3, 0.5]], np.float32

@@ -206,7 +206,7 @@ def test_damaged_resume_state_falls_back_and_ends_as_uninterrupted(
     state = run_state(tmp_path)
     assert state["complete"] and len(state["history"]["loss"]) == 4
     rows = (tmp_path / "run" / "history.csv").read_text().splitlines()
-    assert [r.split(",")[0] for r in rows] == ["epoch", "0", "1", "2", "3"]
+    assert [r.split(",")[0] for r in rows] == ["epoch", "1", "2", "3", "4"]
 
 
 @pytest.mark.slow

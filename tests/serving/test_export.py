@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -17,6 +18,7 @@ from sft_tf.data import decode
 from sft_tf.errors import UserError
 from sft_tf.serving import export, layout, parity
 from sft_tf.serving import predict as predict_lib
+from tests.helpers import exif_jpeg
 
 CLASSES = ["cat", "dog", "fox"]
 
@@ -86,7 +88,10 @@ def test_export_reloads_in_a_fresh_tensorflow_only_process(published, tiny_model
     batch = out[str(len(images))]
     np.testing.assert_allclose(batch["probabilities"], expected, atol=1e-4)
     np.testing.assert_allclose(out["1"]["probabilities"], expected[:1], atol=1e-4)
-    assert np.shape(batch["classes"]) == (7, 2) and np.shape(batch["scores"]) == (7, 2)
+    assert np.shape(batch["classes"]) == (7, 2) and np.shape(batch["scores"]) == (
+        len(images),
+        2,
+    )
     top1 = [CLASSES[i] for i in expected.argmax(-1)]
     assert [row[0] for row in batch["classes"]] == top1
     assert [row[0] for row in batch["class_ids"]] == expected.argmax(-1).tolist()
@@ -197,7 +202,9 @@ def test_cli_exports_an_interrupted_run(tmp_path, image_folders):
     kill_when(tmp_path, args, lambda _, cwd: (cwd / "run" / "model.weights.h5").is_file())
     assert not (tmp_path / "run" / "metrics.json").exists()  # really interrupted
     out = sft_tf("export", "--workdir=run", cwd=tmp_path).stdout
-    assert "saved_models/tiny/1" in out
+    assert "saved_models/tiny/1" in out and out.count("Exported ") == 1
+    # The slow part says what it is doing as it goes.
+    assert "writing the SavedModel" in out and "checking the reloaded SavedModel" in out
     manifest = export.read_manifest(tmp_path / "saved_models" / "tiny" / "1")
     assert manifest["class_names"] == ["cat", "dog", "fox"] and manifest["test_metrics"] == {}
 
@@ -222,3 +229,25 @@ def test_export_refuses_another_label_set_before_writing(tmp_path, tiny_model, p
         tiny_model, ["cat", "dog", "owl"], 32, root, allow_class_change=True
     )
     assert path.name == "2" and export.read_class_names(path) == ["cat", "dog", "owl"]
+
+
+def test_a_phone_photo_is_served_upright(tmp_path):
+    """EXIF orientation is applied inside the SavedModel, as in training: a photo stored
+    sideways with a rotate-90 tag is served as its upright pixels are."""
+    inputs = keras.Input((32, 32, 3), dtype="uint8")
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+    init = keras.initializers.RandomNormal(stddev=0.05, seed=0)
+    where = keras.Model(inputs, keras.layers.Dense(3, "softmax", kernel_initializer=init)(x))
+    y, x = np.mgrid[0:40, 0:90]
+    stored = np.stack([x * 2.8, y * 6, (x + y) * 2], -1).astype(np.uint8)  # smooth: JPEG-safe
+    stored[5:15, 5:30] = 255  # and asymmetric
+    path = export.export_for_serving(where, CLASSES, 32, tmp_path / "where")
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    served = serve(image_bytes=tf.constant([exif_jpeg(stored, 6)]))["probabilities"].numpy()
+
+    def predicted(pixels):
+        png = tf.io.encode_png(np.ascontiguousarray(pixels))
+        return where.predict(decode.decode_image(png, 32).numpy()[None], verbose=0)
+
+    upright, sideways = predicted(np.rot90(stored, -1)), predicted(stored)
+    assert np.abs(served - upright).max() < 0.1 * np.abs(served - sideways).max()

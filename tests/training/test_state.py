@@ -157,12 +157,27 @@ def test_position_says_where_a_phase_starts():
 
 def test_history_csv_has_one_row_per_epoch(tmp_path):
     path = tmp_path / "history.csv"
-    write_history_csv(path, {"loss": [0.5, 0.25], "accuracy": [0.75, 1.0], "val_loss": [0.5]})
+    history = {"loss": [0.5, 0.25], "accuracy": [0.75, 1.0], "val_loss": [0.5]}
+    write_history_csv(path, history, [(1, "phase1"), (2, "phase2")])
     assert path.read_text().splitlines() == [
-        "epoch,accuracy,loss,val_loss",
-        "0,0.75,0.5,0.5",
-        "1,1.0,0.25,NA",
+        "epoch,phase,accuracy,loss,val_loss",
+        "1,phase1,0.75,0.5,0.5",
+        "2,phase2,1.0,0.25,NA",
     ]
+
+
+def test_epochs_are_numbered_over_the_run_from_one():
+    history = {"loss": [0.9, 0.8, 0.7, 0.6]}
+    during_phase1 = RunState(phase="phase1", history={"loss": [0.9, 0.8]})
+    assert during_phase1.epoch_rows() == [(1, "phase1"), (2, "phase1")]
+    # Phase 1 of 3 epochs stopped early after 2: phase 2 still starts at epoch 4, as printed.
+    state = RunState(phase="phase2", history=history)
+    state.metrics["phase1"] = {"epochs": 3, "epochs_run": 2}
+    assert state.epoch_rows() == [(1, "phase1"), (2, "phase1"), (4, "phase2"), (5, "phase2")]
+    state.metrics["phase1"] = {"epochs": 2}  # a record from before epochs_run
+    assert state.epoch_rows()[2] == (3, "phase2")
+    no_phase1 = RunState(phase="trained", history=history)  # phase1.epochs=0
+    assert no_phase1.epoch_rows() == [(i, "phase2") for i in (1, 2, 3, 4)]
 
 
 LEGACY_RUN = REPO / "tests" / "fixtures" / "legacy_run_v0" / "run"

@@ -1,0 +1,179 @@
+"""`sft-tf COMMAND --help`, and the checks that need no TensorFlow: required flags and local data
+paths, answered in a fraction of a second before TensorFlow's multi-second import.
+
+Imports nothing heavy: the CLI calls it before TensorFlow is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+
+from sft_tf.config import schema
+from sft_tf.data import specs
+from sft_tf.errors import UserError
+
+HELP = {"--help", "-h", "help", "-help"}  # the words that ask for help
+
+
+@dataclasses.dataclass(frozen=True)
+class Verb:
+    """What `sft-tf VERB --help` shows.
+
+    Attributes:
+      summary: one line.
+      usage: the command line, required flags first.
+      flags: the flags the verb reads.
+      fields: the config fields most often set for it, with a few words each.
+      example: a complete command.
+      required: flags that must be given.
+    """
+
+    summary: str
+    usage: str
+    flags: tuple[str, ...]
+    fields: tuple[tuple[str, str], ...] = ()
+    example: str = ""
+    required: tuple[str, ...] = ()
+
+
+_DATA = (
+    ("data.train", "training images: folder:PATH, csv:PATH[:SPLIT], tfrecord:GLOB, tfds:NAME"),
+    ("data.validation", "split:FRACTION of train, or a spec like data.train"),
+    ("data.test", "the held-out test images (same spec forms)"),
+)
+_TRAIN_FIELDS = (
+    *_DATA,
+    ("model.backbone", "a keras.applications name, e.g. MobileNetV2, EfficientNetB0"),
+    ("model.weights", "imagenet (downloads once), a .weights.h5 file, or '' for random"),
+    ("model.image_size", "input side in pixels"),
+    ("data.global_batch_size", "images per step over all replicas"),
+    ("data.augment", "none, flip, or e.g. flip,rotate,zoom,mixup"),
+    ("phase1.epochs", "epochs of the head alone on the frozen base"),
+    ("phase2.epochs", "epochs with the top blocks open (0: phase 1 only)"),
+    ("phase2.unfreeze_blocks", "how many top blocks phase 2 opens (-1: all)"),
+    ("export.dir", "where saved_models/NAME/VERSION goes"),
+)
+_RUN_FLAGS = ("config", "workdir", "strategy", "tpu")
+
+VERBS: dict[str, Verb] = {
+    "train": Verb(
+        "fine-tune in two phases (head, then top blocks), evaluate, export",
+        "sft-tf train --config=configs/NAME.py --workdir=DIR [--config.FIELD=VALUE ...]",
+        (*_RUN_FLAGS, "restart", "allow_config_change"),
+        _TRAIN_FIELDS,
+        "sft-tf train --config=configs/folder.py --workdir=runs/pets "
+        "--config.data.train=folder:$HOME/pets/train --config.data.test=folder:$HOME/pets/test",
+        ("config", "workdir"),
+    ),
+    "pretrain": Verb(
+        "train a backbone from scratch on a source task, for train to start from",
+        "sft-tf pretrain --config=configs/NAME.py --workdir=DIR",
+        _RUN_FLAGS,
+        (
+            ("pretrain.train", "the source task's training images (a spec like data.train)"),
+            ("pretrain.test", "its test images"),
+            ("pretrain.epochs", "epochs of training from scratch"),
+            ("model.backbone", "the architecture to pretrain"),
+            ("model.image_size", "input side in pixels"),
+        ),
+        "sft-tf pretrain --config=configs/fashion_mnist.py --workdir=runs/source",
+        ("config", "workdir"),
+    ),
+    "evaluate": Verb(
+        "test-set metrics of a workdir's model, or of an export",
+        "sft-tf evaluate --workdir=DIR | --model=saved_models/NAME --config=configs/NAME.py",
+        ("workdir", "model", "version", "config"),
+        (("data.test", "the test images (with --model)"),),
+        "sft-tf evaluate --workdir=runs/pets",
+    ),
+    "export": Verb(
+        "(re)export a finished workdir's model as a new version",
+        "sft-tf export --workdir=DIR",
+        ("workdir",),
+        example="sft-tf export --workdir=runs/pets",
+        required=("workdir",),
+    ),
+    "predict": Verb(
+        "top-k class names and scores for image files, from an export only",
+        "sft-tf predict --model=saved_models/NAME [--version=N] [--json] IMAGE...",
+        ("model", "workdir", "version", "json"),
+        example="sft-tf predict --model=saved_models/pets photo1.jpg photo2.png",
+    ),
+    "demo": Verb(
+        "offline demo: pretrain, fine-tune, from-scratch baseline, export, predict",
+        "sft-tf demo --config=configs/fashion_mnist.py --workdir=DIR",
+        ("config", "workdir"),
+        (("phase1.epochs", "head epochs"), ("phase2.epochs", "top-block epochs")),
+        "sft-tf demo --config=configs/fashion_mnist.py --workdir=runs/demo",
+        ("config", "workdir"),
+    ),
+    "audit": Verb(
+        "check every data split: per-class counts, bad files, duplicates, leakage",
+        "sft-tf audit --config=configs/NAME.py --workdir=DIR",
+        ("config", "workdir"),
+        _DATA,
+        "sft-tf audit --config=configs/folder.py --workdir=runs/pets-audit "
+        "--config.data.train=folder:$HOME/pets/train",
+        ("config", "workdir"),
+    ),
+    "benchmark": Verb(
+        "size, accuracy and batch-1 latency of an export's variants, measured here",
+        "sft-tf benchmark --model=saved_models/NAME [--version=N]",
+        ("model", "version"),
+        example="sft-tf benchmark --model=saved_models/pets",
+        required=("model",),
+    ),
+}
+
+
+def command_help(command: str, flag_help: Mapping[str, str]) -> str:
+    """The text `sft-tf COMMAND --help` prints: its flags, main config fields and an example."""
+    verb = VERBS[command]
+    lines = [f"sft-tf {command}: {verb.summary}", "", f"Usage: {verb.usage}", "", "Flags:"]
+    for name in verb.flags:
+        mark = " (required)" if name in verb.required else ""
+        lines.append(f"  --{name:<22}{flag_help[name]}{mark}")
+    if verb.fields:
+        defaults = schema.base_config()
+        lines += ["", "Most used config fields (--config.FIELD=VALUE; default in brackets):"]
+        for field, meaning in verb.fields:
+            section, name = field.split(".")
+            lines.append(f"  {field:<24}{meaning} [{defaults[section][name]!r}]")
+        lines.append("  All fields and their meaning: sft_tf/config/schema.py")
+    if verb.example:
+        lines += ["", "Example:", f"  {verb.example}"]
+    return "\n".join(lines) + "\n"
+
+
+def preflight(command: str, flag: Callable[[str], object], config) -> None:
+    """The checks that need no TensorFlow: required flags, and local data paths that are not
+    there (remote ones are checked when read).
+
+    Raises:
+      UserError: naming the flag or config field.
+    """
+    for name in VERBS[command].required:
+        if not flag(name):
+            raise UserError(f"`sft-tf {command}` needs --{name}")
+    if config is None or command not in ("train", "audit", "pretrain", "demo"):
+        return
+    fields = ["data.train", "data.validation", "data.test"]
+    if command in ("pretrain", "demo"):
+        fields += ["pretrain.train", "pretrain.test"]
+    for field in fields:
+        section, name = field.split(".")
+        value = config[section][name]
+        if value:
+            _check_local_path(specs.parse_spec(value, f"config.{field}"), f"config.{field}", value)
+
+
+def _check_local_path(spec: specs.Spec, field: str, value: str) -> None:
+    if "://" in spec.path:
+        return
+    if spec.kind == "folder" and not os.path.isdir(spec.path):
+        raise UserError(f"{field}={value!r}: {spec.path} is not a directory")
+    if spec.kind == "csv" and not os.path.isfile(spec.path):
+        what = "is a folder; give the CSV file itself" if os.path.isdir(spec.path) else "not found"
+        raise UserError(f"{field}={value!r}: {spec.path} {what}")

@@ -1,0 +1,100 @@
+"""Per-command help, and the errors that come back before TensorFlow is imported."""
+
+import subprocess
+import sys
+
+import pytest
+
+from sft_tf.commands import usage
+from sft_tf.config import schema
+from tests.helpers import REPO
+
+# Runs the real entry point with argv, then reports whether TensorFlow was ever imported.
+TINY = "--config=configs/tiny.py"
+_PROBE = """
+import sys
+from sft_tf import cli
+sys.argv = ["sft-tf", *sys.argv[1:]]
+try:
+    cli.run()
+except SystemExit as e:
+    print("TF-LOADED" if "tensorflow" in sys.modules else "TF-ABSENT")
+    raise
+"""
+
+
+def _run(*args):
+    return subprocess.run(
+        [sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+
+
+@pytest.mark.parametrize("command", list(usage.VERBS))
+def test_every_command_has_help_that_exits_0(command):
+    result = _run(command, "--help")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith(f"sft-tf {command}: ") and "Usage: sft-tf " in out
+    for flag in usage.VERBS[command].flags:
+        assert f"--{flag} " in out, flag
+    assert "Example:\n  sft-tf " + command in out
+    assert out.rstrip().endswith("TF-ABSENT")
+
+
+def test_train_help_shows_the_main_fields_with_their_defaults():
+    out = _run("train", "-h").stdout
+    defaults = schema.base_config()
+    assert "phase2.unfreeze_blocks  " in out and f"[{defaults.phase2.unfreeze_blocks!r}]" in out
+    assert "model.weights" in out and "(required)" in out
+
+
+def test_fields_named_in_help_exist():
+    defaults = schema.base_config()
+    for verb in usage.VERBS.values():
+        for field, _ in verb.fields:
+            section, name = field.split(".")
+            assert name in defaults[section], field
+
+
+def test_top_level_help_points_to_command_help():
+    result = _run("--help")
+    assert result.returncode == 0 and "sft-tf COMMAND --help" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--workdir={w}"], "`sft-tf train` needs --config"),
+        (["train", TINY], "`sft-tf train` needs --workdir"),
+        (["export"], "`sft-tf export` needs --workdir"),
+        (["benchmark"], "`sft-tf benchmark` needs --model"),
+        (["train", "--config=configs/tnyy.py", "--workdir={w}"], "no such file configs/tnyy.py"),
+        (["train", TINY, "--config.data.trian=x"], "did you mean"),
+        (["frob"], "expected a command"),
+        (
+            ["audit", TINY, "--workdir={w}", "--config.data.train=folder:/no"],
+            "config.data.train='folder:/no': /no is not a directory",
+        ),
+        (
+            ["train", TINY, "--workdir={w}", "--config.data.test=csv:/no.csv"],
+            "config.data.test='csv:/no.csv': /no.csv not found",
+        ),
+    ],
+)
+def test_errors_that_need_no_tensorflow_come_before_it(args, message, tmp_path):
+    workdir = tmp_path / "w"
+    result = _run(*(arg.format(w=workdir) for arg in args))
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout.strip() == "TF-ABSENT"
+    assert not workdir.exists()
+
+
+def test_preflight_checks_local_paths_only(tmp_path):
+    config = schema.base_config()
+    config.data.train = f"folder:{tmp_path}"
+    config.data.test = "csv:gs://bucket/labels.csv:test"  # remote: checked when read
+    usage.preflight("train", lambda name: "x", config)
+    config.data.validation = f"csv:{tmp_path}"
+    with pytest.raises(Exception, match="is a folder; give the CSV file itself"):
+        usage.preflight("train", lambda name: "x", config)

@@ -1,0 +1,27 @@
+"""Progress lines: silent for quick work, a line at a time in logs."""
+
+from sft_tf.log import Progress
+
+
+def test_quick_work_prints_nothing(capsys):
+    with Progress("Checking", 1000) as progress:
+        for done in range(0, 1001, 100):
+            progress.update(done)
+    assert capsys.readouterr().out == ""
+
+
+def test_slow_work_prints_lines_and_a_final_one(capsys):
+    with Progress("Checking folder:/x", 2000, delay=0, every=0) as progress:
+        progress.update(500)
+        progress.update(1500)
+    lines = capsys.readouterr().out.splitlines()  # captured output is not a terminal
+    assert lines[0].startswith("Checking folder:/x: 500/2,000 images (25%), ")
+    assert lines[1].startswith("Checking folder:/x: 1,500/2,000 images (75%)")
+    assert lines[-1].startswith("Checking folder:/x: 2,000/2,000 images (100%)")
+
+
+def test_lines_in_logs_are_spaced_out(capsys):
+    with Progress("Features", 10, "batches", delay=0, every=3600) as progress:
+        for done in range(1, 11):
+            progress.update(done)
+    assert len(capsys.readouterr().out.splitlines()) == 2  # the first, then the final one
