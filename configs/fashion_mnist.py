@@ -33,6 +33,10 @@ def get_config():
     config.data.examples_per_class = 20
     config.data.global_batch_size = 32
     config.data.augment = "flip"
+    # Fashion-MNIST's published test split holds 81 near-duplicates of training images (the same
+    # product photo twice; measured with the audit's rule, none byte-identical). The benchmark
+    # keeps them; so does the demo, warning, to stay comparable with published numbers.
+    config.data.on_leakage = "warn"
     config.phase1.epochs = 20
     config.phase1.learning_rate = 3e-3
     config.phase2.epochs = 20

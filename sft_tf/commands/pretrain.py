@@ -116,7 +116,7 @@ def _source_splits(config: ml_collections.ConfigDict):
     if test is not None:
         examples_lib.check_same_classes(train.class_names, test, "config.pretrain.test")
     splits = {"train": train, **({"test": test} if test is not None else {})}
-    screened = inputs.screen_splits(splits, d.on_bad_image, d.max_image_pixels)
+    screened = inputs.screen_splits(splits, d.on_bad_image, d.max_image_pixels, d.on_leakage)
     train, test = screened["train"], screened.get("test")
     inputs.check_batch_fits(train, d.global_batch_size, "config.pretrain.train")
     return train, test

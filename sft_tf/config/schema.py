@@ -120,6 +120,14 @@ def base_config() -> ml_collections.ConfigDict:
     # Files that cannot be decoded (empty, truncated, not an image): "skip" drops them and lists
     # them at the start; "fail" lists them and stops before training.
     c.data.on_bad_image = "skip"
+    # Test images that are also training images — identical files, or near-duplicates (the
+    # same picture resized, re-encoded or brightened; see data/near_duplicates.py) — inflate
+    # the test score: "fail" stops the run before training, "warn" says how many and goes on,
+    # "drop" removes the training copies and says how many.
+    c.data.on_leakage = "fail"
+    # A text file of image paths (one per line; records: "SPEC #POSITION") left out of every
+    # split, e.g. the audit's exclude_suggested.txt once reviewed. "" for none.
+    c.data.exclude = ""
     # Images with more pixels than this (width x height, read from the file header) are bad
     # files too, never decoded: a 1 MB PNG can decode to gigabytes. The default is Pillow's
     # decompression-bomb limit (~90 megapixels, e.g. 9500 x 9500), far above any photo size a

@@ -19,6 +19,7 @@ import ml_collections
 
 from sft_tf.config.files import to_dict
 from sft_tf.config.schema import MAX_EPOCHS, MAX_IMAGE_SIZE
+from sft_tf.data import audit as audit_lib
 from sft_tf.data import augment as augment_lib
 from sft_tf.data import balance as balance_lib
 from sft_tf.data import decode, pipeline, specs
@@ -150,6 +151,7 @@ def _check_data(d: ml_collections.ConfigDict, command: str) -> None:
         d,
         resize_method=decode.RESIZE_METHODS,
         on_bad_image=scan_lib.BAD_IMAGE_POLICIES,
+        on_leakage=audit_lib.LEAKAGE_POLICIES,
         cache=pipeline.CACHE_MODES,
         resample=balance_lib.RESAMPLING,
     )

@@ -15,10 +15,13 @@ from collections.abc import Mapping
 import numpy as np
 
 from sft_tf.data import examples as examples_lib
+from sft_tf.data import near_duplicates as near_lib
 from sft_tf.data import scan as scan_lib
 
-# Splits whose shared images make a test score meaningless: `problems` fails on these.
+# Splits whose shared images make a test score meaningless: `problems` fails on these
+# (data.on_leakage=fail), for identical images and for near-duplicates alike.
 LEAKAGE_FAILS = (("train", "test"),)
+LEAKAGE_POLICIES = ("fail", "warn", "drop")
 # Duplicate groups and leaked pairs listed in full per split (the counts are always exact).
 MAX_LISTED = 50
 
@@ -87,14 +90,65 @@ def leakage(
     ]
 
 
+def near_duplicate_pairs(
+    splits: Mapping[str, examples_lib.Examples],
+    scans: Mapping[str, scan_lib.ImageScan],
+    within: bool = True,
+) -> dict[str, list[near_lib.Pair]]:
+    """Near-duplicates (not byte-identical) within each split ("train"; only if `within`: the
+    all-pairs search of a large split is most of the cost, and only the audit reports them)
+    and across two ("train/test"), as indices into the splits."""
+    ok = {name: np.flatnonzero(scans[name].ok) for name in splits}
+    hashes = {n: near_lib.perceptual_hashes(scans[n].thumbnails[ok[n]]) for n in splits}
+    found = {}
+    same = [(n, n) for n in splits] if within else []
+    for a, b in same + list(itertools.combinations(splits, 2)):
+        pairs = near_lib.find_pairs(
+            hashes[a],
+            scans[a].thumbnails[ok[a]],
+            None if a == b else hashes[b],
+            None if a == b else scans[b].thumbnails[ok[b]],
+        )
+        digest_a, digest_b = scans[a].digest[ok[a]], scans[b].digest[ok[b]]
+        found[a if a == b else f"{a}/{b}"] = [
+            near_lib.Pair(int(ok[a][p.a]), int(ok[b][p.b]), p.hash_distance, p.correlation)
+            for p in pairs
+            if digest_a[p.a] != digest_b[p.b]  # identical ones are reported as duplicates
+        ]
+    return found
+
+
+def _near_summary(splits, pairs: dict[str, list[near_lib.Pair]]) -> dict:
+    summary = {}
+    for key, found in pairs.items():
+        a, _, b = key.partition("/")
+        listed = [
+            {
+                "a": splits[a].where(p.a),
+                "b": splits[b or a].where(p.b),
+                "hash_distance": p.hash_distance,
+                "correlation": round(p.correlation, 4),
+            }
+            for p in found[:MAX_LISTED]
+        ]
+        summary[key] = {"count": len(found), "pairs": listed}
+    return summary
+
+
 def audit(
-    splits: Mapping[str, examples_lib.Examples], scans: Mapping[str, scan_lib.ImageScan]
+    splits: Mapping[str, examples_lib.Examples],
+    scans: Mapping[str, scan_lib.ImageScan],
+    on_leakage: str = "fail",
+    near: dict[str, list[near_lib.Pair]] | None = None,
 ) -> dict:
     """The whole audit: one summary per split, cross-split duplicates, and the problems.
 
     Args:
       splits: {"train": ..., "validation": ..., "test": ...}, any present subset.
       scans: `scan_lib.scan_images` of each.
+      on_leakage: "fail" makes images shared by train and test (identical or near-duplicate)
+        a problem; "warn" and "drop" leave that to the caller.
+      near: `near_duplicate_pairs` of the splits, if already computed.
 
     Returns:
       A JSON-able dict; `report["problems"]` lists what should stop a run.
@@ -104,11 +158,13 @@ def audit(
     for a, b in itertools.combinations(splits, 2):
         pairs = leakage(splits[a], scans[a], splits[b], scans[b])
         report["leakage"][f"{a}/{b}"] = {"count": len(pairs), "pairs": pairs[:MAX_LISTED]}
-    report["problems"] = problems(report)
+    near = near_duplicate_pairs(splits, scans) if near is None else near
+    report["near_duplicates"] = _near_summary(splits, near)
+    report["problems"] = problems(report, on_leakage)
     return report
 
 
-def problems(report: dict) -> list[str]:
+def problems(report: dict, on_leakage: str = "fail") -> list[str]:
     """What makes the data unfit to train or to score on: empty class, one class, leakage."""
     found = []
     for name, s in report["splits"].items():
@@ -123,13 +179,24 @@ def problems(report: dict) -> list[str]:
                 f"train: only one class {list(s['per_class'])} ({s['origin']}); a classifier "
                 "needs two or more"
             )
+    if on_leakage != "fail":
+        return found
+    fix = "remove them from one side, or set data.on_leakage=drop (or warn)"
     for a, b in LEAKAGE_FAILS:
         leak = report["leakage"].get(f"{a}/{b}")
         if leak and leak["count"]:
             example = leak["pairs"][0]
             found.append(
                 f"{leak['count']} {b} image(s) also in {a} (e.g. {example['b']} = "
-                f"{example['a']}): the {b} score would be inflated; remove them from one side"
+                f"{example['a']}): the {b} score would be inflated; {fix}"
+            )
+        near = report.get("near_duplicates", {}).get(f"{a}/{b}")
+        if near and near["count"]:
+            example = near["pairs"][0]
+            found.append(
+                f"{near['count']} {b} image(s) are near-duplicates (resized, re-encoded or "
+                f"brightened copies) of {a} images (e.g. {example['b']} ~ {example['a']}): "
+                f"the {b} score would be inflated; {fix}"
             )
     return found
 
@@ -158,6 +225,12 @@ def describe(report: dict) -> list[str]:
     for pair, leak in report["leakage"].items():
         if leak["count"]:
             lines.append(f"{pair}: {leak['count']} image(s) in both")
+    for key, near in report.get("near_duplicates", {}).items():
+        where = f"across {key}" if "/" in key else f"within {key}"
+        if near["count"]:
+            lines.append(f"{near['count']} near-duplicate pair(s) {where}")
+        for pair in near["pairs"][:3]:
+            lines.append(f"  {pair['a']} ~ {pair['b']} (hash distance {pair['hash_distance']})")
     for problem in report["problems"]:
         lines.append(f"PROBLEM {problem}")
     return lines

@@ -11,8 +11,9 @@ import numpy as np
 import tensorflow as tf
 
 from sft_tf.config.schema import DEFAULT_MAX_IMAGE_PIXELS
-from sft_tf.data.decode import decode_native, stored_size
+from sft_tf.data.decode import decode_native, stored_size, to_rgb
 from sft_tf.data.examples import Examples, encoded_images
+from sft_tf.data.orientation import apply_orientation, exif_orientation
 from sft_tf.log import Progress
 
 # The default pixel limit is Pillow's MAX_IMAGE_PIXELS (~90 megapixels, e.g. 9500 x 9500): above
@@ -34,6 +35,8 @@ class ImageScan:
       channels: int [N] as stored: 1 gray, 2 gray+alpha, 3 colour, 4 colour+alpha.
       cmyk: bool [N], CMYK (or YCCK) JPEGs.
       digest: uint64 [N] fingerprint of the encoded bytes (of the pixels for in-memory data).
+      thumbnails: uint8 [N, 32, 32] grayscale, upright (zeros where not ok): what the audit's
+        perceptual hashes are computed from (1 KB an image), without decoding again.
     """
 
     ok: np.ndarray
@@ -43,6 +46,7 @@ class ImageScan:
     channels: np.ndarray
     cmyk: np.ndarray
     digest: np.ndarray
+    thumbnails: np.ndarray | None = None
 
     def bad(self, examples: Examples) -> list[tuple[str, str]]:
         """[(location, reason)] of every example that could not be decoded, in order."""
@@ -67,7 +71,17 @@ def _probe(encoded: tf.Tensor, max_pixels: int) -> tuple[tf.Tensor, ...]:
         lambda: tf.constant(False),
     )
     digest = tf.bitcast(tf.fingerprint(tf.expand_dims(encoded, 0))[0], tf.int64)
-    return shape[0], shape[1], shape[2], cmyk, digest
+    upright = apply_orientation(to_rgb(image), exif_orientation(encoded))
+    return shape[0], shape[1], shape[2], cmyk, digest, thumbnail(upright)
+
+
+THUMBNAIL = 32  # pixels a side: the size a 64-bit DCT perceptual hash reads
+
+
+def thumbnail(rgb: tf.Tensor) -> tf.Tensor:
+    """uint8 RGB [H, W, 3] (or a batch) -> the uint8 grayscale [32, 32] the audit hashes."""
+    small = tf.image.resize(tf.image.rgb_to_grayscale(rgb), [THUMBNAIL, THUMBNAIL], antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(small), 0, 255), tf.uint8)[..., 0]
 
 
 def _why_undecodable(encoded: bytes, max_pixels: int) -> str:
@@ -106,6 +120,7 @@ def scan_images(examples: Examples, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) 
     height, width, channels = (np.zeros(n, np.int64) for _ in range(3))
     cmyk, ok = np.zeros(n, bool), np.zeros(n, bool)
     digest = np.zeros(n, np.uint64)
+    thumbs = np.zeros((n, THUMBNAIL, THUMBNAIL), np.uint8)
     if examples.pixels is not None:
         import hashlib
 
@@ -114,7 +129,11 @@ def scan_images(examples: Examples, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) 
         for i, pixels in enumerate(examples.pixels):
             raw = hashlib.blake2b(pixels.tobytes(), digest_size=8).digest()
             digest[i] = int.from_bytes(raw, "little")
-        return ImageScan(ok, {}, height, width, channels, cmyk, digest)
+        for start in range(0, n, 4096):
+            batch = tf.convert_to_tensor(examples.pixels[start : start + 4096])
+            rgb = tf.image.grayscale_to_rgb(batch) if batch.shape[-1] == 1 else batch[..., :3]
+            thumbs[start : start + 4096] = thumbnail(rgb).numpy()
+        return ImageScan(ok, {}, height, width, channels, cmyk, digest, thumbs)
     ds = encoded_images(examples).map(
         lambda i, encoded: (i, *_probe(encoded, max_pixels)),
         # Decoding is the whole cost of a scan: every core, in any order.
@@ -124,9 +143,9 @@ def scan_images(examples: Examples, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) 
     # A failing decode drops its element; the indices that never arrive are the bad ones.
     ds = ds.ignore_errors().batch(1024)
     with Progress(f"Checking {examples.origin or 'the images'}", n) as progress:
-        for i, h, w, c, k, d in ds.as_numpy_iterator():
+        for i, h, w, c, k, d, t in ds.as_numpy_iterator():
             ok[i], height[i], width[i], channels[i], cmyk[i] = True, h, w, c, k
-            digest[i] = d.view(np.uint64)
+            digest[i], thumbs[i] = d.view(np.uint64), t
             progress.update(progress.done + len(i))
     reasons = {int(i): "" for i in np.flatnonzero(~ok)}
     if reasons:
@@ -143,7 +162,7 @@ def scan_images(examples: Examples, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) 
             bad = examples.take(np.asarray(sorted(reasons)))
             for (_, encoded), i in zip(encoded_images(bad).as_numpy_iterator(), sorted(reasons)):
                 reasons[i] = _why_undecodable(encoded, max_pixels)
-    return ImageScan(ok, reasons, height, width, channels, cmyk, digest)
+    return ImageScan(ok, reasons, height, width, channels, cmyk, digest, thumbs)
 
 
 def drop_bad(examples: Examples, scan: ImageScan) -> Examples:

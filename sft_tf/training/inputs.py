@@ -64,10 +64,18 @@ def list_target_splits(config: ml_collections.ConfigDict) -> dict[str, examples_
     """
     d = config.data
     listed = {}
+    excluded = set()
+    if d.exclude:
+        excluded = examples_lib.read_exclude_list(d.exclude, "config.data.exclude")
     for name in ("train", "validation", "test"):
         if name == "validation" and d.validation.startswith("split:"):
             continue
         split = load_split(d[name], f"config.data.{name}", d.classes, "config.data.classes", d)
+        if split is not None and excluded:
+            kept = examples_lib.without(split, excluded)
+            if len(kept) < len(split):
+                say(f"  {name}: left out {len(split) - len(kept)} image(s) listed in {d.exclude}")
+            split = kept
         if split is not None:
             listed[name] = split
     for name in ("validation", "test"):
@@ -100,14 +108,20 @@ def sample_and_hold_out(
 
 
 def screen_splits(
-    splits: dict[str, examples_lib.Examples], on_bad_image: str, max_pixels: int
+    splits: dict[str, examples_lib.Examples],
+    on_bad_image: str,
+    max_pixels: int,
+    on_leakage: str = "fail",
 ) -> dict[str, examples_lib.Examples]:
     """Decodes every image once; drops and lists undecodable ones, or stops (on_bad_image=fail).
 
-    Also stops on what the audit calls problems (an empty class, one class, train/test leakage).
+    Also stops on what the audit calls problems (an empty class, one class, and with
+    on_leakage=fail test images that are also training images, identical or near-duplicates);
+    on_leakage=drop removes the training copies instead, warn only says so.
     """
     scans = {name: scan_lib.scan_images(split, max_pixels) for name, split in splits.items()}
-    report = audit_lib.audit(splits, scans)
+    near = audit_lib.near_duplicate_pairs(splits, scans, within=False)
+    report = audit_lib.audit(splits, scans, on_leakage, near)
     bad = [
         f"  {name}: {b['where']}: {b['reason']}"
         for name, s in report["splits"].items()
@@ -126,16 +140,51 @@ def screen_splits(
             f" (and {len(problems) - 1} more; sft-tf audit lists them)" if len(problems) > 1 else ""
         )
         raise UserError(f"the data is not usable: {problems[0].strip()}{more}")
+    _warn_leakage(report)
+    kept = {name: scan_lib.drop_bad(split, scans[name]) for name, split in splits.items()}
+    if on_leakage == "drop" and "train" in splits:
+        kept["train"] = _drop_leaked(splits, scans, near)
+    return kept
+
+
+def _warn_leakage(report: dict) -> None:
     for pair, leak in report["leakage"].items():
         if leak["count"]:
             say(f"Warning: {leak['count']} identical image(s) in {pair} (sft-tf audit lists them)")
-    return {name: scan_lib.drop_bad(split, scans[name]) for name, split in splits.items()}
+    for key, near in report["near_duplicates"].items():
+        if "/" in key and near["count"]:
+            say(
+                f"Warning: {near['count']} near-duplicate pair(s) across {key} "
+                "(sft-tf audit lists them)"
+            )
+
+
+def _drop_leaked(splits, scans, near) -> examples_lib.Examples:
+    """The decodable training examples that have no identical or near-duplicate image in the
+    splits that leakage fails on (data.on_leakage=drop); says how many it dropped."""
+    train, scan = splits["train"], scans["train"]
+    leaked = set()
+    for a, b in audit_lib.LEAKAGE_FAILS:
+        if a != "train" or b not in splits:
+            continue
+        other = set(scans[b].digest[scans[b].ok].tolist())
+        leaked |= {int(i) for i in np.flatnonzero(scan.ok) if int(scan.digest[i]) in other}
+        leaked |= {p.a for p in near.get(f"{a}/{b}", [])}
+    keep = np.asarray([i for i in np.flatnonzero(scan.ok) if int(i) not in leaked], np.int64)
+    if leaked:
+        say(
+            f"Dropped {len(leaked)} training image(s) that are also in the test split, identical "
+            "or near-duplicates (data.on_leakage=drop)"
+        )
+    return train.take(keep)
 
 
 def load_target_splits(config: ml_collections.ConfigDict):
     """The train/validation/test examples of `config.data`: one class list, decodable images."""
     d = config.data
-    splits = screen_splits(list_target_splits(config), d.on_bad_image, d.max_image_pixels)
+    splits = screen_splits(
+        list_target_splits(config), d.on_bad_image, d.max_image_pixels, d.on_leakage
+    )
     splits = sample_and_hold_out(config, splits)
     return splits["train"], splits.get("validation"), splits.get("test")
 

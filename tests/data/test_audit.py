@@ -89,6 +89,24 @@ def test_audit_command_writes_json_and_exit_status(tmp_path):
     assert listed == set(planted) and report["problems"] == []
     for path in planted:
         assert path in clean.stdout
+    # The base's-eye findings: every entry names an image of the split; the suggestions file
+    # lists them for review, and data.exclude takes it back.
+    for key in ("label_issues", "outliers", "near_duplicates"):
+        assert key in report
+    assert all(o["where"].startswith(str(tmp_path / "train")) for o in report["outliers"])
+    assert "likely label error(s) in train" in clean.stdout and "outlier(s)" in clean.stdout
+    assert (tmp_path / "clean" / "audit.md").read_text().startswith("# Audit of tiny")
+    suggested = (tmp_path / "clean" / "exclude_suggested.txt").read_text().split()
+    assert suggested and set(suggested) <= {o["where"] for o in report["outliers"]} | {
+        i["where"] for i in report["label_issues"]
+    }
+    again = sft_tf(
+        *args,
+        f"--config.data.exclude={tmp_path / 'clean' / 'exclude_suggested.txt'}",
+        "--workdir=excluded",
+        cwd=tmp_path,
+    )
+    assert f"left out {len(suggested)} image(s)" in again.stdout
     leaky = sft_tf(
         *args,
         f"--config.data.test=folder:{tmp_path / 'test'}",
