@@ -20,7 +20,7 @@ from sft_tf.data import examples as examples_lib
 from sft_tf.data import scan as scan_lib
 from sft_tf.files import write_json_atomic, write_text_atomic
 from sft_tf.log import say
-from sft_tf.training.inputs import list_target_splits, make_dataset
+from sft_tf.training.inputs import list_target_splits
 
 SHOWN = 16  # images a figure of audit.md shows
 PRINTED = 5  # findings of each kind printed on the terminal
@@ -51,29 +51,21 @@ def audit(config: ml_collections.ConfigDict, workdir: str | Path) -> int:
     return 1 if report["problems"] else 0
 
 
-def _features(config, examples: examples_lib.Examples, model) -> np.ndarray:
-    from sft_tf.training import head_cache
-
-    return head_cache.extract(model, make_dataset(config, examples, training=False, one_hot=False))
-
-
 def _feature_findings(config, splits: dict[str, examples_lib.Examples]) -> dict:
     """label_issues (training split) and outliers (every split), each entry naming its file."""
-    from sft_tf.training import recipe
+    from sft_tf.training import feature_store, recipe
 
     train = splits["train"]
     say(
         f"Features of every image from {config.model.backbone} ({config.model.weights or 'random'})"
     )
     model = recipe.build_model(config, len(train.class_names), config.model.weights, "frozen")
-    features = {name: _features(config, split, model) for name, split in splits.items()}
+    # Kept in the feature store: a following `train` of this data and base reuses them.
+    features = {n: feature_store.pooled_features(config, model, s) for n, s in splits.items()}
     names = {name: split.names() for name, split in splits.items()}
-    issues = []
-    if not train.multi_label:
-        found = feature_audit.label_issues(
-            features["train"], train.labels, train.class_names, config.seed
-        )
-        issues = [{"where": names["train"][f.pop("index")], **f} for f in found]
+    find = feature_audit.multi_label_issues if train.multi_label else feature_audit.label_issues
+    found = find(features["train"], train.labels, train.class_names, config.seed)
+    issues = [{"where": names["train"][f.pop("index")], **f} for f in found]
     outliers = []
     for name, split_features in features.items():
         scores = feature_audit.outlier_scores(split_features)

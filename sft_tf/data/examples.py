@@ -70,7 +70,8 @@ class Examples:
       pixels: uint8 [N, H, W, C] for in-memory sources, else None.
       origin: the spec it came from, for messages.
       records: the stream for TFDS and TFRecord sources, else None.
-      positions: int64 [N] ascending positions in `records`, else None.
+      positions: int64 [N] ascending positions in `records`, or each in-memory image's index in
+        its source (Fashion-MNIST), kept through `take`; else None.
       notes: what listing the source left out and why (ignored files, folder links that
         loop), one printable line each.
     """
@@ -139,7 +140,8 @@ class Examples:
             return str(self.paths[index])
         if self.records is not None:
             return self.records.where(int(self.positions[index]))
-        return f"{self.origin}#{index}"
+        position = index if self.positions is None else int(self.positions[index])
+        return f"{self.origin}#{position}"
 
 
 def check_class_names(examples: Examples, field: str) -> Examples:

@@ -53,6 +53,58 @@ def label_issues(features: np.ndarray, labels: np.ndarray, class_names, seed: in
     ]
 
 
+def multi_label_issues(
+    features: np.ndarray, labels: np.ndarray, class_names, seed: int
+) -> list[dict]:
+    """Likely label errors of multi-hot `labels` [N, C], surest first: {index, given,
+    suggested, score}, label sets written "a|b". Each label's out-of-fold probability comes
+    from its own logistic regression (k-fold, seeded); cleanlab judges the sets. [] when some
+    label has fewer than two positives or negatives."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.multilabel_classification.rank import get_label_quality_scores
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    labels = np.asarray(labels) > 0
+    positives = labels.sum(0)
+    if len(labels) < 4 or positives.min() < 2 or (len(labels) - positives).min() < 2:
+        return []
+    split = KFold(min(MAX_FOLDS, len(labels) // 2), shuffle=True, random_state=seed)
+    probabilities = np.stack(
+        [
+            cross_val_predict(
+                make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+                features,
+                labels[:, c],
+                cv=split,
+                method="predict_proba",
+            )[:, 1]
+            for c in range(labels.shape[1])
+        ],
+        axis=1,
+    )
+    given = [list(np.flatnonzero(row)) for row in labels]
+    ranked = find_label_issues(
+        given, probabilities, multi_label=True, return_indices_ranked_by="self_confidence"
+    )
+    quality = get_label_quality_scores(given, probabilities)
+
+    def names(row) -> str:
+        return "|".join(class_names[c] for c in np.flatnonzero(row))
+
+    return [
+        {
+            "index": int(i),
+            "given": names(labels[i]),
+            "suggested": names(probabilities[i] >= 0.5),
+            "score": round(float(quality[i]), 4),
+        }
+        for i in ranked
+    ]
+
+
 def outlier_scores(features: np.ndarray) -> np.ndarray | None:
     """float [N] in [0, 1], low for images far from every other (None with too few images)."""
     if len(features) <= MIN_OUTLIER_NEIGHBOURS:

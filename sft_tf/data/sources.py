@@ -276,6 +276,8 @@ def _load_fashion_mnist(split: str, directory: str, spec: str, field: str) -> Ex
                 labels=_read_idx(labels).astype(np.int32),
                 pixels=pixels,
                 origin=spec,
+                # Each image's index in the file, kept through subsets: its stable name.
+                positions=np.arange(len(pixels), dtype=np.int64),
             )
     raise UserError(
         f"{field}={spec!r}: Fashion-MNIST IDX files ({image_stem}[.gz]) not found in "

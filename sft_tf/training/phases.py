@@ -23,7 +23,7 @@ from sft_tf.evaluation import learning
 from sft_tf.log import say
 from sft_tf.model import classifier, unfreeze
 from sft_tf.training import callbacks as callbacks_lib
-from sft_tf.training import head_cache, outcome, recipe
+from sft_tf.training import feature_store, head_cache, outcome, recipe
 from sft_tf.training.checkpoints import RunCheckpoints
 from sft_tf.training.inputs import (
     Pipelines,
@@ -289,7 +289,7 @@ def fit_head_on_features(
     num_classes = len(train.class_names)
     start = time.perf_counter()
     train_f = head_cache.feature_dataset(
-        head_cache.extract(model, make_dataset(config, train, training=False, one_hot=False)),
+        feature_store.pooled_features(config, model, train),
         train.labels,
         batch,
         training=True,
@@ -302,9 +302,7 @@ def fit_head_on_features(
     val_f = None
     if validation is not None:
         val_f = head_cache.feature_dataset(
-            head_cache.extract(
-                model, make_dataset(config, validation, training=False, one_hot=False)
-            ),
+            feature_store.pooled_features(config, model, validation),
             validation.labels,
             batch,
             training=False,

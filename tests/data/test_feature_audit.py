@@ -41,3 +41,18 @@ def test_the_far_point_is_the_first_outlier():
 def test_a_class_too_small_to_hold_out_gives_no_label_issues():
     features, given, *_ = _clusters()
     assert feature_audit.label_issues(features[:41], given[:41], "abc", seed=0) == []
+
+
+def test_planted_multi_label_errors_are_found():
+    rng = np.random.default_rng(1)
+    truth = rng.random((150, 3)) < 0.4
+    truth[truth.sum(1) == 0, 0] = True
+    features = truth @ rng.normal(0, 4, (3, 8)) + rng.normal(0, 0.3, (150, 8))
+    given = truth.copy()
+    wrong = np.array([7, 60, 120])
+    given[wrong, 1] = ~given[wrong, 1]  # one label flipped on each
+    issues = feature_audit.multi_label_issues(features, given.astype(np.uint8), "abc", seed=0)
+    found = {i["index"] for i in issues}
+    assert set(wrong.tolist()) <= found and len(found) <= 10
+    first = next(i for i in issues if i["index"] == 7)
+    assert first["suggested"] == "|".join("abc"[c] for c in np.flatnonzero(truth[7]))
