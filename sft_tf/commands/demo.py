@@ -29,7 +29,8 @@ def _accuracy(metrics: dict, phase: str) -> float | None:
 
 def _write_test_images(config: ml_collections.ConfigDict, folder: Path, count: int) -> list[str]:
     """A few target test images as PNG files, named after their true class."""
-    _, _, test = inputs.load_target_splits(config)
+    # Listed, not screened again: the fine-tuning run has checked these images already.
+    test = inputs.list_target_splits(config)["test"]
     folder.mkdir(parents=True, exist_ok=True)
     step = max(1, len(test) // count)
     paths = []
