@@ -120,10 +120,11 @@ def base_config() -> ml_collections.ConfigDict:
     # Files that cannot be decoded (empty, truncated, not an image): "skip" drops them and lists
     # them at the start; "fail" lists them and stops before training.
     c.data.on_bad_image = "skip"
-    # Test images that are also training images — identical files, or near-duplicates (the
-    # same picture resized, re-encoded or brightened; see data/near_duplicates.py) — inflate
-    # the test score: "fail" stops the run before training, "warn" says how many and goes on,
-    # "drop" removes the training copies and says how many.
+    # Images shared between splits (train/validation, train/test, validation/test) — identical
+    # files, or near-duplicates (the same picture resized, re-encoded or brightened; see
+    # data/near_duplicates.py) — inflate the later split's score: "fail" stops the run before
+    # training, "warn" says how many and goes on, "drop" removes the earlier split's copies
+    # and says how many.
     c.data.on_leakage = "fail"
     # A text file of image paths (one per line; records: "SPEC #POSITION") left out of every
     # split, e.g. the audit's exclude_suggested.txt once reviewed. "" for none.

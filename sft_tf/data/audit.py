@@ -18,9 +18,10 @@ from sft_tf.data import examples as examples_lib
 from sft_tf.data import near_duplicates as near_lib
 from sft_tf.data import scan as scan_lib
 
-# Splits whose shared images make a test score meaningless: `problems` fails on these
-# (data.on_leakage=fail), for identical images and for near-duplicates alike.
-LEAKAGE_FAILS = (("train", "test"),)
+# Splits whose shared images inflate a score (the test score; the validation score that early
+# stopping, thresholds and calibration go by): `problems` fails on these (data.on_leakage=fail),
+# for identical images and near-duplicates alike.
+LEAKAGE_FAILS = (("train", "validation"), ("train", "test"), ("validation", "test"))
 LEAKAGE_POLICIES = ("fail", "warn", "drop")
 # Duplicate groups and leaked pairs listed in full per split (the counts are always exact).
 MAX_LISTED = 50

@@ -141,10 +141,9 @@ def screen_splits(
         )
         raise UserError(f"the data is not usable: {problems[0].strip()}{more}")
     _warn_leakage(report)
-    kept = {name: scan_lib.drop_bad(split, scans[name]) for name, split in splits.items()}
-    if on_leakage == "drop" and "train" in splits:
-        kept["train"] = _drop_leaked(splits, scans, near)
-    return kept
+    if on_leakage == "drop":
+        return _drop_leaked(splits, scans, near)
+    return {name: scan_lib.drop_bad(split, scans[name]) for name, split in splits.items()}
 
 
 def _warn_leakage(report: dict) -> None:
@@ -159,24 +158,27 @@ def _warn_leakage(report: dict) -> None:
             )
 
 
-def _drop_leaked(splits, scans, near) -> examples_lib.Examples:
-    """The decodable training examples that have no identical or near-duplicate image in the
-    splits that leakage fails on (data.on_leakage=drop); says how many it dropped."""
-    train, scan = splits["train"], scans["train"]
-    leaked = set()
+def _drop_leaked(splits, scans, near) -> dict[str, examples_lib.Examples]:
+    """The decodable examples, minus (data.on_leakage=drop) each earlier split's images that
+    have an identical or near-duplicate image in a later one: train's copies of validation or
+    test images, validation's of test images. Says how many it dropped."""
+    leaked = {name: set() for name in splits}
     for a, b in audit_lib.LEAKAGE_FAILS:
-        if a != "train" or b not in splits:
+        if a not in splits or b not in splits:
             continue
-        other = set(scans[b].digest[scans[b].ok].tolist())
-        leaked |= {int(i) for i in np.flatnonzero(scan.ok) if int(scan.digest[i]) in other}
-        leaked |= {p.a for p in near.get(f"{a}/{b}", [])}
-    keep = np.asarray([i for i in np.flatnonzero(scan.ok) if int(i) not in leaked], np.int64)
-    if leaked:
-        say(
-            f"Dropped {len(leaked)} training image(s) that are also in the test split, identical "
-            "or near-duplicates (data.on_leakage=drop)"
-        )
-    return train.take(keep)
+        scan_a, later = scans[a], set(scans[b].digest[scans[b].ok].tolist())
+        leaked[a] |= {int(i) for i in np.flatnonzero(scan_a.ok) if int(scan_a.digest[i]) in later}
+        leaked[a] |= {p.a for p in near.get(f"{a}/{b}", [])}
+    kept = {}
+    for name, split in splits.items():
+        ok = np.flatnonzero(scans[name].ok)
+        kept[name] = split.take(np.asarray([i for i in ok if int(i) not in leaked[name]], np.int64))
+        if leaked[name]:
+            say(
+                f"Dropped {len(leaked[name])} {name} image(s) that are also in a later split "
+                "(validation, test), identical or near-duplicates (data.on_leakage=drop)"
+            )
+    return kept
 
 
 def load_target_splits(config: ml_collections.ConfigDict):

@@ -82,11 +82,16 @@ def test_leakage_policy_fails_warns_or_drops(leaky, capsys):
     [problem] = report["problems"]
     assert problem.startswith("3 test image(s) are near-duplicates") and "on_leakage" in problem
     assert audit_lib.audit(splits, scans, on_leakage="warn")["problems"] == []
+    # A validation split with copies of training images inflates the validation score.
+    as_validation = {"train": splits["train"], "validation": splits["test"]}
+    scans_v = {"train": scans["train"], "validation": scans["test"]}
+    [problem] = audit_lib.audit(as_validation, scans_v)["problems"]
+    assert problem.startswith("3 validation image(s) are near-duplicates")
     with pytest.raises(UserError, match="near-duplicates"):
         inputs.screen_splits(dict(splits), "skip", scan_lib.DEFAULT_MAX_IMAGE_PIXELS)
     kept = inputs.screen_splits(dict(splits), "skip", scan_lib.DEFAULT_MAX_IMAGE_PIXELS, "drop")
     assert len(kept["train"]) == 24 - 3 and len(kept["test"]) == 9
-    assert "Dropped 3 training image(s)" in capsys.readouterr().out
+    assert "Dropped 3 train image(s) that are also in a later split" in capsys.readouterr().out
     inputs.screen_splits(dict(splits), "skip", scan_lib.DEFAULT_MAX_IMAGE_PIXELS, "warn")
     assert "Warning: 3 near-duplicate pair(s) across train/test" in capsys.readouterr().out
 
