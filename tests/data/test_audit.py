@@ -4,6 +4,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from sft_tf.data import audit as audit_lib
@@ -75,6 +76,7 @@ def test_single_class_and_empty_class_are_problems(tmp_path):
     assert any("no decodable images for class(es) ['fox']" in p for p in report["problems"])
 
 
+@pytest.mark.slow  # four CLI audits, each building the base and its features: ~40 s
 def test_audit_command_writes_json_and_exit_status(tmp_path):
     planted = helpers.write_messy_folder(tmp_path / "train", per_class=4)
     helpers.write_messy_folder(tmp_path / "test", per_class=1)

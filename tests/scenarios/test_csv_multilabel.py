@@ -63,6 +63,7 @@ def multilabel_run(tmp_path_factory):
     return cwd, csv, result.stdout
 
 
+@pytest.mark.slow  # the shared multi-label run trains and exports: ~50 s
 def test_multi_label_csv_trains_both_phases_and_serves_probabilities_and_predicted(multilabel_run):
     cwd, csv, out = multilabel_run
     assert "Positive-label weights (balanced)" in out and "Phase 1 on cached features" in out

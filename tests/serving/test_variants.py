@@ -81,6 +81,7 @@ def variants_export(tmp_path_factory, tiny_model, images):
     return path, pixels
 
 
+@pytest.mark.slow  # the shared int8 + ONNX export: ~30 s
 def test_int8_tflite_is_integer_and_agrees_with_the_saved_model(variants_export, tiny_model):
     path, pixels = variants_export
     interpreter = tf.lite.Interpreter(model_path=str(path / layout.TFLITE_DIR / "model.tflite"))
@@ -103,6 +104,7 @@ def test_int8_tflite_is_integer_and_agrees_with_the_saved_model(variants_export,
     assert np.abs(got - expected).mean() < 0.1
 
 
+@pytest.mark.slow  # the shared int8 + ONNX export: ~30 s
 def test_onnx_runs_without_sft_tf_and_agrees(variants_export, tiny_model, tmp_path):
     path, pixels = variants_export
     np.save(tmp_path / "pixels.npy", pixels)
@@ -121,6 +123,7 @@ def test_onnx_runs_without_sft_tf_and_agrees(variants_export, tiny_model, tmp_pa
     assert manifest["onnx_parity_max_abs_diff"] < 1e-4
 
 
+@pytest.mark.slow  # the shared int8 + ONNX export: ~30 s
 def test_manifest_lists_every_variant_with_size_accuracy_and_latency(variants_export, tmp_path):
     path, _ = variants_export
     rows = {r["variant"]: r for r in export.read_manifest(path)["variants"]}
