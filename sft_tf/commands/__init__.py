@@ -17,8 +17,9 @@ Commands:
              sft-tf demo --config=configs/fashion_mnist.py --workdir=runs/demo
   benchmark  size, accuracy and batch-1 latency of an export's variants, measured here
              sft-tf benchmark --model=saved_models/NAME [--version=N]
-  audit      check every data split: per-class counts, bad files, duplicates, leakage;
-             writes DIR/audit.json, exit status 1 on an empty class, one class or leakage
+  audit      check every data split: counts, bad files, duplicates and near-duplicates,
+             leakage, likely label errors, outliers; writes DIR/audit.json, audit.md and
+             exclude_suggested.txt; exit status 1 on an empty class, one class or leakage
              sft-tf audit --config=configs/NAME.py --workdir=DIR
 
 A command's flags, main config fields and an example: sft-tf COMMAND --help.

@@ -110,10 +110,16 @@ VERBS: dict[str, Verb] = {
         ("config", "workdir"),
     ),
     "audit": Verb(
-        "check every data split: per-class counts, bad files, duplicates, leakage",
+        "check every data split: counts, bad files, duplicates and near-duplicates, leakage, "
+        "likely label errors, outliers",
         "sft-tf audit --config=configs/NAME.py --workdir=DIR",
         ("config", "workdir"),
-        _DATA,
+        (
+            *_DATA,
+            ("model.weights", "the base whose features judge label errors and outliers"),
+            ("data.on_leakage", "fail, warn or drop: images shared between splits"),
+            ("data.exclude", "a file of image paths to leave out (e.g. exclude_suggested.txt)"),
+        ),
         "sft-tf audit --config=configs/folder.py --workdir=runs/pets-audit "
         "--config.data.train=folder:$HOME/pets/train",
         ("config", "workdir"),
