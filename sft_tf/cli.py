@@ -79,7 +79,7 @@ def _dispatch(command: str, args: list[str]) -> int:
         ),
         "pretrain": lambda: pretrain.pretrain(_config(command), _workdir(command)),
         "evaluate": lambda: evaluate.main(workdir, model, version, lambda: _config(command)),
-        "export": lambda: export.export_workdir(_require(workdir, "workdir", command)),
+        "export": lambda: export.export_workdir(workdir),  # usage.preflight required it
         "predict": lambda: predict.main(args, model, workdir, version, _JSON.value),
         "audit": lambda: audit.audit(_config(command), _workdir(command)),
         "demo": lambda: demo.run(_config(command), _workdir(command)),

@@ -15,8 +15,8 @@ import ml_collections
 import numpy as np
 
 from sft_tf.data import audit as audit_lib
-from sft_tf.data import decode, feature_audit
 from sft_tf.data import examples as examples_lib
+from sft_tf.data import feature_audit
 from sft_tf.data import scan as scan_lib
 from sft_tf.files import write_json_atomic, write_text_atomic
 from sft_tf.log import say
@@ -90,15 +90,22 @@ def _describe_features(report: dict) -> list[str]:
     return lines
 
 
-def _images(config, examples: examples_lib.Examples, names: list[str]) -> np.ndarray:
-    """Decoded images of the examples named `names`, in that order, at the model's size."""
-    index = {name: i for i, name in enumerate(examples.names())}
-    wanted = np.asarray([index[n] for n in names], np.int64)
-    order = np.argsort(wanted, kind="stable")
-    encoded = examples_lib.encoded_samples(examples.take(wanted[order]), len(wanted))
-    size = config.model.image_size
-    pixels = decode.decode_images(encoded, size, config.data.resize_method)
-    return pixels[np.argsort(order)]
+def _images(config, splits, wanted: list[tuple[str, str]]) -> np.ndarray:
+    """Decoded images of (split, name) pairs, in that order, at the model's size: one pass
+    over each split (a record source is streamed once, not once an image)."""
+    images = [None] * len(wanted)
+    for split in {s for s, _ in wanted}:
+        index = {name: i for i, name in enumerate(splits[split].names())}
+        slots = [k for k, (s, _) in enumerate(wanted) if s == split]
+        pixels = examples_lib.decoded_images(
+            splits[split],
+            [index[wanted[k][1]] for k in slots],
+            config.model.image_size,
+            config.data.resize_method,
+        )
+        for k, image in zip(slots, pixels):
+            images[k] = image
+    return np.stack(images)
 
 
 def _write_markdown(config, workdir: Path, report: dict, splits) -> None:
@@ -107,7 +114,7 @@ def _write_markdown(config, workdir: Path, report: dict, splits) -> None:
     lines = [f"# Audit of {config.name}", "", *[f"- {p}" for p in report["problems"]]]
     issues = report["label_issues"][:SHOWN]
     if issues:
-        images = _images(config, splits["train"], [i["where"] for i in issues])
+        images = _images(config, splits, [("train", i["where"]) for i in issues])
         captions = [f"{Path(i['where']).name}\n{i['given']} -> {i['suggested']}" for i in issues]
         plot_image_grid(
             images,
@@ -118,22 +125,22 @@ def _write_markdown(config, workdir: Path, report: dict, splits) -> None:
         lines += ["", "## Likely label errors", "", "![label issues](label_issues.png)"]
     outliers = report["outliers"][:SHOWN]
     if outliers:
-        images = np.stack([_images(config, splits[o["split"]], [o["where"]])[0] for o in outliers])
+        images = _images(config, splits, [(o["split"], o["where"]) for o in outliers])
         captions = [f"{Path(o['where']).name}\n{o['split']} {o['score']}" for o in outliers]
         plot_image_grid(images, captions, "Outliers, farthest first", workdir / "outliers.png")
         lines += ["", "## Outliers", "", "![outliers](outliers.png)"]
     pairs = [(k, p) for k, v in report["near_duplicates"].items() for p in v["pairs"]][: SHOWN // 2]
     if pairs:
-        images, captions = [], []
+        wanted = []
         for key, pair in pairs:
             a, _, b = key.partition("/")
-            images += [
-                _images(config, splits[a], [pair["a"]])[0],
-                _images(config, splits[b or a], [pair["b"]])[0],
-            ]
-            captions += [f"{a}: {Path(pair['a']).name}", f"{b or a}: {Path(pair['b']).name}"]
+            wanted += [(a, pair["a"]), (b or a, pair["b"])]
+        captions = [f"{split}: {Path(name).name}" for split, name in wanted]
         plot_image_grid(
-            np.stack(images), captions, "Near-duplicate pairs", workdir / "near_duplicates.png"
+            _images(config, splits, wanted),
+            captions,
+            "Near-duplicate pairs",
+            workdir / "near_duplicates.png",
         )
         lines += ["", "## Near-duplicates", "", "![near duplicates](near_duplicates.png)"]
     write_text_atomic(workdir / "audit.md", "\n".join(lines) + "\n")

@@ -27,6 +27,7 @@ from sft_tf.data import scan as scan_lib
 from sft_tf.data import sources as sources_lib
 from sft_tf.distribute import strategy as strategy_lib
 from sft_tf.errors import UserError
+from sft_tf.evaluation import learning
 from sft_tf.log import say
 from sft_tf.model import backbones
 from sft_tf.model import weights as weights_lib
@@ -90,8 +91,8 @@ def _warn_random_base(config: ml_collections.ConfigDict) -> None:
     has nothing to transfer and trains to chance (measured: loss ln 3 on 3 classes, every
     epoch). Training the whole network (all blocks, BatchNorm training) is the exception."""
     p2 = config.phase2
-    whole_network = p2.epochs and p2.unfreeze_blocks == -1 and p2.batchnorm == "train"
-    if config.model.weights == "" and not whole_network:
+    opened = p2.unfreeze_blocks if p2.epochs else 0  # without phase 2 nothing opens
+    if learning.random_frozen_base(config.model.weights, opened, p2.batchnorm):
         say(
             "Warning: config.model.weights is empty: the base starts from random weights, and "
             "frozen it has nothing to transfer. Use a pretrained base (`sft-tf pretrain`, then "

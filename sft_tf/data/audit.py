@@ -99,11 +99,13 @@ def near_duplicate_pairs(
     """Near-duplicates (not byte-identical) within each split ("train"; only if `within`: the
     all-pairs search of a large split is most of the cost, and only the audit reports them)
     and across two ("train/test"), as indices into the splits."""
-    ok = {name: np.flatnonzero(scans[name].ok) for name in splits}
-    hashes = {n: near_lib.perceptual_hashes(scans[n].thumbnails[ok[n]]) for n in splits}
-    found = {}
     same = [(n, n) for n in splits] if within else []
-    for a, b in same + list(itertools.combinations(splits, 2)):
+    searches = same + list(itertools.combinations(splits, 2))
+    compared = {name for pair in searches for name in pair}  # a lone split: nothing to hash
+    ok = {name: np.flatnonzero(scans[name].ok) for name in compared}
+    hashes = {n: near_lib.perceptual_hashes(scans[n].thumbnails[ok[n]]) for n in compared}
+    found = {}
+    for a, b in searches:
         pairs = near_lib.find_pairs(
             hashes[a],
             scans[a].thumbnails[ok[a]],

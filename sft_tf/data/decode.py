@@ -53,8 +53,12 @@ def decode_native(encoded: tf.Tensor) -> tf.Tensor:
 def decode_rgb(encoded: tf.Tensor) -> tf.Tensor:
     """Encoded bytes -> RGB uint8 [H, W, 3], any size, upright (a JPEG's EXIF orientation
     applied: a phone's portrait photo, see orientation.py); transparency composited over white."""
-    rgb = to_rgb(decode_native(encoded))
-    return orientation.apply_orientation(rgb, orientation.exif_orientation(encoded))
+    return upright_rgb(decode_native(encoded), encoded)
+
+
+def upright_rgb(image: tf.Tensor, encoded: tf.Tensor) -> tf.Tensor:
+    """`decode_native`'s pixels of `encoded` -> RGB, turned as its EXIF orientation says."""
+    return orientation.apply_orientation(to_rgb(image), orientation.exif_orientation(encoded))
 
 
 def to_rgb(image: tf.Tensor) -> tf.Tensor:

@@ -327,6 +327,18 @@ def encoded_samples(examples: Examples, count: int) -> list[bytes]:
     return [encoded for _, encoded in encoded_images(subset).as_numpy_iterator()]
 
 
+def decoded_images(examples: Examples, indices, image_size: int, method: str) -> np.ndarray:
+    """uint8 [len(indices), S, S, 3]: the examples at `indices`, decoded and resized as for
+    evaluation, in the order asked (`take` streams record sources in stored order)."""
+    from sft_tf.data import decode
+
+    indices = np.asarray(indices, np.int64)
+    order = np.argsort(indices, kind="stable")
+    subset = examples.take(indices[order])
+    pixels = decode.decode_images(encoded_samples(subset, len(subset)), image_size, method)
+    return pixels[np.argsort(order)]
+
+
 # Feature keys of TF Model Garden's image classification records.
 TFRECORD_IMAGE = "image/encoded"
 

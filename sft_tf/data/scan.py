@@ -11,9 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from sft_tf.config.schema import DEFAULT_MAX_IMAGE_PIXELS
-from sft_tf.data.decode import decode_native, stored_size, to_rgb
+from sft_tf.data.decode import decode_native, stored_size, upright_rgb
 from sft_tf.data.examples import Examples, encoded_images
-from sft_tf.data.orientation import apply_orientation, exif_orientation
 from sft_tf.log import Progress
 
 # The default pixel limit is Pillow's MAX_IMAGE_PIXELS (~90 megapixels, e.g. 9500 x 9500): above
@@ -71,8 +70,7 @@ def _probe(encoded: tf.Tensor, max_pixels: int) -> tuple[tf.Tensor, ...]:
         lambda: tf.constant(False),
     )
     digest = tf.bitcast(tf.fingerprint(tf.expand_dims(encoded, 0))[0], tf.int64)
-    upright = apply_orientation(to_rgb(image), exif_orientation(encoded))
-    return shape[0], shape[1], shape[2], cmyk, digest, thumbnail(upright)
+    return shape[0], shape[1], shape[2], cmyk, digest, thumbnail(upright_rgb(image, encoded))
 
 
 THUMBNAIL = 32  # pixels a side: the size a 64-bit DCT perceptual hash reads

@@ -53,6 +53,12 @@ def loss_warning(phase: str, losses) -> str | None:
     )
 
 
+def random_frozen_base(weights: str, unfreeze_blocks: int, batchnorm: str) -> bool:
+    """Whether the base starts from random weights (`model.weights` empty) and is not trained
+    whole (every block open with BatchNorm training), so frozen parts compute noise."""
+    return not weights and not (unfreeze_blocks == -1 and batchnorm == "train")
+
+
 def hint(random_base: bool) -> str:
     """What to try, for a base with random weights (`model.weights` empty) or a pretrained one."""
     if random_base:

@@ -16,7 +16,6 @@ import tensorflow as tf
 
 from sft_tf.config import files as config_files
 from sft_tf.config.files import digest
-from sft_tf.data import decode
 from sft_tf.data import examples as examples_lib
 from sft_tf.distribute import workers
 from sft_tf.errors import UserError
@@ -104,14 +103,8 @@ def write_report(
     evaluation/multilabel_report.py for a multi-label model, scored at `thresholds`)."""
 
     def load_images(indices):
-        # take() streams record sources in stored order: put the images back in asked order.
-        indices = np.asarray(indices)
-        order = np.argsort(indices, kind="stable")
-        subset = test.take(indices[order])
-        encoded = examples_lib.encoded_samples(subset, len(subset))
         size, method = config.model.image_size, config.data.resize_method
-        images = np.stack([decode.decode_image(b, size, method).numpy() for b in encoded])
-        return images[np.argsort(order)]
+        return examples_lib.decoded_images(test, indices, size, method)
 
     title = f"{config.name}: {config.model.backbone} on {test.origin}"
     probabilities = predict(model, config, test, dataset)

@@ -263,9 +263,9 @@ def check_learning(run: Run, phase: str, losses: list[float]) -> None:
         )
     warnings = run.state.metrics.setdefault("warnings", [])
     if any(found) and not warnings:  # the advice once a run
-        p2 = run.config.phase2
-        whole = p2.unfreeze_blocks == -1 and p2.batchnorm == "train"
-        found.append(f"what to try: {learning.hint(not run.config.model.weights and not whole)}")
+        m, p2 = run.config.model, run.config.phase2
+        random_base = learning.random_frozen_base(m.weights, p2.unfreeze_blocks, p2.batchnorm)
+        found.append(f"what to try: {learning.hint(random_base)}")
     for warning in filter(None, found):
         say(f"Warning: {warning}")
         if warning not in warnings:
