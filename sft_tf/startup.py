@@ -13,6 +13,9 @@ def import_tensorflow_quietly() -> None:
     hide them, and they would bury one-line error messages. Set TF_CPP_MIN_LOG_LEVEL=0 to see
     them again. Python errors raised by the import are still shown.
     """
+    from sft_tf import timing
+
+    timing.count_start_up()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0":
         sys.stderr.flush()

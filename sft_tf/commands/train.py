@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 import ml_collections
 
+from sft_tf import timing
 from sft_tf.config import files as config_files
 from sft_tf.distribute import workers
 from sft_tf.lock import WorkdirLock
@@ -52,6 +53,7 @@ def run(
         that cannot be resumed, or a loss that became NaN.
     """
     callbacks_lib.watch_interrupts()
+    timing.start()
     lock = WorkdirLock()
     try:
         return _run(config, Path(workdir), lock, restart, allow_config_change)
@@ -67,9 +69,7 @@ def _run(config, workdir: Path, lock: WorkdirLock, restart: bool, allow_change: 
     lock.acquire(workdir, create=False)  # an existing workdir: refuse now if a run has it
 
     # --- Inputs (checked before the workdir is touched) ----------------------------------------
-    train, validation, test = inputs.load_target_splits(config)
-    inputs.check_batch_fits(train, config.data.global_batch_size, "the training split")
-    outcome.check_export_name(config, train.class_names)  # now, not after training
+    train, validation, test = _load_inputs(config)
 
     # --- State: a fresh run, an interrupted one to resume, or a finished one ------------------
     resumed = None if restart else state_lib.check_resume(workdir, config, allow_change)
@@ -81,7 +81,7 @@ def _run(config, workdir: Path, lock: WorkdirLock, restart: bool, allow_change: 
     pipelines = inputs.build_pipelines(config, strategy, train, validation, test)
 
     # --- Model (a bad weights file stops here, before the workdir is touched) -----------------
-    with strategy.scope():
+    with timing.stage("model"), strategy.scope():
         model = recipe.build_model(
             config, len(train.class_names), config.model.weights, config.phase2.batchnorm
         )
@@ -107,18 +107,31 @@ def _run(config, workdir: Path, lock: WorkdirLock, restart: bool, allow_change: 
         started=state_lib.RunState.from_dict(state.to_dict()),
     )
 
-    # --- Phase 1: the head on a frozen base ----------------------------------------------------
-    if config.phase1.epochs and training.started.phase == "phase1":
-        phases.train_phase1(training)
-
-    # --- Phase 2: the top blocks open, a lower learning rate -----------------------------------
-    if config.phase2.epochs:
-        phases.train_phase2(training)
-    else:
-        phases.finish_phase1_only(training)
+    # --- Phase 1 (the head on a frozen base), phase 2 (the top blocks open, a lower rate) ------
+    _train_phases(config, training)
 
     # --- Outcome: calibrate, evaluate, report, export ------------------------------------------
     return outcome.finish(training)
+
+
+def _load_inputs(config) -> tuple:
+    """The train, validation and test splits, checked before the workdir is touched."""
+    with timing.stage("data (listing, scan)"):
+        train, validation, test = inputs.load_target_splits(config)
+        inputs.check_batch_fits(train, config.data.global_batch_size, "the training split")
+        outcome.check_export_name(config, train.class_names)  # now, not after training
+    return train, validation, test
+
+
+def _train_phases(config, training: phases.Run) -> None:
+    if config.phase1.epochs and training.started.phase == "phase1":
+        with timing.stage("phase 1"):
+            phases.train_phase1(training)
+    if config.phase2.epochs:
+        with timing.stage("phase 2"):
+            phases.train_phase2(training)
+    else:
+        phases.finish_phase1_only(training)
 
 
 def _prepare_workdir(config, workdir: Path, lock: WorkdirLock, restart: bool, class_names):

@@ -170,6 +170,11 @@ def base_config() -> ml_collections.ConfigDict:
     # With batchnorm="train", re-estimate BN statistics on this many training batches after the
     # phase (0 turns it off): short runs leave BN moving averages far from the data's.
     c.phase2.recalibration_batches = 50
+    # Run the frozen part below the opened blocks once per image (once per variant with flip)
+    # and train the opened blocks + head on the cached activations: "auto" does so when it
+    # gives the same training (augmentation none or flip, part of the base frozen, one worker),
+    # "on" requires it, "off" runs the whole base every step. Storage follows data.cache.
+    c.phase2.cache_frozen = "auto"
     _add_optimizer(c.phase2)
     # L2-SP strength: adds strength * ||w - w_start||^2 over the opened layers' weights, pulling
     # them toward the pretrained values (0: plain fine-tuning).

@@ -200,6 +200,32 @@ def _check_labels(config: ml_collections.ConfigDict) -> None:
         )
 
 
+def _check_phase2_cache(config: ml_collections.ConfigDict) -> None:
+    """phase2.cache_frozen: a mode, and for "on" what can be known before the model exists
+    (the rest, e.g. dropout below the opened blocks, stops the run before phase 2)."""
+    mode, d = config.phase2.cache_frozen, config.data
+    if mode not in ("auto", "on", "off"):
+        _fail(f"config.phase2.cache_frozen={mode!r} must be one of auto, on, off")
+    if mode != "on":
+        return
+    other = [a.strip() for a in d.augment.split(",") if a.strip() not in ("", "flip")]
+    if other:
+        _fail(
+            f"config.phase2.cache_frozen='on' works with data.augment '' or 'flip' (it is "
+            f"{d.augment!r}): {other[0]} changes the images every epoch; use 'auto' or 'off'"
+        )
+    if config.phase2.unfreeze_blocks < 0:
+        _fail(
+            "config.phase2.cache_frozen='on' needs a frozen part, but phase2.unfreeze_blocks=-1 "
+            "opens the whole base; use 'auto' or 'off'"
+        )
+    if config.runtime.strategy == "multi_worker":
+        _fail(
+            "config.phase2.cache_frozen='on' runs on one worker (runtime.strategy='multi_worker' "
+            "would need each worker's own shard of activations); use 'auto' or 'off'"
+        )
+
+
 def _check_phases(config: ml_collections.ConfigDict, command: str) -> None:
     """config.phase1 and config.phase2 (and the optimizer fields of pretrain)."""
     d, m = config.data, config.model
@@ -211,6 +237,7 @@ def _check_phases(config: ml_collections.ConfigDict, command: str) -> None:
             f"config.phase1.cache_features='on' needs config.data.augment='' (it is "
             f"{d.augment!r}): cached features cannot be augmented; use 'auto' or clear augment"
         )
+    _check_phase2_cache(config)
     if m.head_init not in ("default", "zeros"):
         _fail(f"config.model.head_init={m.head_init!r} must be 'default' or 'zeros'")
     for phase in ("phase1", "phase2", "pretrain"):

@@ -67,9 +67,7 @@ def cache_plan(
     Returns:
       The `cache` argument for `build_dataset`.
     """
-    size_mb = len(examples) * image_size * image_size * 3 / 2**20
-    if mode == "auto":
-        mode = "memory" if size_mb <= budget_mb else "disk"
+    mode = cache_mode(examples, image_size, mode, budget_mb)
     if mode != "disk":
         return mode
     # The file name hashes everything that changes the cached pixels, so a stale cache from
@@ -88,6 +86,28 @@ def cache_plan(
     for stale in tf.io.gfile.glob(path + "_*.lockfile") + tf.io.gfile.glob(path + "*.tempstate*"):
         tf.io.gfile.remove(stale)
     return path
+
+
+def cache_mode(examples: Examples, image_size: int, mode: str, budget_mb: int) -> str:
+    """`data.cache` resolved for a split: "memory", "disk" or "off" (see `cache_plan`)."""
+    if mode != "auto":
+        return mode
+    size_mb = len(examples) * image_size * image_size * 3 / 2**20
+    return "memory" if size_mb <= budget_mb else "disk"
+
+
+def training_shuffle_buffer(
+    examples: Examples, image_size: int, cache: str, memory_budget_mb: int, batch_size: int
+) -> int:
+    """The shuffle buffer of a training split's examples given its cache (`cache_plan`'s or
+    `cache_mode`'s answer): a full buffer over an in-memory cache and over uncached files
+    (shuffled by name), else bounded by the budget. The phase-2 activation cache shuffles
+    with the same buffer to get the same order."""
+    if cache == "off" and examples.paths is not None:
+        return len(examples)
+    if cache == "memory":
+        return len(examples)
+    return max(batch_size, min(len(examples), memory_budget_mb * 2**20 // (image_size**2 * 3)))
 
 
 def epoch_seed(seed: int, epoch: tf.Tensor) -> tf.Tensor:
@@ -231,7 +251,7 @@ def _epoch_examples(
     if not training:
         return lambda epoch: ds
     # Shuffle before batching so every batch mixes classes.
-    buffer = _shuffle_buffer(len(examples), image_size, cache, memory_budget_mb, batch_size)
+    buffer = training_shuffle_buffer(examples, image_size, cache, memory_budget_mb, batch_size)
     return lambda epoch: ds.shuffle(buffer, seed=epoch_seed(seed, epoch))
 
 
@@ -245,13 +265,6 @@ def _evaluation_batches(ds: tf.data.Dataset, batch_size: int, num_classes: int):
 
         ds = ds.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def _shuffle_buffer(n: int, image_size: int, cache: str, memory_budget_mb: int, batch: int):
-    """A full buffer over an in-memory cache (a uniform shuffle), else bounded by the budget."""
-    if cache == "memory":
-        return n
-    return max(batch, min(n, memory_budget_mb * 2**20 // (image_size * image_size * 3)))
 
 
 def build_dataset(

@@ -31,6 +31,15 @@ def batchnorm_layers(model: keras.layers.Layer) -> list[keras.layers.BatchNormal
     ]
 
 
+def opened_blocks(structure: backbones.BlockStructure, k: int) -> list[str]:
+    """The names of the blocks `unfreeze_top_blocks(..., k)` opens, bottom to top ("stem"
+    first when that is the whole base)."""
+    n = len(structure.blocks)
+    if k < 0 or k >= n:
+        return ["stem", *structure.block_names]
+    return structure.block_names[n - k :] if k else []
+
+
 def unfreeze_top_blocks(
     base: keras.Model, backbone: str, k: int, train_batchnorm: bool = False
 ) -> list[str]:
@@ -49,17 +58,14 @@ def unfreeze_top_blocks(
       Names of the opened blocks, bottom to top ("stem" when the whole base is open).
     """
     structure = backbones.block_structure(base, backbone)
-    n = len(structure.blocks)
-    if k < 0 or k >= n:
-        chosen = list(structure.blocks)
+    names = opened_blocks(structure, k)
+    if names[:1] == ["stem"]:
         opened = {layer.name for layer in base.layers}
-        names = ["stem"] + [name for name, _ in chosen]
     else:
-        chosen = list(structure.blocks[n - k :]) if k else []
         opened = set(structure.top) if k else set()
-        for _, layer_names in chosen:
-            opened.update(layer_names)
-        names = [name for name, _ in chosen]
+        for name, layer_names in structure.blocks:
+            if name in names:
+                opened.update(layer_names)
     # The base must be trainable for any of its layers to be; then close all but the chosen.
     base.trainable = True
     for layer in base.layers:

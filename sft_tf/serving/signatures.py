@@ -15,6 +15,8 @@ import tensorflow as tf
 from sft_tf.data import decode
 from sft_tf.serving.layout import IMAGE_KEY, WARMUP_FILE
 
+BYTES_SPEC = tf.TensorSpec([None], tf.string, name="image_bytes")
+
 
 def _serving_outputs(probabilities: tf.Tensor, class_names, top_k: int, thresholds) -> dict:
     scores, ids = tf.math.top_k(probabilities, k=top_k)
@@ -58,6 +60,9 @@ def _build_archive(
             model(decode.resize(images, image_size, resize_method), training=False), names, k, cut
         )
 
+    # One traced function for both bytes-in signatures: the tf.Example one calls it instead
+    # of tracing the decode (EXIF parse included) and the model a second time.
+    @tf.function(input_signature=[BYTES_SPEC])
     def from_bytes(image_bytes):
         # The same decode-and-resize as the training pipeline: no train/serve skew.
         images = tf.map_fn(
@@ -75,11 +80,11 @@ def _build_archive(
     archive.track(model)
     archive.track(names)
     for name, fn, spec in (
-        ("serving_default", from_bytes, tf.TensorSpec([None], tf.string, name="image_bytes")),
+        ("serving_default", from_bytes, BYTES_SPEC),
         ("serving_images", from_pixels, tf.TensorSpec([None, None, None, 3], tf.uint8, "images")),
         ("serving_tf_example", from_examples, tf.TensorSpec([None], tf.string, name="examples")),
     ):
-        archive.add_endpoint(name, fn, input_signature=[spec])
+        archive.add_endpoint(name, fn, input_signature=None if fn is from_bytes else [spec])
     return archive
 
 

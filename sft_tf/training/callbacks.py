@@ -30,12 +30,15 @@ class SaveWeightsEachEpoch(keras.callbacks.Callback):
     mid-write never leaves a truncated file under the real name.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, whole: keras.Model | None = None):
+        """whole: the model to save when fit trains a part of it (phase 2 on cached
+        activations); default the model being fitted."""
         super().__init__()
         self.path = Path(path)
+        self.whole = whole
 
     def on_epoch_end(self, epoch, logs=None):
-        save_weights_atomic(self.model, self.path)
+        save_weights_atomic(self.whole or self.model, self.path)
 
 
 class TrainingDiverged(UserError):

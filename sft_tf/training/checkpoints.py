@@ -92,14 +92,22 @@ class RunCheckpoints:
         self.keep = keep
         self.checkpoint = None
 
-    def track(self, model: keras.Model) -> None:
-        """Follows `model` with its newly compiled optimizer (call after each compile)."""
+    def track(self, model: keras.Model, trainee: keras.Model | None = None) -> None:
+        """Follows `model` with its newly compiled optimizer (call after each compile).
+
+        trainee: the part of `model` that was compiled and is fitted, when not the whole
+        (phase 2 on cached activations). Its optimizer is built over the whole model's
+        trainable variables, in the whole model's order: the same variables (the trainee's
+        layers are the model's), so its slots sit where the uncached run's would, and a
+        checkpoint of either resumes in the other.
+        """
         self.model = model
+        optimizer = (trainee or model).optimizer
         # Optimizer slots must exist before a restore can fill them.
-        model.optimizer.build(model.trainable_variables)
+        optimizer.build(model.trainable_variables)
         # The weights as a plain list, not the model: a Keras model tracks its compiled
         # optimizer, which would drag phase 1's optimizer into phase 2's restore.
-        self.checkpoint = tf.train.Checkpoint(**self._model_state(), optimizer=model.optimizer)
+        self.checkpoint = tf.train.Checkpoint(**self._model_state(), optimizer=optimizer)
 
     def save(self, state: RunState) -> None:
         """Writes a checkpoint, then `state` (which from then on names it) beside it and as

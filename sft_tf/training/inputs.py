@@ -256,7 +256,9 @@ def sample_weights(config, train: examples_lib.Examples) -> np.ndarray | None:
     return None if train.multi_label else training_class_weights(config, train)
 
 
-def train_input(config, strategy, examples, balance: bool = True) -> tuple[Callable, int]:
+def train_input(
+    config, strategy, examples, balance: bool = True, sources: dict | None = None
+) -> tuple[Callable, int]:
     """Training batches split over the strategy's replicas, and the steps per epoch.
 
     Returns a function of ((epoch, step), until_epoch) giving the batches from that step of
@@ -270,7 +272,8 @@ def train_input(config, strategy, examples, balance: bool = True) -> tuple[Calla
     shard; in-memory pixels have no files to split, so every worker builds the same pipeline
     and tf.distribute keeps each worker's part of every global batch (auto-shard by data).
     balance: apply data.class_weighting and data.resample (the target task's; not for source
-    training).
+    training). sources: where the decoded, cached examples are kept (`pipeline.build_dataset`),
+    for others to read (`decoded_pixels`).
     """
     global_batch = config.data.global_batch_size
     listed_weights = training_class_weights(config, examples) if balance else None
@@ -307,7 +310,7 @@ def train_input(config, strategy, examples, balance: bool = True) -> tuple[Calla
 
         return by_file, steps
 
-    sources: dict = {}
+    sources = {} if sources is None else sources
 
     def by_data(start: tuple[int, int], until: int) -> tf.data.Dataset:
         ds = make_dataset(
@@ -362,20 +365,32 @@ class Pipelines:
         (`train_input`); steps: training steps per epoch.
       val_ds, test_ds: the evaluation pipelines (None without that split). One test pipeline
         serves every evaluation of a run, so its pixel cache is filled once.
+      sources: the training stream's decoded examples (`decoded_pixels`).
     """
 
     train_input: Callable
     steps: int
     val_ds: tf.data.Dataset | None
     test_ds: tf.data.Dataset | None
+    sources: dict = dataclasses.field(default_factory=dict)
+
+    def decoded_pixels(self, examples: examples_lib.Examples) -> tf.data.Dataset | None:
+        """The training stream's decoded, cached (image, label) examples of `examples`, in
+        their order (None when it has none: several workers, class-balanced streams)."""
+        for kept, dataset in self.sources.values():
+            if kept is examples:
+                return dataset
+        return None
 
 
 def build_pipelines(config, strategy, train, validation, test) -> Pipelines:
     """The training stream and the evaluation pipelines of a run's splits."""
-    stream, steps = train_input(config, strategy, train)
+    sources: dict = {}
+    stream, steps = train_input(config, strategy, train, sources=sources)
     return Pipelines(
         train_input=stream,
         steps=steps,
+        sources=sources,
         val_ds=make_dataset(config, validation, training=False) if validation else None,
         test_ds=make_dataset(config, test, training=False, one_hot=False) if test else None,
     )

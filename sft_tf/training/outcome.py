@@ -14,6 +14,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from sft_tf import timing
 from sft_tf.config import files as config_files
 from sft_tf.config.files import digest
 from sft_tf.data import examples as examples_lib
@@ -270,10 +271,11 @@ def evaluate_test(run: Run) -> dict | None:
     model's at thresholds tuned on the validation split now."""
     if run.test is None:
         return None
-    thresholds = tune_thresholds(run.model, run.config, run.validation)
-    return test_metrics(
-        run.model, run.config, run.test, run.class_names, run.pipelines.test_ds, thresholds
-    )
+    with timing.stage("test evaluations"):
+        thresholds = tune_thresholds(run.model, run.config, run.validation)
+        return test_metrics(
+            run.model, run.config, run.test, run.class_names, run.pipelines.test_ds, thresholds
+        )
 
 
 def finish(run: Run) -> dict:
@@ -296,7 +298,8 @@ def finish(run: Run) -> dict:
         if phase in metrics and metrics[phase]["test"]:
             say(headline(metrics[phase]["test"], phase))
     if run.test is not None and chief:
-        _final_report(run, model, thresholds)
+        with timing.stage("report"):
+            _final_report(run, model, thresholds)
     if config.export.dir:
         # Every worker exports: the export's check runs model.predict, whose collectives all
         # workers must join. Other workers export into their scratch dir, deleted below.
@@ -304,22 +307,25 @@ def finish(run: Run) -> dict:
         if not chief:
             export_config = copy.deepcopy(config)
             export_config.export.dir = str(workdir / "saved_models")
-        path = export_model(
-            export_config,
-            model,
-            run.class_names,
-            metrics,
-            thresholds,
-            run.train,
-            run.validation,
-            run.test,
-        )
+        with timing.stage("export"):
+            path = export_model(
+                export_config,
+                model,
+                run.class_names,
+                metrics,
+                thresholds,
+                run.train,
+                run.validation,
+                run.test,
+            )
         metrics["export"] = str(path)
         report = workdir / "report" / "report.md"
         if chief and report.is_file():
             rows = export.read_manifest(path).get("variants", [])
             with report.open("a") as f:
                 f.write(f"\n## Deployment variants ({path})\n\n{variants.table(rows)}\n")
+    metrics["timing"] = timing.current().summary()
+    say(timing.current().line())
     write_json_atomic(workdir / "metrics.json", metrics)
     run.state.complete = True
     run.state.save(workdir)

@@ -16,14 +16,15 @@ import keras
 import ml_collections
 import tensorflow as tf
 
+from sft_tf import timing
 from sft_tf.data import augment as augment_lib
 from sft_tf.data.examples import Examples
 from sft_tf.distribute import strategy as strategy_lib
 from sft_tf.evaluation import learning
 from sft_tf.log import say
 from sft_tf.model import classifier, unfreeze
+from sft_tf.training import cached_phase2, feature_store, head_cache, outcome, recipe
 from sft_tf.training import callbacks as callbacks_lib
-from sft_tf.training import feature_store, head_cache, outcome, recipe
 from sft_tf.training.checkpoints import RunCheckpoints
 from sft_tf.training.inputs import (
     Pipelines,
@@ -68,12 +69,13 @@ class Run:
 
 
 def _callbacks(run: Run, phase: str, first_step: int) -> list[keras.callbacks.Callback]:
+    # The callbacks save the whole model even when fit trains a part of it (`cached_phase2`).
     # The non-finite guard comes first: it must stop the step before anything is saved.
     return [
         callbacks_lib.StopOnNonFinite(phase, DIVERGED_HINT, first_step),
         callbacks_lib.StopOnInterrupt(),
         callbacks_lib.TensorBoard(log_dir=str(run.workdir / "logs")),
-        callbacks_lib.SaveWeightsEachEpoch(run.workdir / WEIGHTS_FILE),
+        callbacks_lib.SaveWeightsEachEpoch(run.workdir / WEIGHTS_FILE, whole=run.model),
         callbacks_lib.ProgressSaver(
             phase,
             run.state,
@@ -103,24 +105,33 @@ def _restore(run: Run, phase: str, first_epoch: int) -> tuple[int, int]:
     return epoch, step
 
 
-def _fit_phase(run: Run, phase: str, first_epoch: int, last_epoch: int) -> None:
-    """Trains `phase` up to `last_epoch` (of the whole run) from where it got to."""
+def _fit_phase(
+    run: Run, phase: str, first_epoch: int, last_epoch: int, trainee=None, cached_inputs=None
+) -> None:
+    """Trains `phase` up to `last_epoch` (of the whole run) from where it got to.
+
+    trainee: the part of the model that trains (default the whole); cached_inputs: () ->
+    (training stream, validation batches) for it, called once the checkpoint is restored.
+    """
     epoch, step = _restore(run, phase, first_epoch)
+    trainee = trainee or run.model
+    stream, val_ds = run.pipelines.train_input, run.pipelines.val_ds
+    if cached_inputs is not None and epoch < last_epoch:
+        stream, val_ds = cached_inputs()
     while epoch < last_epoch:
         # A resumed, half-done epoch is a fit of its remaining steps; then the rest.
         until = epoch + 1 if step else last_epoch
         fit(
-            run.model,
-            run.pipelines.train_input((epoch, step), until),
-            run.pipelines.val_ds,
-            _callbacks(run, phase, step)
-            + recipe.early_stopping(run.config[phase], run.pipelines.val_ds),
+            trainee,
+            stream((epoch, step), until),
+            val_ds,
+            _callbacks(run, phase, step) + recipe.early_stopping(run.config[phase], val_ds),
             total_epochs(run.config),
             initial_epoch=epoch,
             epochs=until,
             steps_per_epoch=run.pipelines.steps - step,
         )
-        if run.model.stop_training:  # early stopping
+        if trainee.stop_training:  # early stopping
             break
         epoch, step = until, 0
 
@@ -202,10 +213,14 @@ def train_phase2(run: Run) -> None:
     opened = unfreeze.unfreeze_top_blocks(
         run.base, run.config.model.backbone, p2.unfreeze_blocks, p2.batchnorm == "train"
     )
+    finished = run.started.phase == "trained"
     with run.strategy.scope():
+        # On cached activations only the part above the frozen blocks trains (the same layers).
+        cut = None if finished else cached_phase2.plan(run.config, run.model, run.strategy, opened)
+        trainee = cut.trainee if cut else run.model
         # A fresh optimizer: phase 1's moments belong to other variables and learning rate.
         recipe.compile_phase(
-            run.model,
+            trainee,
             recipe.phase_learning_rate(run.config, p2.learning_rate),
             p2.warmup_epochs,
             p2.epochs,
@@ -215,15 +230,28 @@ def train_phase2(run: Run) -> None:
             rate_scales=recipe.phase2_recipe(run.config, run.base, opened),
             **_task(run),
         )
-        run.checkpoints.track(run.model)
+        run.checkpoints.track(run.model, trainee)
     say(
         f"Phase 2 ({len(opened)} top blocks open: {', '.join(opened) or 'none'}; "
         f"BatchNorm {p2.batchnorm}): {classifier.describe_trainable(run.model)}"
     )
-    if run.started.phase == "trained":  # training had finished: only its weights are needed
+    if cut is not None:
+        say(
+            f"  on cached activations (phase2.cache_frozen): the layers below {cut.boundary} "
+            "run once per image, not every step"
+        )
+    if finished:  # training had finished: only its weights are needed
         run.checkpoints.restore(run.started.checkpoint, with_optimizer=False)
         return
-    _fit_phase(run, "phase2", p1.epochs, p1.epochs + p2.epochs)
+    cached_inputs = None
+    if cut is not None:
+
+        def cached_inputs():
+            with timing.stage("phase 2 cache"):
+                decoded = run.pipelines.decoded_pixels(run.train)
+                return cached_phase2.inputs(run.config, cut, run.train, run.validation, decoded)
+
+    _fit_phase(run, "phase2", p1.epochs, p1.epochs + p2.epochs, trainee, cached_inputs)
     if p2.batchnorm == "train" and p2.recalibration_batches:
         batches = make_dataset(run.config, run.train, training=True, augment=False)
         used = unfreeze.recalibrate_batchnorm(run.model, batches, p2.recalibration_batches)
@@ -286,8 +314,31 @@ def fit_head_on_features(
     the same updates as it would from `fit` on images (tests/training/test_head_cache.py checks).
     """
     batch = config.data.global_batch_size
-    num_classes = len(train.class_names)
     start = time.perf_counter()
+    with timing.stage("phase 1 features"):
+        train_f, val_f = _feature_datasets(config, model, train, validation)
+    say(
+        f"Phase 1 on cached features (phase1.cache_features): the frozen base ran once over "
+        f"the data in {time.perf_counter() - start:.1f} s"
+    )
+    # No per-epoch weights file or checkpoints here: they hold the whole model, and the
+    # head-only fit is seconds of work that simply runs again after an interruption.
+    head_callbacks = [*callbacks, *recipe.early_stopping(config.phase1, val_f)]
+    return fit(
+        head,
+        train_f,
+        val_f,
+        head_callbacks,
+        total_epochs(config),
+        epochs=config.phase1.epochs,
+        steps_per_epoch=len(train) // batch,
+    )
+
+
+def _feature_datasets(config, model, train, validation) -> tuple:
+    """Phase 1's training and validation batches of pooled features (`fit_head_on_features`)."""
+    batch = config.data.global_batch_size
+    num_classes = len(train.class_names)
     train_f = head_cache.feature_dataset(
         feature_store.pooled_features(config, model, train),
         train.labels,
@@ -308,22 +359,7 @@ def fit_head_on_features(
             training=False,
             num_classes=num_classes,
         )
-    say(
-        f"Phase 1 on cached features (phase1.cache_features): the frozen base ran once over "
-        f"the data in {time.perf_counter() - start:.1f} s"
-    )
-    # No per-epoch weights file or checkpoints here: they hold the whole model, and the
-    # head-only fit is seconds of work that simply runs again after an interruption.
-    head_callbacks = [*callbacks, *recipe.early_stopping(config.phase1, val_f)]
-    return fit(
-        head,
-        train_f,
-        val_f,
-        head_callbacks,
-        total_epochs(config),
-        epochs=config.phase1.epochs,
-        steps_per_epoch=len(train) // batch,
-    )
+    return train_f, val_f
 
 
 def total_epochs(config) -> int:

@@ -43,6 +43,7 @@ RESUME_FREE = (
     "runtime.tpu",
     "runtime.checkpoint_every_steps",
     "runtime.deterministic",
+    "phase2.cache_frozen",  # the same training either way (within float rounding)
 )
 
 

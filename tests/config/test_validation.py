@@ -35,6 +35,19 @@ def test_config_files_load_and_validate(path, image_folders):
         ({"phase1__learning_rate": 0.0}, "phase1.learning_rate=0.0 must be > 0"),
         ({"name": "my model"}, "config.name='my model' must be a folder name"),
         ({"data__augment": "blur"}, "unknown \\['blur'\\]"),
+        ({"phase2__cache_frozen": "yes"}, "config.phase2.cache_frozen='yes' must be one of"),
+        (
+            {"phase2__cache_frozen": "on", "data__augment": "flip,rotate"},
+            "cache_frozen='on' works with data.augment '' or 'flip'.*rotate changes",
+        ),
+        (
+            {"phase2__cache_frozen": "on", "phase2__unfreeze_blocks": -1},
+            "cache_frozen='on' needs a frozen part",
+        ),
+        (
+            {"phase2__cache_frozen": "on", "runtime__strategy": "multi_worker"},
+            "cache_frozen='on' runs on one worker",
+        ),
     ],
 )
 def test_validate_names_field_and_fix(changes, message):

@@ -136,6 +136,9 @@ def test_two_replica_mirrored_matches_one_device(
         config.phase2.learning_rate = 1e-3
         validation.validate(config, "train")
         train.run(config, tmp_path / name)
+        # Phase 2 trained on cached activations (phase2.cache_frozen=auto), on 2 replicas too.
+        timing = json.loads((tmp_path / name / "metrics.json").read_text())["timing"]
+        assert "phase 2 cache" in timing
         history = json.loads((tmp_path / name / "history.json").read_text())
         _, model, _ = outcome.load_trained(tmp_path / name)
         results[name] = (history["loss"], {w.path: w.numpy() for w in model.weights})
