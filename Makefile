@@ -33,7 +33,7 @@ data: install
 demo: data
 	$(BIN)/sft-tf demo --config=configs/fashion_mnist.py --workdir=runs/demo
 
-# The default suite: about 5 to 6 minutes on 2 cores, two pytest workers (pytest-xdist).
+# The default suite: about 5 minutes on 2 cores, two pytest workers (pytest-xdist).
 test: data
 	$(BIN)/pytest -n 2 -m "not slow"
 

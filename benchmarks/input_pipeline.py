@@ -375,7 +375,7 @@ def main() -> None:
         f"({r2['sft_tf']['seconds']:.0f} s vs {r2['keras_guide']['seconds']:.0f} s, best of 3 "
         "each; test accuracy "
         f"{r2['sft_tf']['test_accuracy']:.3f} vs {r2['keras_guide']['test_accuracy']:.3f}; "
-        "target <= 0.5 at equal or better accuracy)"
+        "target <= 0.4 at equal or better accuracy)"
     )
     print(
         f"3. phase 1 with / without feature cache ({r3['epochs']} epochs): {r3['ratio']:.3f} "

@@ -67,9 +67,11 @@ def count_start_up() -> None:
 
 
 def start() -> Stages:
-    """Starts a new record for this run (from the process start in the CLI)."""
-    global _current
+    """Starts a new record for this run: the CLI's first run counts from the process start
+    (later runs of one process, as in `sft-tf demo`, from their own start)."""
+    global _current, _count_start_up
     _current = Stages(PROCESS_START if _count_start_up else None)
+    _count_start_up = False
     return _current
 
 

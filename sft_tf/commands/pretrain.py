@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 import ml_collections
 
+from sft_tf import timing
 from sft_tf.config import files as config_files
 from sft_tf.data import examples as examples_lib
 from sft_tf.distribute import workers
@@ -34,6 +35,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     Raises:
       UserError: bad input (nothing written then), or a locked workdir.
     """
+    timing.start()  # its time is its own: a train run after it (sft-tf demo) starts afresh
     lock = WorkdirLock()
     try:
         return _pretrain(config, Path(workdir), lock)
