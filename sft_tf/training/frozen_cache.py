@@ -251,26 +251,28 @@ def default_root(cache_dir: str) -> str:
     return cache_dir or os.path.join(tempfile.gettempdir(), "sft_tf_cache")
 
 
-def _choose(variants: int, number: tf.Tensor, elements: tuple, seed: int, augmenter) -> tuple:
+@dataclasses.dataclass
+class _Flip:
+    """The image pipeline's flip layer and the seeds it draws from (`_choose`)."""
+
+    seeds: augment_lib.BatchSeeds
+    layer: object
+
+
+def _choose(variants: int, number: tf.Tensor, elements: tuple, flip: _Flip) -> tuple:
     """Each image's variant: the mirrored one where the image pipeline's flip would flip."""
     if variants == 1:
         return elements[0]
     as_is, mirrored = elements
     batch = tf.shape(as_is[0])[0]
-    augmenter.seeds.start(number)
+    flip.seeds.start(number)
     # Pixel 0 of a [0, 1] probe reads 1 after a horizontal flip.
     probe = tf.tile(tf.constant([[[[0.0], [1.0]]]]), [batch, 1, 1, 1])
-    flipped = augmenter.layer(probe)[:, 0, 0, 0] > 0.5
+    flipped = flip.layer(probe)[:, 0, 0, 0] > 0.5
     return tuple(
         tf.where(tf.reshape(flipped, [-1] + [1] * (len(a.shape) - 1)), m, a)
         for a, m in zip(as_is, mirrored)
     )
-
-
-@dataclasses.dataclass
-class _Flip:
-    seeds: augment_lib.BatchSeeds
-    layer: object
 
 
 def training_stream(
@@ -308,7 +310,7 @@ def training_stream(
 
     def finish(number, batch):
         *elements, y = batch
-        x = _choose(store.variants, number, tuple(elements), seed, flip)
+        x = _choose(store.variants, number, tuple(elements), flip)
         x = x[0] if len(x) == 1 else x
         return augment_lib.finish_batch(x, y, num_classes, weights)
 
