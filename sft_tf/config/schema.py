@@ -172,8 +172,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.phase2.recalibration_batches = 50
     # Run the frozen part below the opened blocks once per image (once per variant with flip)
     # and train the opened blocks + head on the cached activations: "auto" does so when it
-    # gives the same training (augmentation none or flip, part of the base frozen, one worker),
-    # "on" requires it, "off" runs the whole base every step. Storage follows data.cache.
+    # gives the same training (augmentation none or flip, part of the base frozen), "on"
+    # requires it, "off" runs the whole base every step. Storage follows data.cache; several
+    # workers each cache their own shard.
     c.phase2.cache_frozen = "auto"
     _add_optimizer(c.phase2)
     # L2-SP strength: adds strength * ||w - w_start||^2 over the opened layers' weights, pulling

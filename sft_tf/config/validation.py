@@ -219,11 +219,6 @@ def _check_phase2_cache(config: ml_collections.ConfigDict) -> None:
             "config.phase2.cache_frozen='on' needs a frozen part, but phase2.unfreeze_blocks=-1 "
             "opens the whole base; use 'auto' or 'off'"
         )
-    if config.runtime.strategy == "multi_worker":
-        _fail(
-            "config.phase2.cache_frozen='on' runs on one worker (runtime.strategy='multi_worker' "
-            "would need each worker's own shard of activations); use 'auto' or 'off'"
-        )
 
 
 def _check_phases(config: ml_collections.ConfigDict, command: str) -> None:

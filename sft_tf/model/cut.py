@@ -40,6 +40,8 @@ class Cut:
     lower: keras.Model
     trainee: keras.Model
     boundary: str
+    # Run `lower` batch by batch on this process alone (several workers), not through predict.
+    local: bool = False
 
     @property
     def inputs(self) -> int:

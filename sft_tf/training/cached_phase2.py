@@ -14,6 +14,7 @@ from sft_tf.data import augment as augment_lib
 from sft_tf.data import pipeline
 from sft_tf.data.examples import Examples
 from sft_tf.distribute import workers
+from sft_tf.log import say
 from sft_tf.model import cut as cut_lib
 from sft_tf.model.classifier import get_base
 from sft_tf.training import frozen_cache
@@ -36,15 +37,14 @@ def plan(
     index = cut_lib.boundary_index(base, config.model.backbone, opened)
     below = [] if index is None else cut_lib.training_mode_below(base, index, p2.batchnorm)
     reason = frozen_cache.why_not(
-        p2.cache_frozen,
-        augment_lib.parse_augment(config.data.augment),
-        index,
-        below,
-        workers.input_pipelines(strategy) > 1,
+        p2.cache_frozen, augment_lib.parse_augment(config.data.augment), index, below
     )
     if not frozen_cache.decide(p2.cache_frozen, reason):
         return None
-    return cut_lib.cut_classifier(model, index, p2.batchnorm)
+    cut = cut_lib.cut_classifier(model, index, p2.batchnorm)
+    cut.local = workers.input_pipelines(strategy) > 1
+    workers.allow_multi_worker_fit(cut.trainee, strategy)  # as the whole model is
+    return cut
 
 
 def inputs(
@@ -53,45 +53,93 @@ def inputs(
     train: Examples,
     validation,
     decoded: tf.data.Dataset | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> tuple:
     """(training stream, validation batches or None) of boundary activations: the stream
     takes ((epoch, step), until_epoch) like `inputs.train_input`'s. decoded: the training
-    pipeline's decoded pixels of `train` (`Pipelines.decoded_pixels`), to read, not decode."""
+    pipeline's decoded pixels of `train` (`Pipelines.decoded_pixels`), to read, not decode.
+
+    Several workers reading files: each worker caches and reads only its own shard, as its
+    image pipeline would (`workers.distribute_by_file`); in-memory data: every worker caches the
+    whole split and keeps its part of each batch, as with pixels.
+    """
     d, size = config.data, config.model.image_size
-    flip = "flip" in augment_lib.parse_augment(d.augment)
+    variants = 2 if "flip" in augment_lib.parse_augment(d.augment) else 1
     data = frozen_cache.Inputs(size, d.resize_method, d.global_batch_size)
-    splits = [(train, 2 if flip else 1, "training")]
-    if validation is not None:
-        splits.append((validation, 1, "validation"))
     per_image = frozen_cache.per_image_bytes(cut)
-    size_mb = sum(len(s) * v * per_image for s, v, _ in splits) / 2**20
+    n_val = len(validation) if validation is not None else 0
+    size_mb = (len(train) * variants + n_val) * per_image / 2**20
     storage = frozen_cache.storage_for(size_mb, d.cache, d.cache_memory_mb)
     root = frozen_cache.default_root(d.cache_dir)
-    stores = [
-        frozen_cache.build_store(cut, s, v, data, storage, root, n, decoded if s is train else None)
-        for s, v, n in splits
-    ]
-    # The image pipeline's shuffle buffer (its pixel cache decides it): the same order.
-    pixel_cache = pipeline.cache_mode(train, size, d.cache, d.cache_memory_mb)
-
-    def buffer(examples: Examples) -> int:
-        return pipeline.training_shuffle_buffer(
-            examples, size, pixel_cache, d.cache_memory_mb, d.global_batch_size
-        )
-
-    stream = frozen_cache.training_stream(
-        stores[0],
-        train,
-        d.global_batch_size,
-        config.seed,
-        buffer,
-        len(train.class_names),
-        sample_weights(config, train),
-        d.resample,
-    )
     val = None
     if validation is not None:
+        val_store = frozen_cache.build_store(cut, validation, 1, data, storage, root, "validation")
         val = frozen_cache.evaluation_batches(
-            stores[1], d.global_batch_size, len(train.class_names)
+            val_store, d.global_batch_size, len(train.class_names)
         )
+    several = strategy is not None and workers.input_pipelines(strategy) > 1
+    if several and train.pixels is None:
+        return _per_worker(config, cut, train, variants, storage, strategy), val
+    store = frozen_cache.build_store(cut, train, variants, data, storage, root, "training", decoded)
+    stream = _stream(config, store, train, d.global_batch_size, None, sample_weights(config, train))
+    if several:
+        return (lambda start, until: workers.shard_by_data(stream(start, until))), val
     return stream, val
+
+
+def _stream(config, store, examples: Examples, batch: int, epoch_batches: int | None, weights):
+    """The image pipeline's training batches of `examples` (a split or one worker's shard),
+    as activations: the same shuffle buffer (its pixel cache decides it), weights of the
+    whole split."""
+    d, size = config.data, config.model.image_size
+    pixel_cache = pipeline.cache_mode(examples, size, d.cache, d.cache_memory_mb)
+
+    def buffer(members: Examples) -> int:
+        return pipeline.training_shuffle_buffer(
+            members, size, pixel_cache, d.cache_memory_mb, batch
+        )
+
+    return frozen_cache.training_stream(
+        store,
+        examples,
+        batch,
+        config.seed,
+        buffer,
+        len(examples.class_names),
+        weights,
+        d.resample,
+        epoch_batches,
+    )
+
+
+def _per_worker(config, cut, train: Examples, variants: int, storage: str, strategy):
+    """((epoch, step), until) -> this worker's shard of activations, distributed like the
+    image pipeline's shards; each shard's activations are computed once, on its worker."""
+    d = config.data
+    weights = sample_weights(config, train)  # of the whole split, as the image pipeline's
+    stores: dict = {}
+
+    def shard_stream(indices, batch, epoch_batches, shard_start, until):
+        key = tuple(int(i) for i in indices)
+        if key not in stores:
+            shard = train.take(indices)
+            data = frozen_cache.Inputs(config.model.image_size, d.resize_method, batch)
+            root = frozen_cache.default_root(d.cache_dir)
+            store = frozen_cache.build_store(cut, shard, variants, data, storage, root, "shard")
+            stores[key] = (shard, store)
+        shard, store = stores[key]
+        return _stream(config, store, shard, batch, epoch_batches, weights)(shard_start, until)
+
+    def stream(start: tuple[int, int], until: int):
+        return workers.distribute_by_file(
+            strategy,
+            lambda indices, batch, epoch_batches, shard_start: shard_stream(
+                indices, batch, epoch_batches, shard_start, until
+            ),
+            len(train),
+            d.global_batch_size,
+            log=say,
+            start=start,
+        )
+
+    return stream

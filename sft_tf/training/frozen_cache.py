@@ -50,7 +50,7 @@ CHUNK_MB = 128
 
 
 def why_not(
-    mode: str, augment: list[str], index: int | None, training_below: list[str], multi_worker
+    mode: str, augment: list[str], index: int | None, training_below: list[str]
 ) -> str | None:
     """Why phase 2 cannot train on cached activations (None: it can)."""
     if mode == "off":
@@ -68,8 +68,6 @@ def why_not(
             f"phase2.batchnorm=train runs {training_below[0]} (below the first opened block) in "
             "training mode, so its output changes from step to step"
         )
-    if multi_worker:
-        return "several workers: each would need the activations of its own shard"
     return None
 
 
@@ -136,10 +134,23 @@ def _mirrored(images):
 
 
 def _compute(cut: Cut, pixels: tf.data.Dataset, variants: int) -> list:
-    """[variant][tensor] arrays of the lower part's outputs for batches of `pixels`."""
+    """[variant][tensor] arrays of the lower part's outputs for batches of `pixels`.
+
+    Keras's predict where it may run (it overlaps input and compute and uses the strategy's
+    devices); with several workers a plain call per batch instead, because predict there is a
+    collective over the workers' data, and here each worker computes its own shard.
+    """
     out = []
     for variant in range(variants):
-        predicted = cut.lower.predict(pixels.map(_mirrored) if variant else pixels, verbose=0)
+        ds = pixels.map(_mirrored) if variant else pixels
+        if cut.local:
+            lower = tf.function(lambda x: cut.lower(x, training=False))
+            batches = [tf.nest.flatten(lower(x)) for x in ds]
+            predicted = [
+                np.concatenate([np.asarray(b[i]) for b in batches]) for i in range(cut.inputs)
+            ]
+        else:
+            predicted = cut.lower.predict(ds, verbose=0)
         out.append(list(predicted) if isinstance(predicted, list) else [predicted])
     return out
 
@@ -284,12 +295,15 @@ def training_stream(
     num_classes: int,
     class_weights: np.ndarray | None,
     resample: str,
+    epoch_batches: int | None = None,
 ) -> Callable[[tuple[int, int], int], tf.data.Dataset]:
     """((epoch, step), until_epoch) -> training batches of (activations, one-hot labels[,
     weights]): the image pipeline's batches (`pipeline.build_dataset`), as activations.
 
     buffer: the image pipeline's shuffle buffer for a split (or one class of it).
+    epoch_batches: batches per epoch (default: all full batches of `examples`).
     """
+    epoch_batches = epoch_batches or len(examples) // batch_size
     source = store.dataset
 
     def shuffled(ds: tf.data.Dataset, n_buffer: int):
@@ -315,9 +329,7 @@ def training_stream(
         return augment_lib.finish_batch(x, y, num_classes, weights)
 
     def stream(start: tuple[int, int], until: int) -> tf.data.Dataset:
-        ds = pipeline.epoch_stream(
-            epoch_examples, batch_size, len(examples) // batch_size, start, until
-        )
+        ds = pipeline.epoch_stream(epoch_examples, batch_size, epoch_batches, start, until)
         return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
     return stream

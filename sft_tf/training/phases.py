@@ -249,7 +249,9 @@ def train_phase2(run: Run) -> None:
         def cached_inputs():
             with timing.stage("phase 2 cache"):
                 decoded = run.pipelines.decoded_pixels(run.train)
-                return cached_phase2.inputs(run.config, cut, run.train, run.validation, decoded)
+                return cached_phase2.inputs(
+                    run.config, cut, run.train, run.validation, decoded, run.strategy
+                )
 
     _fit_phase(run, "phase2", p1.epochs, p1.epochs + p2.epochs, trainee, cached_inputs)
     if p2.batchnorm == "train" and p2.recalibration_batches:

@@ -44,10 +44,6 @@ def test_config_files_load_and_validate(path, image_folders):
             {"phase2__cache_frozen": "on", "phase2__unfreeze_blocks": -1},
             "cache_frozen='on' needs a frozen part",
         ),
-        (
-            {"phase2__cache_frozen": "on", "runtime__strategy": "multi_worker"},
-            "cache_frozen='on' runs on one worker",
-        ),
     ],
 )
 def test_validate_names_field_and_fix(changes, message):

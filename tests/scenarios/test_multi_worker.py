@@ -114,6 +114,9 @@ def test_two_workers_train_both_phases_in_sync_and_only_the_chief_writes(tmp_pat
         _line(r"^Global batch 8 = 4 per replica x 2", out)
         _line(r"^Phase 1 ", out)
         _line(r"^Phase 2 ", out)
+        # Phase 2 on cached activations, each worker caching only its own shard of 24 images.
+        _line(r"^  on cached activations \(phase2.cache_frozen\)", out)
+        _line(r"^Phase 2 cache, shard: 24 images x 1 variant", out)
 
     # Each worker read its own half of the 48 training files: indices 0::2 and 1::2.
     shards = []

@@ -131,12 +131,11 @@ def test_disk_store_gives_the_memory_stores_batches_and_is_reused(fashion, tmp_p
 
 
 def test_why_not_names_each_reason_and_on_is_refused():
-    assert frozen_cache.why_not("auto", ["flip"], 10, [], False) is None
-    assert "off" in frozen_cache.why_not("off", [], 10, [], False)
-    assert "whole base" in frozen_cache.why_not("auto", [], None, [], False)
-    assert "rotate" in frozen_cache.why_not("auto", ["flip", "rotate"], 10, [], False)
-    assert "block_2_drop" in frozen_cache.why_not("auto", [], 10, ["block_2_drop"], False)
-    assert "workers" in frozen_cache.why_not("auto", [], 10, [], True)
+    assert frozen_cache.why_not("auto", ["flip"], 10, []) is None
+    assert "off" in frozen_cache.why_not("off", [], 10, [])
+    assert "whole base" in frozen_cache.why_not("auto", [], None, [])
+    assert "rotate" in frozen_cache.why_not("auto", ["flip", "rotate"], 10, [])
+    assert "block_2_drop" in frozen_cache.why_not("auto", [], 10, ["block_2_drop"])
     assert frozen_cache.decide("auto", None)
     assert not frozen_cache.decide("off", "phase2.cache_frozen=off")
     assert not frozen_cache.decide("auto", "because")
