@@ -1,36 +1,18 @@
-"""Dataset specs -> labelled examples -> tf.data pipelines of (uint8 images, labels).
+"""Labelled examples -> tf.data pipelines of (uint8 images, labels).
 
-A spec string names where a split comes from:
-
-  folder:PATH               one sub-folder per class (sorted names are the classes), images
-                            anywhere below it; PATH may be local or gs://.
-  tfds:NAME[:SPLIT]         a TFDS dataset (SPLIT defaults to train and takes TFDS slicing,
-                            e.g. train[:80%]); the image and label come from the builder's
-                            supervised keys, class names from its label feature.
-  tfrecord:GLOB             tf.train.Example records with image/encoded, image/class/label and
-                            optionally image/class/text (TF Model Garden's layout).
-  fashion_mnist:SPLIT[:DIR] the Fashion-MNIST IDX files (SPLIT is train or test). DIR defaults to
-                            Debian's /usr/share/datasets/fashion-mnist, then Keras's cache
-                            ~/.keras/datasets/fashion-mnist.
-  split:FRACTION            validation only: a seeded hold-out of the training set (`holdout`).
-
-A leading ~ in PATH, GLOB and DIR is the home folder. A folder listing follows folder links once
-each and says what it left out: hidden files and folders, extensions TF cannot decode, files
-outside the class folders, links that loop.
-
-Loading a spec gives `Examples`: labels plus a way to reach each image (file paths, positions in a
-record stream, or in-memory pixels), cheap to subset (classes, few-shot sampling, hold-outs)
-before any image is decoded. `scan_images` decodes everything once to find files that cannot be
-decoded (or would take too much memory to: over a pixel limit read from the header);
-`build_dataset` turns the rest into the batches every trainer here consumes:
-`(uint8 [B, H, W, 3], int32 [B])` with static shapes, or for the trainers one-hot float32
-labels [B, C] and, with class weighting, a third element: per-example sample weights.
+`build_dataset` turns a split's `Examples` (undecodable images already dropped by the scan)
+into the batches every trainer here consumes: `(uint8 [B, H, W, 3], int32 [B])` with static
+shapes, or for the trainers one-hot float32 labels [B, C] and, with class weighting, a third
+element: per-example sample weights. Decoded pixels are cached (`cache_plan`), and training
+batches come from an epoch-indexed stream (`epoch_stream`), so a resumed run gets exactly the
+batches an uninterrupted one would. Where the examples come from: `specs` and `sources`.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -46,7 +28,7 @@ CACHE_MODES = ("auto", "memory", "disk", "off")
 
 
 # ---------------------------------------------------------------------------------------------
-# Scanning: every image decoded once, before training, to find the ones that cannot be
+# Caches: where decoded pixels (and the feature and activation caches) are kept
 # ---------------------------------------------------------------------------------------------
 
 
@@ -89,11 +71,22 @@ def cache_plan(
 
 
 def cache_mode(examples: Examples, image_size: int, mode: str, budget_mb: int) -> str:
-    """`data.cache` resolved for a split: "memory", "disk" or "off" (see `cache_plan`)."""
+    """`data.cache` resolved for a split's pixels: "memory", "disk" or "off" (`cache_plan`)."""
+    return resolve_cache(len(examples) * image_size * image_size * 3 / 2**20, mode, budget_mb)
+
+
+def resolve_cache(size_mb: float, mode: str, budget_mb: int) -> str:
+    """`data.cache` for `size_mb` of cached data: "auto" is memory within the budget, else
+    disk; the other modes stand."""
     if mode != "auto":
         return mode
-    size_mb = len(examples) * image_size * image_size * 3 / 2**20
     return "memory" if size_mb <= budget_mb else "disk"
+
+
+def cache_root(cache_dir: str) -> str:
+    """`data.cache_dir`, or <system temp dir>/sft_tf_cache when it is empty: where pixel,
+    feature and activation caches go."""
+    return cache_dir or os.path.join(tempfile.gettempdir(), "sft_tf_cache")
 
 
 def training_shuffle_buffer(

@@ -1,5 +1,23 @@
-"""Dataset spec strings (`folder:PATH`, `tfds:NAME[:SPLIT]`, `tfrecord:GLOB`, `csv:PATH[:SPLIT]`,
-`fashion_mnist:SPLIT[:DIR]`, `split:FRACTION`), parsed and checked before anything is read.
+"""Dataset spec strings, parsed and checked before anything is read.
+
+A spec string names where a split comes from:
+
+  folder:PATH               one sub-folder per class (sorted names are the classes), images
+                            anywhere below it; PATH may be local or gs://.
+  tfds:NAME[:SPLIT]         a TFDS dataset (SPLIT defaults to train and takes TFDS slicing,
+                            e.g. train[:80%]); the image and label come from the builder's
+                            supervised keys, class names from its label feature.
+  tfrecord:GLOB             tf.train.Example records with image/encoded, image/class/label and
+                            optionally image/class/text (TF Model Garden's layout).
+  csv:PATH[:SPLIT]          a CSV of image paths and labels (data.csv_*_column; `csv_source`).
+  fashion_mnist:SPLIT[:DIR] the Fashion-MNIST IDX files (SPLIT is train or test). DIR defaults to
+                            Debian's /usr/share/datasets/fashion-mnist, then Keras's cache
+                            ~/.keras/datasets/fashion-mnist.
+  split:FRACTION            validation only: a seeded hold-out of the training set (`holdout`).
+
+A leading ~ in PATH, GLOB and DIR is the home folder. A folder listing follows folder links once
+each and says what it left out: hidden files and folders, extensions TF cannot decode, files
+outside the class folders, links that loop.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ def inputs(
     n_val = len(validation) if validation is not None else 0
     size_mb = (len(train) * variants + n_val) * per_image / 2**20
     storage = frozen_cache.storage_for(size_mb, d.cache, d.cache_memory_mb)
-    root = frozen_cache.default_root(d.cache_dir)
+    root = pipeline.cache_root(d.cache_dir)
     val = None
     if validation is not None:
         val_store = frozen_cache.build_store(cut, validation, 1, data, storage, root, "validation")
@@ -79,7 +79,7 @@ def inputs(
         )
     several = strategy is not None and workers.input_pipelines(strategy) > 1
     if several and train.pixels is None:
-        return _per_worker(config, cut, train, variants, storage, strategy), val
+        return _per_worker(config, cut, train, variants, storage, root, strategy), val
     store = frozen_cache.build_store(cut, train, variants, data, storage, root, "training", decoded)
     stream = _stream(config, store, train, d.global_batch_size, None, sample_weights(config, train))
     if several:
@@ -112,7 +112,7 @@ def _stream(config, store, examples: Examples, batch: int, epoch_batches: int | 
     )
 
 
-def _per_worker(config, cut, train: Examples, variants: int, storage: str, strategy):
+def _per_worker(config, cut, train: Examples, variants: int, storage: str, root: str, strategy):
     """((epoch, step), until) -> this worker's shard of activations, distributed like the
     image pipeline's shards; each shard's activations are computed once, on its worker."""
     d = config.data
@@ -124,7 +124,6 @@ def _per_worker(config, cut, train: Examples, variants: int, storage: str, strat
         if key not in stores:
             shard = train.take(indices)
             data = frozen_cache.Inputs(config.model.image_size, d.resize_method, batch)
-            root = frozen_cache.default_root(d.cache_dir)
             store = frozen_cache.build_store(cut, shard, variants, data, storage, root, "shard")
             stores[key] = (shard, store)
         shard, store = stores[key]

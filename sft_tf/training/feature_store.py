@@ -21,13 +21,13 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from sft_tf.data import pipeline
 from sft_tf.data.examples import Examples
 from sft_tf.training import head_cache
 from sft_tf.training.inputs import make_dataset
@@ -60,8 +60,9 @@ def store_key(config) -> str:
 
 
 def store_path(config) -> Path:
-    root = config.data.cache_dir or os.path.join(tempfile.gettempdir(), "sft_tf_cache")
-    return Path(root) / "features" / f"{store_key(config)}.npz"
+    return (
+        Path(pipeline.cache_root(config.data.cache_dir)) / "features" / f"{store_key(config)}.npz"
+    )
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:

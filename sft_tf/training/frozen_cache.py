@@ -24,7 +24,6 @@ import dataclasses
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 
 import numpy as np
@@ -140,11 +139,11 @@ def _compute(cut: Cut, pixels: tf.data.Dataset, variants: int) -> list:
     devices); with several workers a plain call per batch instead, because predict there is a
     collective over the workers' data, and here each worker computes its own shard.
     """
+    lower = tf.function(lambda x: cut.lower(x, training=False)) if cut.local else None
     out = []
     for variant in range(variants):
         ds = pixels.map(_mirrored) if variant else pixels
-        if cut.local:
-            lower = tf.function(lambda x: cut.lower(x, training=False))
+        if lower is not None:  # one trace for both variants
             batches = [tf.nest.flatten(lower(x)) for x in ds]
             predicted = [
                 np.concatenate([np.asarray(b[i]) for b in batches]) for i in range(cut.inputs)
@@ -250,16 +249,9 @@ def _write(cut, examples, variants, data, chunks, folder: str, label: str) -> No
 
 
 def storage_for(size_mb: float, mode: str, budget_mb: int) -> str:
-    """ "memory" or "disk" for `size_mb` of activations under the pixel cache's `data.cache`."""
-    if mode == "disk":
-        return "disk"
-    if mode == "memory" or size_mb <= budget_mb:
-        return "memory"
-    return "disk"
-
-
-def default_root(cache_dir: str) -> str:
-    return cache_dir or os.path.join(tempfile.gettempdir(), "sft_tf_cache")
+    """ "memory" or "disk" for `size_mb` of activations under the pixel cache's `data.cache`
+    (its "off" asks nothing of this cache, which is the point of the run: as "auto")."""
+    return pipeline.resolve_cache(size_mb, "auto" if mode == "off" else mode, budget_mb)
 
 
 @dataclasses.dataclass
@@ -320,13 +312,12 @@ def training_stream(
         epoch_examples = shuffled(source, buffer(examples))
     seeds = augment_lib.BatchSeeds(seed)
     flip = _Flip(seeds, augment_lib.build_augmenter(["flip"], seeds))
-    weights = class_weights
 
     def finish(number, batch):
         *elements, y = batch
         x = _choose(store.variants, number, tuple(elements), flip)
         x = x[0] if len(x) == 1 else x
-        return augment_lib.finish_batch(x, y, num_classes, weights)
+        return augment_lib.finish_batch(x, y, num_classes, class_weights)
 
     def stream(start: tuple[int, int], until: int) -> tf.data.Dataset:
         ds = pipeline.epoch_stream(epoch_examples, batch_size, epoch_batches, start, until)

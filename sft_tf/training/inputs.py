@@ -5,8 +5,6 @@ out) and their tf.data pipelines, split over the strategy's replicas and workers
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from collections.abc import Callable
 
 import ml_collections
@@ -211,7 +209,7 @@ def make_dataset(
     `pipeline.build_dataset`.
     """
     d = config.data
-    cache_dir = d.cache_dir or os.path.join(tempfile.gettempdir(), "sft_tf_cache")
+    cache_dir = pipeline.cache_root(d.cache_dir)
     ds = pipeline.build_dataset(
         examples,
         image_size=config.model.image_size,
