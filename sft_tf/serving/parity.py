@@ -42,11 +42,15 @@ def verify_export(
     image_size: int,
     encoded: Sequence[bytes],
     resize_method: str = "resize",
+    loaded=None,
 ) -> float:
     """Reloads an export and checks every signature against the in-memory model.
 
     The same images go in as encoded bytes, as tf.train.Examples and as pixels (at their own
     size, so the in-graph resize is checked too).
+
+    Args:
+      loaded: the export already loaded with `tf.saved_model.load` (else it is loaded here).
 
     Returns:
       The max abs difference of probabilities.
@@ -54,7 +58,7 @@ def verify_export(
     Raises:
       RuntimeError: a signature is missing or disagrees beyond PARITY_TOLERANCE or on top-1.
     """
-    loaded = tf.saved_model.load(str(path))
+    loaded = loaded or tf.saved_model.load(str(path))
     missing = [s for s in SIGNATURES if s not in loaded.signatures]
     if missing:
         raise RuntimeError(f"export {path} lacks signatures {missing}")

@@ -42,10 +42,13 @@ class Variant:
     predict: Callable[[np.ndarray], np.ndarray]
 
 
-def find_variants(export_dir: str | Path, tflite_quantization: str = "") -> list[Variant]:
-    """The SavedModel and whichever TFLite / ONNX files the export (or staging folder) holds."""
+def find_variants(
+    export_dir: str | Path, tflite_quantization: str = "", loaded=None
+) -> list[Variant]:
+    """The SavedModel and whichever TFLite / ONNX files the export (or staging folder) holds
+    (`loaded`: the SavedModel already loaded, else it is loaded here)."""
     export_dir = Path(export_dir)
-    serve = tf.saved_model.load(str(export_dir)).signatures["serving_images"]
+    serve = (loaded or tf.saved_model.load(str(export_dir))).signatures["serving_images"]
     found = [
         Variant(
             "SavedModel",
@@ -196,10 +199,11 @@ def write_variants(
     representative: np.ndarray | None = None,
     evaluation: Callable[[], Iterable] | None = None,
     max_accuracy_drop: float = 0.01,
+    loaded=None,
 ) -> dict:
     """The TFLite and ONNX files beside the SavedModel in `staging`, each checked against the
     model, then every variant scored (the accuracy guard) and timed. The arguments mean what
-    they mean for `export.export_for_serving`.
+    they mean for `export.export_for_serving`; `loaded`: the staged SavedModel, loaded.
 
     Returns:
       The manifest's entries: variants (`measure` rows) and the ONNX parity.
@@ -219,7 +223,7 @@ def write_variants(
         info["onnx_parity_max_abs_diff"] = onnx_export.check_onnx(
             session, model, pixels, class_names
         )
-    found = find_variants(staging, tflite)
+    found = find_variants(staging, tflite, loaded)
     accuracy = None
     if evaluation is not None:
         names = ", ".join(v.name for v in found)

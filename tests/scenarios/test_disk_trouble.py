@@ -129,6 +129,7 @@ def test_checkpoint_into_a_read_only_folder_fails_and_keeps_the_last_one(base):
     assert not (base / "saved_models").exists()
     # Writable again, the same command resumes from that checkpoint and finishes.
     _set_writable(checkpoints, True)
-    finished = _sft_tf_held_to_modes(args, cwd=base)
+    # (No export: the export may change on a resume, and only the training is checked here.)
+    finished = _sft_tf_held_to_modes([*args, "--config.export.dir="], cwd=base)
     assert finished.returncode == 0, finished.stderr
-    assert "Resuming phase2" in finished.stdout
+    assert "Resuming phase2" in finished.stdout and "Final weights sha256" in finished.stdout

@@ -102,7 +102,8 @@ def test_resume_checks_config_then_finishes_and_reruns_are_no_ops(tmp_path, imag
     assert "holds a complete run trained with another config: phase2.epochs (2 -> 3)" in more.stderr
     assert "--restart" in more.stderr
     assert [p.name for p in (tmp_path / "saved_models" / "tiny").iterdir()] == ["1"]
-    sft_tf(*args, "--restart", "--config.phase1.epochs=1", "--config.phase2.epochs=0", cwd=tmp_path)
+    restart = ("--restart", "--config.phase1.epochs=1", "--config.phase2.epochs=0")
+    sft_tf(*args, *restart, "--config.export.dir=", cwd=tmp_path)
     assert len(list(tmp_path.glob("run.old-*"))) == 1
     assert run_state(tmp_path)["epochs_done"] == 1
 
