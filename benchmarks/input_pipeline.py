@@ -47,7 +47,7 @@ from sft_tf.data import scan as scan_lib
 from sft_tf.data import sources as sources_lib
 from sft_tf.model import backbones, classifier, unfreeze
 from sft_tf.model import weights as weights_lib
-from sft_tf.training import head_cache
+from sft_tf.training import feature_store, head_cache
 from sft_tf.training.layout import BACKBONE_FILE
 
 BATCH = 64
@@ -206,7 +206,12 @@ def ratio_train(folders: dict, config, weights: str, workdir: Path, repeats: int
 
 
 def ratio_feature_cache(folder: Path, weights: str, epochs: int) -> dict:
+    # As `sft-tf train` does before phase 1 (its "data" stage, not timed here): the up-front
+    # scan decodes every image once and keeps the pixels the pixel cache would hold anyway;
+    # both phase-1 variants below read them.
     examples = sources_lib.load_examples(f"folder:{folder}")
+    scan = scan_lib.scan_images(examples, keep=(IMAGE_SIZE, "resize"))
+    examples = scan_lib.drop_bad(scan_lib.keep_decoded(examples, scan), scan)
     n = len(examples.class_names)
 
     def frozen():
@@ -229,8 +234,9 @@ def ratio_feature_cache(folder: Path, weights: str, epochs: int) -> dict:
 
     model = frozen()
     start = time.perf_counter()
+    batch = feature_store.extraction_batch(IMAGE_SIZE, BATCH)  # as `sft-tf train` extracts
     pooled = head_cache.extract(
-        model, pipeline.build_dataset(examples, IMAGE_SIZE, BATCH, False, cache="off")
+        model, pipeline.build_dataset(examples, IMAGE_SIZE, batch, False, cache="off")
     )
     head = head_cache.head_of(model)
     # As train.py compiles it: one call per epoch.

@@ -16,8 +16,9 @@ from sft_tf.files import write_json_atomic
 from sft_tf.serving import export
 from sft_tf.serving import predict as predict_lib
 from sft_tf.training import outcome
-from sft_tf.training.inputs import load_split, load_target_splits, make_dataset, screen_splits
+from sft_tf.training.inputs import load_split, load_target_splits, make_dataset
 from sft_tf.training.outcome import saved_metrics, served, write_report
+from sft_tf.training.screening import decoded_to_keep, screen_splits
 
 
 def evaluate_workdir(workdir: str | Path) -> dict:
@@ -56,7 +57,8 @@ def evaluate_export(export_dir: str | Path, config: ml_collections.ConfigDict) -
     test = load_split(d.test, "config.data.test", d.classes, "config.data.classes", d, multi_label)
     if test is None:
         raise UserError("config.data.test is empty; set it to evaluate")
-    test = screen_splits({"test": test}, d.on_bad_image, d.max_image_pixels)["test"]
+    keep = decoded_to_keep(config)
+    test = screen_splits({"test": test}, d.on_bad_image, d.max_image_pixels, keep=keep)["test"]
     examples_lib.check_same_classes(
         export.read_class_names(export_dir), test, "config.data.test", f"the export {export_dir}"
     )

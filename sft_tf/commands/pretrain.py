@@ -22,7 +22,7 @@ from sft_tf.lock import WorkdirLock
 from sft_tf.log import say
 from sft_tf.model import classifier, unfreeze
 from sft_tf.model import weights as weights_lib
-from sft_tf.training import inputs, outcome, phases, recipe, runtime
+from sft_tf.training import inputs, outcome, phases, recipe, runtime, screening
 from sft_tf.training.layout import BACKBONE_FILE, CONFIG_FILE
 
 
@@ -118,7 +118,13 @@ def _source_splits(config: ml_collections.ConfigDict):
     if test is not None:
         examples_lib.check_same_classes(train.class_names, test, "config.pretrain.test")
     splits = {"train": train, **({"test": test} if test is not None else {})}
-    screened = inputs.screen_splits(splits, d.on_bad_image, d.max_image_pixels, d.on_leakage)
+    screened = screening.screen_splits(
+        splits,
+        d.on_bad_image,
+        d.max_image_pixels,
+        d.on_leakage,
+        keep=screening.decoded_to_keep(config),
+    )
     train, test = screened["train"], screened.get("test")
     inputs.check_batch_fits(train, d.global_batch_size, "config.pretrain.train")
     return train, test

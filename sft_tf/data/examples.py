@@ -74,6 +74,10 @@ class Examples:
         its source (Fashion-MNIST), kept through `take`; else None.
       notes: what listing the source left out and why (ignored files, folder links that
         loop), one printable line each.
+      decoded: uint8 [N, S, S, 3] pixels of a file or record source, decoded and resized by
+        the up-front scan (`scan_lib.scan_images`) for the pipelines to read instead of
+        decoding again; None when the scan did not keep them.
+      decoded_as: (S, resize method) of `decoded`.
     """
 
     class_names: tuple[str, ...]
@@ -84,6 +88,8 @@ class Examples:
     records: RecordSource | None = None
     positions: np.ndarray | None = None
     notes: tuple[str, ...] = ()
+    decoded: tf.Tensor | None = dataclasses.field(default=None, compare=False, repr=False)
+    decoded_as: tuple[int, str] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -102,7 +108,12 @@ class Examples:
             paths=None if self.paths is None else self.paths[indices],
             pixels=None if self.pixels is None else self.pixels[indices],
             positions=None if self.positions is None else self.positions[indices],
+            decoded=None if self.decoded is None else tf.gather(self.decoded, indices),
         )
+
+    def decoded_at(self, image_size: int, resize_method: str) -> tf.Tensor | None:
+        """The scan's decoded pixels if they are at this size and resize method, else None."""
+        return self.decoded if self.decoded_as == (image_size, resize_method) else None
 
     def names(self) -> list[str]:
         """What names each example in reports: its file path, else `origin #position`."""

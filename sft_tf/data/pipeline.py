@@ -221,6 +221,10 @@ def _epoch_examples(
         return _shuffled_files(examples, labels, decode, seed)
 
     def decoded() -> tf.data.Dataset:
+        scanned = examples.decoded_at(image_size, resize_method)
+        if scanned is not None:
+            # Decoded and resized by the up-front scan, the same way: already in memory.
+            return tf.data.Dataset.from_tensor_slices((scanned, labels))
         if examples.pixels is not None:
             ds = tf.data.Dataset.from_tensor_slices((examples.pixels, labels))
             ds = ds.map(resize_pixels, num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,6 +1,8 @@
 """The up-front scan: every image decoded once (in parallel) to find the ones that cannot be,
 with a reason each, and to count formats, sizes and exact duplicates for the audit. Images over
-a pixel limit read from their header are never decoded.
+a pixel limit read from their header are never decoded. Asked to, it also keeps each image
+resized to the model's size, so that the pipelines read the pixels instead of decoding the
+files a second time (`keep_decoded`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from sft_tf.config.schema import DEFAULT_MAX_IMAGE_PIXELS
-from sft_tf.data.decode import decode_native, stored_size, upright_rgb
+from sft_tf.data.decode import decode_native, resize, stored_size, upright_rgb
 from sft_tf.data.examples import Examples, encoded_images
 from sft_tf.log import Progress
 
@@ -36,6 +38,9 @@ class ImageScan:
       digest: uint64 [N] fingerprint of the encoded bytes (of the pixels for in-memory data).
       thumbnails: uint8 [N, 32, 32] grayscale, upright (zeros where not ok): what the audit's
         perceptual hashes are computed from (1 KB an image), without decoding again.
+      decoded: uint8 [N, S, S, 3] each image as the pipelines decode and resize it (zeros where
+        not ok), when `scan_images` was asked to keep them; else None.
+      decoded_as: (S, resize method) of `decoded`.
     """
 
     ok: np.ndarray
@@ -46,13 +51,17 @@ class ImageScan:
     cmyk: np.ndarray
     digest: np.ndarray
     thumbnails: np.ndarray | None = None
+    decoded: tf.Tensor | None = dataclasses.field(default=None, compare=False, repr=False)
+    decoded_as: tuple[int, str] | None = None
 
     def bad(self, examples: Examples) -> list[tuple[str, str]]:
         """[(location, reason)] of every example that could not be decoded, in order."""
         return [(examples.where(i), self.reasons[i]) for i in sorted(self.reasons)]
 
 
-def _probe(encoded: tf.Tensor, max_pixels: int) -> tuple[tf.Tensor, ...]:
+def _probe(
+    encoded: tf.Tensor, max_pixels: int, keep: tuple[int, str] | None
+) -> tuple[tf.Tensor, ...]:
     # The size check runs before the decode: a small file can decode to gigabytes.
     height, width = stored_size(encoded)
     fits = tf.debugging.assert_less_equal(
@@ -70,7 +79,10 @@ def _probe(encoded: tf.Tensor, max_pixels: int) -> tuple[tf.Tensor, ...]:
         lambda: tf.constant(False),
     )
     digest = tf.bitcast(tf.fingerprint(tf.expand_dims(encoded, 0))[0], tf.int64)
-    return shape[0], shape[1], shape[2], cmyk, digest, thumbnail(upright_rgb(image, encoded))
+    upright = upright_rgb(image, encoded)
+    found = (shape[0], shape[1], shape[2], cmyk, digest, thumbnail(upright))
+    # `decode.decode_image`'s steps, on the pixels decoded above: the same values it gives.
+    return found if keep is None else (*found, resize(upright, *keep))
 
 
 THUMBNAIL = 32  # pixels a side: the size a 64-bit DCT perceptual hash reads
@@ -92,7 +104,7 @@ def _why_undecodable(encoded: bytes, max_pixels: int) -> str:
                 f"{width} x {height} pixels is over data.max_image_pixels={max_pixels}; "
                 "downscale it or raise the limit"
             )
-        _probe(tf.constant(encoded), max_pixels)
+        _probe(tf.constant(encoded), max_pixels, None)
     except tf.errors.OpError as e:
         message = e.message.split("}}")[-1].strip().splitlines()[0]
         if "Unknown image file format" in message:
@@ -103,13 +115,20 @@ def _why_undecodable(encoded: bytes, max_pixels: int) -> str:
     return "undecodable (failed in the pipeline, decodes alone)"
 
 
-def scan_images(examples: Examples, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageScan:
+def scan_images(
+    examples: Examples,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    keep: tuple[int, str] | None = None,
+) -> ImageScan:
     """Decodes every example once (in parallel) and records what it found.
 
     Args:
       examples: any split.
       max_pixels: images with more pixels (height x width, read from the header) are not
         decoded but counted as bad (data.max_image_pixels).
+      keep: (image size, resize method): also keep every image decoded and resized as the
+        pipelines would (`ImageScan.decoded`; S * S * 3 bytes an image). Ignored for
+        in-memory pixels, which need no decoding.
 
     Returns:
       An `ImageScan` aligned with `examples`.
@@ -132,8 +151,9 @@ def scan_images(examples: Examples, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) 
             rgb = tf.image.grayscale_to_rgb(batch) if batch.shape[-1] == 1 else batch[..., :3]
             thumbs[start : start + 4096] = thumbnail(rgb).numpy()
         return ImageScan(ok, {}, height, width, channels, cmyk, digest, thumbs)
+    kept = None if keep is None else np.zeros((n, keep[0], keep[0], 3), np.uint8)
     ds = encoded_images(examples).map(
-        lambda i, encoded: (i, *_probe(encoded, max_pixels)),
+        lambda i, encoded: (i, *_probe(encoded, max_pixels, keep)),
         # Decoding is the whole cost of a scan: every core, in any order.
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=False,
@@ -141,9 +161,11 @@ def scan_images(examples: Examples, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) 
     # A failing decode drops its element; the indices that never arrive are the bad ones.
     ds = ds.ignore_errors().batch(1024)
     with Progress(f"Checking {examples.origin or 'the images'}", n) as progress:
-        for i, h, w, c, k, d, t in ds.as_numpy_iterator():
+        for i, h, w, c, k, d, t, *pixels in ds.as_numpy_iterator():
             ok[i], height[i], width[i], channels[i], cmyk[i] = True, h, w, c, k
             digest[i], thumbs[i] = d.view(np.uint64), t
+            if pixels:
+                kept[i] = pixels[0]
             progress.update(progress.done + len(i))
     reasons = {int(i): "" for i in np.flatnonzero(~ok)}
     if reasons:
@@ -160,7 +182,21 @@ def scan_images(examples: Examples, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) 
             bad = examples.take(np.asarray(sorted(reasons)))
             for (_, encoded), i in zip(encoded_images(bad).as_numpy_iterator(), sorted(reasons)):
                 reasons[i] = _why_undecodable(encoded, max_pixels)
-    return ImageScan(ok, reasons, height, width, channels, cmyk, digest, thumbs)
+    # A tensor, so that the pipelines' datasets read it without a copy each (from a NumPy
+    # array, tf.data copies the pixels into every dataset made from them).
+    decoded = None if kept is None else tf.convert_to_tensor(kept)
+    del kept
+    return ImageScan(ok, reasons, height, width, channels, cmyk, digest, thumbs, decoded, keep)
+
+
+def keep_decoded(examples: Examples, scan: ImageScan) -> Examples:
+    """`examples` (the split scanned, before `drop_bad`) carrying the scan's decoded pixels
+    (when it kept them) for the pipelines."""
+    if scan.decoded is None:
+        return examples
+    if len(examples) != len(scan.ok):
+        raise ValueError(f"{len(examples)} examples for a scan of {len(scan.ok)}")
+    return dataclasses.replace(examples, decoded=scan.decoded, decoded_as=scan.decoded_as)
 
 
 def drop_bad(examples: Examples, scan: ImageScan) -> Examples:

@@ -32,6 +32,17 @@ from sft_tf.data.examples import Examples
 from sft_tf.training import head_cache
 from sft_tf.training.inputs import make_dataset
 
+# The frozen base's pass runs in batches of about this many input pixels (at most 1024 images,
+# never fewer than the global batch): small images go through in larger batches than training
+# uses. At 32 px on 2 CPU cores, 5,000 images took 1.27 s in batches of 64 and 0.63 s in
+# batches of 1024.
+EXTRACTION_PIXELS = 2**22
+
+
+def extraction_batch(image_size: int, global_batch: int) -> int:
+    """Images per batch of the frozen base's feature pass."""
+    return max(global_batch, min(1024, EXTRACTION_PIXELS // image_size**2))
+
 
 def _weights_identity(weights: str) -> str:
     if weights == "imagenet" or not tf.io.gfile.exists(weights):
@@ -83,10 +94,12 @@ def _write(path: Path, rows: dict[str, np.ndarray]) -> None:
 
 def pooled_features(config, model: keras.Model, examples: Examples) -> np.ndarray:
     """float32 [N, D] pooled features of `examples` through `model`'s frozen base, in order:
-    rows already in the store are read, the rest computed (in the evaluation pipeline's
-    batches) and added to it. With random weights (model.weights empty) all are computed."""
+    rows already in the store are read, the rest computed (the evaluation pipeline in
+    `extraction_batch`es) and added to it. With random weights (model.weights empty) all are
+    computed."""
+    batch = extraction_batch(config.model.image_size, config.data.global_batch_size)
     if not config.model.weights:
-        dataset = make_dataset(config, examples, training=False, one_hot=False)
+        dataset = make_dataset(config, examples, training=False, one_hot=False, batch_size=batch)
         return head_cache.extract(model, dataset)
     path = store_path(config)
     rows = _read(path)
@@ -94,7 +107,7 @@ def pooled_features(config, model: keras.Model, examples: Examples) -> np.ndarra
     missing = np.asarray([i for i, n in enumerate(names) if n not in rows], np.int64)
     if len(missing):
         subset = examples.take(missing)  # record sources come back in stored order: by name
-        dataset = make_dataset(config, subset, training=False, one_hot=False)
+        dataset = make_dataset(config, subset, training=False, one_hot=False, batch_size=batch)
         computed = head_cache.extract(model, dataset)
         rows.update(zip(subset.names(), computed))
         # A read-only or full cache folder costs a recomputation next time, no more.

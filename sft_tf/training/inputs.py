@@ -11,16 +11,15 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from sft_tf.data import audit as audit_lib
 from sft_tf.data import augment as augment_lib
 from sft_tf.data import balance as balance_lib
 from sft_tf.data import csv_source, pipeline, specs
 from sft_tf.data import examples as examples_lib
-from sft_tf.data import scan as scan_lib
 from sft_tf.data import sources as sources_lib
 from sft_tf.distribute import workers
 from sft_tf.errors import UserError
 from sft_tf.log import say
+from sft_tf.training import screening
 
 
 def load_split(
@@ -105,85 +104,15 @@ def sample_and_hold_out(
     return splits
 
 
-def screen_splits(
-    splits: dict[str, examples_lib.Examples],
-    on_bad_image: str,
-    max_pixels: int,
-    on_leakage: str = "fail",
-) -> dict[str, examples_lib.Examples]:
-    """Decodes every image once; drops and lists undecodable ones, or stops (on_bad_image=fail).
-
-    Also stops on what the audit calls problems (an empty class, one class, and with
-    on_leakage=fail test images that are also training images, identical or near-duplicates);
-    on_leakage=drop removes the training copies instead, warn only says so.
-    """
-    scans = {name: scan_lib.scan_images(split, max_pixels) for name, split in splits.items()}
-    near = audit_lib.near_duplicate_pairs(splits, scans, within=False)
-    report = audit_lib.audit(splits, scans, on_leakage, near)
-    bad = [
-        f"  {name}: {b['where']}: {b['reason']}"
-        for name, s in report["splits"].items()
-        for b in s["bad_files"]
-    ]
-    if bad and on_bad_image == "fail":
-        raise UserError(
-            f"{len(bad)} image(s) cannot be decoded (config.data.on_bad_image='fail'); fix or "
-            "remove them, or set it to 'skip':\n" + "\n".join(bad)
-        )
-    if bad:
-        say(f"Skipping {len(bad)} image(s) that cannot be decoded:\n" + "\n".join(bad))
-    if report["problems"]:
-        problems = report["problems"]
-        more = (
-            f" (and {len(problems) - 1} more; sft-tf audit lists them)" if len(problems) > 1 else ""
-        )
-        raise UserError(f"the data is not usable: {problems[0].strip()}{more}")
-    _warn_leakage(report)
-    if on_leakage == "drop":
-        return _drop_leaked(splits, scans, near)
-    return {name: scan_lib.drop_bad(split, scans[name]) for name, split in splits.items()}
-
-
-def _warn_leakage(report: dict) -> None:
-    for pair, leak in report["leakage"].items():
-        if leak["count"]:
-            say(f"Warning: {leak['count']} identical image(s) in {pair} (sft-tf audit lists them)")
-    for key, near in report["near_duplicates"].items():
-        if "/" in key and near["count"]:
-            say(
-                f"Warning: {near['count']} near-duplicate pair(s) across {key} "
-                "(sft-tf audit lists them)"
-            )
-
-
-def _drop_leaked(splits, scans, near) -> dict[str, examples_lib.Examples]:
-    """The decodable examples, minus (data.on_leakage=drop) each earlier split's images that
-    have an identical or near-duplicate image in a later one: train's copies of validation or
-    test images, validation's of test images. Says how many it dropped."""
-    leaked = {name: set() for name in splits}
-    for a, b in audit_lib.LEAKAGE_FAILS:
-        if a not in splits or b not in splits:
-            continue
-        scan_a, later = scans[a], set(scans[b].digest[scans[b].ok].tolist())
-        leaked[a] |= {int(i) for i in np.flatnonzero(scan_a.ok) if int(scan_a.digest[i]) in later}
-        leaked[a] |= {p.a for p in near.get(f"{a}/{b}", [])}
-    kept = {}
-    for name, split in splits.items():
-        ok = np.flatnonzero(scans[name].ok)
-        kept[name] = split.take(np.asarray([i for i in ok if int(i) not in leaked[name]], np.int64))
-        if leaked[name]:
-            say(
-                f"Dropped {len(leaked[name])} {name} image(s) that are also in a later split "
-                "(validation, test), identical or near-duplicates (data.on_leakage=drop)"
-            )
-    return kept
-
-
 def load_target_splits(config: ml_collections.ConfigDict):
     """The train/validation/test examples of `config.data`: one class list, decodable images."""
     d = config.data
-    splits = screen_splits(
-        list_target_splits(config), d.on_bad_image, d.max_image_pixels, d.on_leakage
+    splits = screening.screen_splits(
+        list_target_splits(config),
+        d.on_bad_image,
+        d.max_image_pixels,
+        d.on_leakage,
+        keep=screening.decoded_to_keep(config),
     )
     splits = sample_and_hold_out(config, splits)
     return splits["train"], splits.get("validation"), splits.get("test")

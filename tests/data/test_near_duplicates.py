@@ -13,7 +13,7 @@ from sft_tf.data import near_duplicates as near_lib
 from sft_tf.data import scan as scan_lib
 from sft_tf.data import sources
 from sft_tf.errors import UserError
-from sft_tf.training import inputs
+from sft_tf.training import screening
 
 
 def _picture(seed: int) -> Image.Image:
@@ -88,11 +88,11 @@ def test_leakage_policy_fails_warns_or_drops(leaky, capsys):
     [problem] = audit_lib.audit(as_validation, scans_v)["problems"]
     assert problem.startswith("3 validation image(s) are near-duplicates")
     with pytest.raises(UserError, match="near-duplicates"):
-        inputs.screen_splits(dict(splits), "skip", scan_lib.DEFAULT_MAX_IMAGE_PIXELS)
-    kept = inputs.screen_splits(dict(splits), "skip", scan_lib.DEFAULT_MAX_IMAGE_PIXELS, "drop")
+        screening.screen_splits(dict(splits), "skip", scan_lib.DEFAULT_MAX_IMAGE_PIXELS)
+    kept = screening.screen_splits(dict(splits), "skip", scan_lib.DEFAULT_MAX_IMAGE_PIXELS, "drop")
     assert len(kept["train"]) == 24 - 3 and len(kept["test"]) == 9
     assert "Dropped 3 train image(s) that are also in a later split" in capsys.readouterr().out
-    inputs.screen_splits(dict(splits), "skip", scan_lib.DEFAULT_MAX_IMAGE_PIXELS, "warn")
+    screening.screen_splits(dict(splits), "skip", scan_lib.DEFAULT_MAX_IMAGE_PIXELS, "warn")
     assert "Warning: 3 near-duplicate pair(s) across train/test" in capsys.readouterr().out
 
 

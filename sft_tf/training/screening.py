@@ -1,0 +1,113 @@
+"""The up-front screening of a run's splits: every image decoded once (`scan_lib.scan_images`),
+undecodable files listed or refused, the audit's problems refused, leakage between splits
+warned about or dropped, and, where the pixel cache would hold them anyway, the decoded pixels
+kept for the pipelines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from sft_tf.data import audit as audit_lib
+from sft_tf.data import examples as examples_lib
+from sft_tf.data import pipeline
+from sft_tf.data import scan as scan_lib
+from sft_tf.errors import UserError
+from sft_tf.log import say
+
+
+def screen_splits(
+    splits: dict[str, examples_lib.Examples],
+    on_bad_image: str,
+    max_pixels: int,
+    on_leakage: str = "fail",
+    keep: Callable[[examples_lib.Examples], tuple[int, str] | None] | None = None,
+) -> dict[str, examples_lib.Examples]:
+    """Decodes every image once; drops and lists undecodable ones, or stops (on_bad_image=fail).
+
+    Also stops on what the audit calls problems (an empty class, one class, and with
+    on_leakage=fail test images that are also training images, identical or near-duplicates);
+    on_leakage=drop removes the training copies instead, warn only says so. keep: split ->
+    (image size, resize method) of the decoded pixels to keep for its pipelines, or None
+    (`decoded_to_keep`).
+    """
+    scans = {
+        name: scan_lib.scan_images(split, max_pixels, keep(split) if keep else None)
+        for name, split in splits.items()
+    }
+    splits = {name: scan_lib.keep_decoded(split, scans[name]) for name, split in splits.items()}
+    near = audit_lib.near_duplicate_pairs(splits, scans, within=False)
+    report = audit_lib.audit(splits, scans, on_leakage, near)
+    bad = [
+        f"  {name}: {b['where']}: {b['reason']}"
+        for name, s in report["splits"].items()
+        for b in s["bad_files"]
+    ]
+    if bad and on_bad_image == "fail":
+        raise UserError(
+            f"{len(bad)} image(s) cannot be decoded (config.data.on_bad_image='fail'); fix or "
+            "remove them, or set it to 'skip':\n" + "\n".join(bad)
+        )
+    if bad:
+        say(f"Skipping {len(bad)} image(s) that cannot be decoded:\n" + "\n".join(bad))
+    if report["problems"]:
+        problems = report["problems"]
+        more = (
+            f" (and {len(problems) - 1} more; sft-tf audit lists them)" if len(problems) > 1 else ""
+        )
+        raise UserError(f"the data is not usable: {problems[0].strip()}{more}")
+    _warn_leakage(report)
+    if on_leakage == "drop":
+        return _drop_leaked(splits, scans, near)
+    return {name: scan_lib.drop_bad(split, scans[name]) for name, split in splits.items()}
+
+
+def _warn_leakage(report: dict) -> None:
+    for pair, leak in report["leakage"].items():
+        if leak["count"]:
+            say(f"Warning: {leak['count']} identical image(s) in {pair} (sft-tf audit lists them)")
+    for key, near in report["near_duplicates"].items():
+        if "/" in key and near["count"]:
+            say(
+                f"Warning: {near['count']} near-duplicate pair(s) across {key} "
+                "(sft-tf audit lists them)"
+            )
+
+
+def _drop_leaked(splits, scans, near) -> dict[str, examples_lib.Examples]:
+    """The decodable examples, minus (data.on_leakage=drop) each earlier split's images that
+    have an identical or near-duplicate image in a later one: train's copies of validation or
+    test images, validation's of test images. Says how many it dropped."""
+    leaked = {name: set() for name in splits}
+    for a, b in audit_lib.LEAKAGE_FAILS:
+        if a not in splits or b not in splits:
+            continue
+        scan_a, later = scans[a], set(scans[b].digest[scans[b].ok].tolist())
+        leaked[a] |= {int(i) for i in np.flatnonzero(scan_a.ok) if int(scan_a.digest[i]) in later}
+        leaked[a] |= {p.a for p in near.get(f"{a}/{b}", [])}
+    kept = {}
+    for name, split in splits.items():
+        ok = np.flatnonzero(scans[name].ok)
+        kept[name] = split.take(np.asarray([i for i in ok if int(i) not in leaked[name]], np.int64))
+        if leaked[name]:
+            say(
+                f"Dropped {len(leaked[name])} {name} image(s) that are also in a later split "
+                "(validation, test), identical or near-duplicates (data.on_leakage=drop)"
+            )
+    return kept
+
+
+def decoded_to_keep(config) -> Callable[[examples_lib.Examples], tuple[int, str] | None]:
+    """Which splits the scan keeps decoded for the pipelines (`screen_splits`' keep): files and
+    records whose pixels data.cache would hold in memory anyway. Their pipelines then read
+    those pixels, so each image is decoded once per run, not once by the scan and again by
+    every pipeline's first pass (training, the phase-1 feature pass, evaluations)."""
+    d, size = config.data, config.model.image_size
+
+    def keep(split: examples_lib.Examples) -> tuple[int, str] | None:
+        in_memory = pipeline.cache_mode(split, size, d.cache, d.cache_memory_mb) == "memory"
+        return (size, d.resize_method) if split.pixels is None and in_memory else None
+
+    return keep

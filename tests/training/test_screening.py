@@ -1,0 +1,83 @@
+"""The up-front screening keeps each image decoded for the pipelines where the pixel cache would
+hold it anyway: exactly the pixels the pipelines decode, on real files of every format."""
+
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sft_tf.data import decode, sources
+from sft_tf.data import scan as scan_lib
+from sft_tf.training import screening
+from sft_tf.training.inputs import make_dataset
+from tests.helpers import exif_jpeg, solid, tiny_config, write_messy_folder
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory):
+    """Good JPEG/PNGs, odd formats, a phone photo turned by EXIF, and 3 undecodable files."""
+    root = tmp_path_factory.mktemp("messy")
+    bad = write_messy_folder(root)
+    pixels = solid(h=20, w=36)
+    pixels[:, :8] = 0  # a dark left edge shows which way the photo was turned
+    (root / "dog" / "phone.jpg").write_bytes(exif_jpeg(pixels, 6))
+    return root, bad
+
+
+def _screen(root, keep):
+    examples = sources.load_examples(f"folder:{root}")
+    limit = scan_lib.DEFAULT_MAX_IMAGE_PIXELS
+    return examples, screening.screen_splits({"train": examples}, "skip", limit, keep=keep)["train"]
+
+
+@pytest.mark.parametrize("method", decode.RESIZE_METHODS)
+def test_kept_pixels_are_the_pipelines_own_decode(messy, method):
+    root, bad = messy
+    config = tiny_config(data__train=f"folder:{root}", data__resize_method=method)
+    config.model.image_size = SIZE
+    listed, kept = _screen(root, screening.decoded_to_keep(config))
+    assert len(kept) == len(listed) - len(bad)  # the undecodable files dropped, pixels with them
+    assert kept.decoded_as == (SIZE, method) and kept.decoded.shape == (len(kept), SIZE, SIZE, 3)
+    expected = [decode.decode_image(tf.io.read_file(p), SIZE, method).numpy() for p in kept.paths]
+    np.testing.assert_array_equal(kept.decoded.numpy(), np.stack(expected))
+    subset = kept.take(np.asarray([5, 1]))
+    np.testing.assert_array_equal(subset.decoded.numpy(), np.stack([expected[5], expected[1]]))
+    assert kept.decoded_at(SIZE + 1, method) is None  # other sizes decode the files
+
+
+def test_pipelines_read_the_kept_pixels_and_give_the_same_batches(messy, tmp_path):
+    root = shutil.copytree(messy[0], tmp_path / "data")
+    config = tiny_config(data__train=f"folder:{root}", data__augment="flip")
+    config.model.image_size, config.data.global_batch_size = SIZE, 8
+    _, plain = _screen(root, None)
+    _, kept = _screen(root, screening.decoded_to_keep(config))
+    assert plain.decoded is None
+
+    def batches(examples):
+        training = make_dataset(config, examples, training=True, until_epoch=2)
+        evaluation = make_dataset(config, examples, training=False, one_hot=False)
+        return [*training.as_numpy_iterator(), *evaluation.as_numpy_iterator()]
+
+    expected = batches(plain)
+    shutil.rmtree(root)  # the kept split's pipelines never read the files again
+    got = batches(kept)
+    assert len(got) == len(expected) > 2
+    for a, b in zip(got, expected):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_only_what_the_memory_cache_would_hold_is_kept(messy, fashion_dir):
+    root, _ = messy
+    config = tiny_config(data__train=f"folder:{root}")
+    listed = sources.load_examples(f"folder:{root}")
+    assert screening.decoded_to_keep(config)(listed) == (config.model.image_size, "resize")
+    for field, value in (("cache", "off"), ("cache", "disk"), ("cache_memory_mb", 0)):
+        changed = tiny_config(data__train=f"folder:{root}", **{f"data__{field}": value})
+        assert screening.decoded_to_keep(changed)(listed) is None, field
+    # In-memory pixels need no decoding.
+    in_memory = sources.load_examples(f"fashion_mnist:test:{fashion_dir}")
+    assert screening.decoded_to_keep(config)(in_memory) is None
