@@ -253,7 +253,9 @@ def base_config() -> ml_collections.ConfigDict:
     # true: tf.config.experimental.enable_op_determinism(), so every op, GPU kernels included,
     # gives the same result for the same inputs (GPU training gets slower). On CPU a run is
     # repeatable without it, and a resumed run ends with the uninterrupted run's weights bit
-    # for bit; this makes that hold on GPUs too.
+    # for bit; this makes that hold on GPUs too. A run with it ends with other weights than
+    # one without (on CPU as well), so changing it on a resume is a config change. TF 2.21
+    # logs one harmless "NodeDef mentions attribute use_unbounded_threadpool" line with it.
     c.runtime.deterministic = False
     return c
 

@@ -42,7 +42,9 @@ RESUME_FREE = (
     "runtime.strategy",
     "runtime.tpu",
     "runtime.checkpoint_every_steps",
-    "runtime.deterministic",
+    # Not runtime.deterministic: on CPU too, a run with op determinism ends with other weights
+    # than one without (the same tiny run, sha256 4296c9ad... vs 19cb87dd...), so switching
+    # it on a resume would give a model neither run would have trained.
     "phase2.cache_frozen",  # the same training either way (within float rounding)
 )
 

@@ -80,10 +80,30 @@ def test_killed_at_every_point_resumes_and_finishes_once(tmp_path, image_folders
         assert metrics[phase]["test"] == reference[phase]["test"]
 
 
+def _phase2_step(step, epochs_done=2):
+    """Kill point: phase 2 checkpointed at `step` of the epoch after `epochs_done` (default:
+    phase 2's first)."""
+    return lambda s, cwd: (
+        s
+        and s.get("checkpoint_phase") == "phase2"
+        and s["epochs_done"] == epochs_done
+        and s["mid_epoch_step"] == step
+    )
+
+
+@pytest.fixture(scope="module")
+def killed_in_phase2(tmp_path_factory, image_folders):
+    """A run SIGKILLed in phase 2 with two phase-2 checkpoints kept (steps 2 and 4)."""
+    cwd = tmp_path_factory.mktemp("killed")
+    kill_when(cwd, _args(image_folders), _phase2_step(4))
+    return cwd
+
+
 @pytest.mark.slow  # the same decisions run in-process in tests/training/test_state.py
 def test_resume_checks_config_then_finishes_and_reruns_are_no_ops(tmp_path, image_folders):
     # Also the one run here with TensorFlow's op determinism on (GPU kernels; CPU ones already
-    # are): it must not get in the way of anything a run does.
+    # are): it must not get in the way of anything a run does. (It is another run: the
+    # deterministic input pipeline ends with other weights than the default one.)
     args = _args(image_folders, "--config.runtime.deterministic=true")
     kill_when(tmp_path, args, KILL_POINTS["mid phase 2"])
     changed = sft_tf(*args, "--config.phase2.learning_rate=0.5", cwd=tmp_path, check=False)
@@ -138,24 +158,6 @@ def test_fields_added_by_a_newer_version_do_not_block_a_resume(tmp_path, image_f
     assert state_lib.config_changes(tmp_path, config) == [
         "data.class_weighting ('none' -> 'balanced')"
     ]
-
-
-def _phase2_step(step):
-    """Kill point: phase 2's first epoch checkpointed at `step`."""
-    return lambda s, cwd: (
-        s
-        and s.get("checkpoint_phase") == "phase2"
-        and s["epochs_done"] == 2
-        and s["mid_epoch_step"] == step
-    )
-
-
-@pytest.fixture(scope="module")
-def killed_in_phase2(tmp_path_factory, image_folders):
-    """A run SIGKILLed in phase 2 with two phase-2 checkpoints kept (steps 2 and 4)."""
-    cwd = tmp_path_factory.mktemp("killed")
-    kill_when(cwd, _args(image_folders), _phase2_step(4))
-    return cwd
 
 
 def _newest(run):
@@ -237,31 +239,38 @@ HOLD_LOCK = (
 )
 
 
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 @pytest.mark.slow
 def test_a_locked_workdir_is_refused_then_ctrl_c_stops_in_one_line_and_resumes(
-    tmp_path, image_folders, uninterrupted
+    tmp_path, image_folders, killed_in_phase2, uninterrupted
 ):
+    shutil.copytree(killed_in_phase2, tmp_path, dirs_exist_ok=True)
     args = _args(image_folders)
     # Another process holds the workdir (a stand-in that cannot finish first on a slow host).
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True
     )
     assert holder.stdout.readline().strip() == "held"
+    before = _snapshot(tmp_path / "run")
     refused = sft_tf(*args, cwd=tmp_path, check=False)
     holder.kill()
     holder.wait()
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert f"run is in use by another sft-tf process (PID {holder.pid})" in refused.stderr
     assert "Data:" not in refused.stdout  # refused before listing or scanning anything
-    assert [p.name for p in (tmp_path / "run").iterdir()] == [".lock"]
-    # Ctrl-C mid phase 2: one line, exit 130, and the rerun resumes to the same weights.
+    assert _snapshot(tmp_path / "run") == before  # nothing written
+    # Ctrl-C mid phase 2 (the resumed run's second phase-2 epoch): one line, exit 130, and the
+    # rerun resumes to the same weights.
     first = start_cli(tmp_path, args)
-    wait_for(first, tmp_path, _phase2_step(2))
+    wait_for(first, tmp_path, _phase2_step(2, epochs_done=3))
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=60)
     assert first.returncode == 130
     assert re.fullmatch(
-        r"sft-tf: interrupted in phase2, (epoch 3, step \d|after epoch 3); rerun the same "
+        r"sft-tf: interrupted in phase2, (epoch 4, step \d|after epoch 4); rerun the same "
         r"command to resume\n",
         err,
     ), err

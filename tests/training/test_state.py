@@ -203,6 +203,11 @@ def test_an_interrupted_run_with_another_config_stops_unless_allowed(legacy_run)
     assert check_resume(workdir, config, allow_config_change=False).checkpoint == "ckpt-1"
     config.export.top_k = 2  # where it is exported does not change what is trained
     assert check_resume(workdir, config, allow_config_change=False) is not None
+    # Op determinism changes the weights a run ends with (on CPU too): not a free change.
+    config.runtime.deterministic = True
+    with pytest.raises(UserError, match=r"runtime\.deterministic \(False -> True\)"):
+        check_resume(workdir, config, allow_config_change=False)
+    config.runtime.deterministic = False
     config.phase2.learning_rate = 0.5
     with pytest.raises(UserError) as raised:
         check_resume(workdir, config, allow_config_change=False)
