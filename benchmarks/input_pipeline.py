@@ -47,7 +47,7 @@ from sft_tf.data import scan as scan_lib
 from sft_tf.data import sources as sources_lib
 from sft_tf.model import backbones, classifier, unfreeze
 from sft_tf.model import weights as weights_lib
-from sft_tf.training import feature_store, head_cache
+from sft_tf.training import feature_store, head_cache, screening
 from sft_tf.training.layout import BACKBONE_FILE
 
 BATCH = 64
@@ -267,7 +267,10 @@ def ratio_feature_cache(folder: Path, weights: str, epochs: int) -> dict:
 def rss_child(folder: str, cache: str, cache_dir: str) -> None:
     """Runs in a subprocess: list, scan, two training epochs; prints peak RSS in MB."""
     examples = sources_lib.load_examples(f"folder:{folder}")
-    examples = scan_lib.drop_bad(examples, scan_lib.scan_images(examples))
+    # As `sft-tf train` screens: the scan keeps the pixels when the memory cache would.
+    keep = screening.keeps_decoded(examples, IMAGE_SIZE, cache, 2048)
+    scan = scan_lib.scan_images(examples, keep=(IMAGE_SIZE, "resize") if keep else None)
+    examples = scan_lib.drop_bad(scan_lib.keep_decoded(examples, scan), scan)
     plan = pipeline.cache_plan(examples, IMAGE_SIZE, cache, 2048, cache_dir, "rss")
     ds = pipeline.build_dataset(
         examples, IMAGE_SIZE, BATCH, True, cache=plan, memory_budget_mb=64, until_epoch=2

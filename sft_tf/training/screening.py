@@ -99,15 +99,26 @@ def _drop_leaked(splits, scans, near) -> dict[str, examples_lib.Examples]:
     return kept
 
 
+def keeps_decoded(
+    examples: examples_lib.Examples, image_size: int, mode: str, budget_mb: int
+) -> bool:
+    """Whether the scan keeps a split decoded for its pipelines: files and records whose pixels
+    the pixel cache (data.cache `mode`) would hold in memory anyway, and twice over within
+    `budget_mb` (the scan's array is copied into a tensor, so both exist for a moment; larger
+    splits fill the pipeline's cache on its first pass instead)."""
+    in_memory = pipeline.cache_mode(examples, image_size, mode, budget_mb) == "memory"
+    twice_mb = 2 * len(examples) * image_size * image_size * 3 / 2**20
+    return examples.pixels is None and in_memory and twice_mb <= budget_mb
+
+
 def decoded_to_keep(config) -> Callable[[examples_lib.Examples], tuple[int, str] | None]:
-    """Which splits the scan keeps decoded for the pipelines (`screen_splits`' keep): files and
-    records whose pixels data.cache would hold in memory anyway. Their pipelines then read
-    those pixels, so each image is decoded once per run, not once by the scan and again by
-    every pipeline's first pass (training, the phase-1 feature pass, evaluations)."""
+    """`screen_splits`' keep for a run (`keeps_decoded`). The pipelines of a kept split read
+    its pixels, so each image is decoded once per run, not once by the scan and again by every
+    pipeline's first pass (training, the phase-1 feature pass, evaluations)."""
     d, size = config.data, config.model.image_size
 
     def keep(split: examples_lib.Examples) -> tuple[int, str] | None:
-        in_memory = pipeline.cache_mode(split, size, d.cache, d.cache_memory_mb) == "memory"
-        return (size, d.resize_method) if split.pixels is None and in_memory else None
+        kept = keeps_decoded(split, size, d.cache, d.cache_memory_mb)
+        return (size, d.resize_method) if kept else None
 
     return keep

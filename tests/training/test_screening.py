@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sft_tf.data import decode, sources
+from sft_tf.data import decode, pipeline, sources
 from sft_tf.data import scan as scan_lib
+from sft_tf.data.examples import Examples
 from sft_tf.training import screening
 from sft_tf.training.inputs import make_dataset
 from tests.helpers import exif_jpeg, solid, tiny_config, write_messy_folder
@@ -78,6 +79,14 @@ def test_only_what_the_memory_cache_would_hold_is_kept(messy, fashion_dir):
     for field, value in (("cache", "off"), ("cache", "disk"), ("cache_memory_mb", 0)):
         changed = tiny_config(data__train=f"folder:{root}", **{f"data__{field}": value})
         assert screening.decoded_to_keep(changed)(listed) is None, field
+    # 512 images of 32 x 32: 1.5 MB of pixels fit a 2 MB budget once (the pipeline's memory
+    # cache) but not twice (the scan's array and its tensor copy): not kept.
+    many = Examples(("a",), np.zeros(512, np.int32), paths=np.asarray(["a.png"] * 512))
+    config.data.cache_memory_mb = 2
+    assert pipeline.cache_mode(many, 32, "auto", 2) == "memory"
+    assert screening.decoded_to_keep(config)(many) is None
+    config.data.cache_memory_mb = 3
+    assert screening.decoded_to_keep(config)(many) == (32, "resize")
     # In-memory pixels need no decoding.
     in_memory = sources.load_examples(f"fashion_mnist:test:{fashion_dir}")
     assert screening.decoded_to_keep(config)(in_memory) is None
