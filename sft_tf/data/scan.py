@@ -151,7 +151,7 @@ def scan_images(
             rgb = tf.image.grayscale_to_rgb(batch) if batch.shape[-1] == 1 else batch[..., :3]
             thumbs[start : start + 4096] = thumbnail(rgb).numpy()
         return ImageScan(ok, {}, height, width, channels, cmyk, digest, thumbs)
-    kept = None if keep is None else np.zeros((n, keep[0], keep[0], 3), np.uint8)
+    kept = None if keep is None else _aligned_pixels(n, keep[0])
     ds = encoded_images(examples).map(
         lambda i, encoded: (i, *_probe(encoded, max_pixels, keep)),
         # Decoding is the whole cost of a scan: every core, in any order.
@@ -183,10 +183,20 @@ def scan_images(
             for (_, encoded), i in zip(encoded_images(bad).as_numpy_iterator(), sorted(reasons)):
                 reasons[i] = _why_undecodable(encoded, max_pixels)
     # A tensor, so that the pipelines' datasets read it without a copy each (from a NumPy
-    # array, tf.data copies the pixels into every dataset made from them).
-    decoded = None if kept is None else tf.convert_to_tensor(kept)
-    del kept
+    # array, tf.data copies the pixels into every dataset made from them). Through DLPack it
+    # shares the array's memory: tf.convert_to_tensor would hold two more copies at its peak
+    # (measured: +440 MB for 146 MB of pixels).
+    decoded = None if kept is None else tf.experimental.dlpack.from_dlpack(kept.__dlpack__())
     return ImageScan(ok, reasons, height, width, channels, cmyk, digest, thumbs, decoded, keep)
+
+
+def _aligned_pixels(count: int, size: int) -> np.ndarray:
+    """Zeros uint8 [count, size, size, 3] at a 64-byte aligned address, which TensorFlow needs
+    to use the memory as a tensor's without copying it."""
+    nbytes = count * size * size * 3
+    raw = np.zeros(nbytes + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start : start + nbytes].reshape(count, size, size, 3)
 
 
 def keep_decoded(examples: Examples, scan: ImageScan) -> Examples:
