@@ -7,6 +7,7 @@ Pillow writes the formats TensorFlow cannot encode (CMYK JPEG, palette PNG, anim
 WebP); every file is a real encoding read back by the code under test, never a stand-in.
 """
 
+import hashlib
 import importlib.util
 import io
 import json
@@ -318,3 +319,13 @@ def kill_when(cwd, args, ready, timeout=300) -> str:
 def final_digest(out: str) -> str:
     (line,) = [line for line in out.splitlines() if line.startswith("Final weights sha256")]
     return line.split()[-1]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file below `folder` (relative path) -> the sha256 of its bytes; two equal
+    snapshots show nothing was written, changed or deleted in between."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

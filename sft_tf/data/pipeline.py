@@ -70,9 +70,14 @@ def cache_plan(
     return path
 
 
+def pixels_mb(examples: Examples, image_size: int) -> float:
+    """MB of a split's decoded uint8 RGB pixels at the model's size."""
+    return len(examples) * image_size * image_size * 3 / 2**20
+
+
 def cache_mode(examples: Examples, image_size: int, mode: str, budget_mb: int) -> str:
     """`data.cache` resolved for a split's pixels: "memory", "disk" or "off" (`cache_plan`)."""
-    return resolve_cache(len(examples) * image_size * image_size * 3 / 2**20, mode, budget_mb)
+    return resolve_cache(pixels_mb(examples, image_size), mode, budget_mb)
 
 
 def resolve_cache(size_mb: float, mode: str, budget_mb: int) -> str:

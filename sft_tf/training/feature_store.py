@@ -92,23 +92,27 @@ def _write(path: Path, rows: dict[str, np.ndarray]) -> None:
     os.replace(temporary, path)
 
 
+def _extract(config, model: keras.Model, examples: Examples) -> np.ndarray:
+    """The pooled features of `examples`, computed: the evaluation pipeline in
+    `extraction_batch`es through the frozen base."""
+    batch = extraction_batch(config.model.image_size, config.data.global_batch_size)
+    dataset = make_dataset(config, examples, training=False, one_hot=False, batch_size=batch)
+    return head_cache.extract(model, dataset)
+
+
 def pooled_features(config, model: keras.Model, examples: Examples) -> np.ndarray:
     """float32 [N, D] pooled features of `examples` through `model`'s frozen base, in order:
-    rows already in the store are read, the rest computed (the evaluation pipeline in
-    `extraction_batch`es) and added to it. With random weights (model.weights empty) all are
-    computed."""
-    batch = extraction_batch(config.model.image_size, config.data.global_batch_size)
+    rows already in the store are read, the rest computed (`_extract`) and added to it. With
+    random weights (model.weights empty) all are computed."""
     if not config.model.weights:
-        dataset = make_dataset(config, examples, training=False, one_hot=False, batch_size=batch)
-        return head_cache.extract(model, dataset)
+        return _extract(config, model, examples)
     path = store_path(config)
     rows = _read(path)
     names = examples.names()
     missing = np.asarray([i for i, n in enumerate(names) if n not in rows], np.int64)
     if len(missing):
         subset = examples.take(missing)  # record sources come back in stored order: by name
-        dataset = make_dataset(config, subset, training=False, one_hot=False, batch_size=batch)
-        computed = head_cache.extract(model, dataset)
+        computed = _extract(config, model, subset)
         rows.update(zip(subset.names(), computed))
         # A read-only or full cache folder costs a recomputation next time, no more.
         with contextlib.suppress(OSError):

@@ -104,11 +104,12 @@ def keeps_decoded(
 ) -> bool:
     """Whether the scan keeps a split decoded for its pipelines: files and records whose pixels
     the pixel cache (data.cache `mode`) would hold in memory anyway, and twice over within
-    `budget_mb` (the scan's array is copied into a tensor, so both exist for a moment; larger
-    splits fill the pipeline's cache on its first pass instead)."""
+    `budget_mb` (a subset taken while the whole split exists, such as the validation hold-out
+    or the few-shot sample, copies its rows; larger splits fill the pipeline's cache on its
+    first pass instead)."""
     in_memory = pipeline.cache_mode(examples, image_size, mode, budget_mb) == "memory"
-    twice_mb = 2 * len(examples) * image_size * image_size * 3 / 2**20
-    return examples.pixels is None and in_memory and twice_mb <= budget_mb
+    twice_fits = 2 * pipeline.pixels_mb(examples, image_size) <= budget_mb
+    return examples.pixels is None and in_memory and twice_fits
 
 
 def decoded_to_keep(config) -> Callable[[examples_lib.Examples], tuple[int, str] | None]:

@@ -6,7 +6,6 @@ CAP_DAC_READ_SEARCH) from its bounding set: after exec, root is held to the mode
 """
 
 import ctypes
-import hashlib
 import os
 import stat
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import KILL_POINTS, REPO, kill_when, make_image_folder, sft_tf
+from tests.helpers import KILL_POINTS, REPO, kill_when, make_image_folder, sft_tf, snapshot
 
 PR_CAPBSET_DROP = 24
 CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
@@ -27,14 +26,6 @@ def _drop_file_capabilities() -> None:
     for capability in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
         if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
-
-
-def _snapshot(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def _set_writable(folder: Path, writable: bool) -> None:
@@ -95,7 +86,7 @@ def _train_args(base: Path, phase2_epochs: int = 2) -> list[str]:
 def test_export_into_a_read_only_folder_fails_and_keeps_the_old_version(base):
     sft_tf(*_train_args(base, phase2_epochs=0), cwd=base)
     versions = base / "saved_models" / "tiny"
-    before = _snapshot(versions)
+    before = snapshot(versions)
     assert sorted(p.name for p in versions.iterdir()) == ["1"]
     # The export root stays writable (the up-front check passes); its model folder does not.
     _set_writable(versions, False)
@@ -107,7 +98,7 @@ def test_export_into_a_read_only_folder_fails_and_keeps_the_old_version(base):
     assert error.startswith("sft-tf: error: could not write ")
     assert str(versions) in error or "saved_models/tiny" in error
     assert "Permission denied" in error
-    assert _snapshot(versions) == before
+    assert snapshot(versions) == before
     assert sorted(p.name for p in versions.iterdir()) == ["1"]
 
 
@@ -117,7 +108,7 @@ def test_checkpoint_into_a_read_only_folder_fails_and_keeps_the_last_one(base):
     kill_when(base, args, KILL_POINTS["mid phase 2"])
     checkpoints = base / "run" / "checkpoints"
     _set_writable(checkpoints, False)
-    before = _snapshot(checkpoints)
+    before = snapshot(checkpoints)
 
     result = _sft_tf_held_to_modes(args, cwd=base)
 
@@ -125,7 +116,7 @@ def test_checkpoint_into_a_read_only_folder_fails_and_keeps_the_last_one(base):
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("sft-tf: error: could not write "), error
     assert "checkpoints" in error and "Permission denied" in error
-    assert _snapshot(checkpoints) == before
+    assert snapshot(checkpoints) == before
     assert not (base / "saved_models").exists()
     # Writable again, the same command resumes from that checkpoint and finishes.
     _set_writable(checkpoints, True)

@@ -18,6 +18,7 @@ from tests.helpers import (
     kill_when,
     run_state,
     sft_tf,
+    snapshot,
     start_cli,
     wait_for,
 )
@@ -220,12 +221,12 @@ def test_no_readable_checkpoint_stops_and_keeps_the_run(tmp_path, image_folders,
     for path in checkpoints.glob("*.data-*"):
         path.write_bytes(b"x")
     # The kill may land between a checkpoint's write and the pruning of the oldest: 2 or 3 kept.
-    before = {path.name: path.read_bytes() for path in checkpoints.iterdir()}
+    before = snapshot(checkpoints)
     result = sft_tf(*_args(image_folders), cwd=tmp_path, check=False)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "cannot resume the run in run:" in result.stderr and "--restart" in result.stderr
     assert not (tmp_path / "saved_models").exists()
-    assert {path.name: path.read_bytes() for path in checkpoints.iterdir()} == before
+    assert snapshot(checkpoints) == before
     assert len(list(checkpoints.glob("*.index"))) >= 2
 
 
@@ -239,10 +240,6 @@ HOLD_LOCK = (
 )
 
 
-def _snapshot(folder):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-
-
 @pytest.mark.slow
 def test_a_locked_workdir_is_refused_then_ctrl_c_stops_in_one_line_and_resumes(
     tmp_path, image_folders, killed_in_phase2, uninterrupted
@@ -254,14 +251,14 @@ def test_a_locked_workdir_is_refused_then_ctrl_c_stops_in_one_line_and_resumes(
         [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True
     )
     assert holder.stdout.readline().strip() == "held"
-    before = _snapshot(tmp_path / "run")
+    before = snapshot(tmp_path / "run")
     refused = sft_tf(*args, cwd=tmp_path, check=False)
     holder.kill()
     holder.wait()
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert f"run is in use by another sft-tf process (PID {holder.pid})" in refused.stderr
     assert "Data:" not in refused.stdout  # refused before listing or scanning anything
-    assert _snapshot(tmp_path / "run") == before  # nothing written
+    assert snapshot(tmp_path / "run") == before  # nothing written
     # Ctrl-C mid phase 2 (the resumed run's second phase-2 epoch): one line, exit 130, and the
     # rerun resumes to the same weights.
     first = start_cli(tmp_path, args)

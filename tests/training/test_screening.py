@@ -80,7 +80,7 @@ def test_only_what_the_memory_cache_would_hold_is_kept(messy, fashion_dir):
         changed = tiny_config(data__train=f"folder:{root}", **{f"data__{field}": value})
         assert screening.decoded_to_keep(changed)(listed) is None, field
     # 512 images of 32 x 32: 1.5 MB of pixels fit a 2 MB budget once (the pipeline's memory
-    # cache) but not twice (the scan's array and its tensor copy): not kept.
+    # cache) but not twice (the split and a subset taken from it): not kept.
     many = Examples(("a",), np.zeros(512, np.int32), paths=np.asarray(["a.png"] * 512))
     config.data.cache_memory_mb = 2
     assert pipeline.cache_mode(many, 32, "auto", 2) == "memory"
