@@ -41,8 +41,8 @@ from sft_tf.commands import (
     train,
 )
 from sft_tf.config import validation
+from sft_tf.data import caches, pipeline
 from sft_tf.data import examples as examples_lib
-from sft_tf.data import pipeline
 from sft_tf.data import scan as scan_lib
 from sft_tf.data import sources as sources_lib
 from sft_tf.model import backbones, classifier, unfreeze
@@ -271,7 +271,7 @@ def rss_child(folder: str, cache: str, cache_dir: str) -> None:
     keep = screening.keeps_decoded(examples, IMAGE_SIZE, cache, 2048)
     scan = scan_lib.scan_images(examples, keep=(IMAGE_SIZE, "resize") if keep else None)
     examples = scan_lib.drop_bad(scan_lib.keep_decoded(examples, scan), scan)
-    plan = pipeline.cache_plan(examples, IMAGE_SIZE, cache, 2048, cache_dir, "rss")
+    plan = caches.cache_plan(examples, IMAGE_SIZE, cache, 2048, cache_dir, "rss")
     ds = pipeline.build_dataset(
         examples, IMAGE_SIZE, BATCH, True, cache=plan, memory_budget_mb=64, until_epoch=2
     )

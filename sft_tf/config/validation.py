@@ -22,7 +22,7 @@ from sft_tf.config.schema import MAX_EPOCHS, MAX_IMAGE_SIZE
 from sft_tf.data import audit as audit_lib
 from sft_tf.data import augment as augment_lib
 from sft_tf.data import balance as balance_lib
-from sft_tf.data import decode, pipeline, specs
+from sft_tf.data import caches, decode, specs
 from sft_tf.data import scan as scan_lib
 from sft_tf.data import sources as sources_lib
 from sft_tf.distribute import strategy as strategy_lib
@@ -153,7 +153,7 @@ def _check_data(d: ml_collections.ConfigDict, command: str) -> None:
         resize_method=decode.RESIZE_METHODS,
         on_bad_image=scan_lib.BAD_IMAGE_POLICIES,
         on_leakage=audit_lib.LEAKAGE_POLICIES,
-        cache=pipeline.CACHE_MODES,
+        cache=caches.CACHE_MODES,
         resample=balance_lib.RESAMPLING,
     )
     balance_lib.parse_class_weights(d.class_weighting, field="config.data.class_weighting")

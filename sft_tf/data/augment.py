@@ -159,6 +159,7 @@ def build_mixer(names: Sequence[str], seeds: BatchSeeds):
     return mix
 
 
+@tf.autograph.experimental.do_not_convert  # tf.cond only: see decode.graph_code
 def finish_batch(
     images: tf.Tensor,
     labels: tf.Tensor,

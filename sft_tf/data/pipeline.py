@@ -3,7 +3,7 @@
 `build_dataset` turns a split's `Examples` (undecodable images already dropped by the scan)
 into the batches every trainer here consumes: `(uint8 [B, H, W, 3], int32 [B])` with static
 shapes, or for the trainers one-hot float32 labels [B, C] and, with class weighting, a third
-element: per-example sample weights. Decoded pixels are cached (`cache_plan`), and training
+element: per-example sample weights. Decoded pixels are cached (`caches.cache_plan`), and training
 batches come from an epoch-indexed stream (`epoch_stream`), so a resumed run gets exactly the
 batches an uninterrupted one would. Where the examples come from: `specs` and `sources`.
 """
@@ -11,8 +11,6 @@ batches an uninterrupted one would. Where the examples come from: `specs` and `s
 from __future__ import annotations
 
 import functools
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -20,92 +18,10 @@ import tensorflow as tf
 
 from sft_tf.data import augment as augment_lib
 from sft_tf.data import balance as balance_lib
+from sft_tf.data.caches import training_shuffle_buffer
 from sft_tf.data.decode import decode_image, resize
 from sft_tf.data.examples import Examples, encoded_images
 from sft_tf.errors import UserError
-
-CACHE_MODES = ("auto", "memory", "disk", "off")
-
-
-# ---------------------------------------------------------------------------------------------
-# Caches: where decoded pixels (and the feature and activation caches) are kept
-# ---------------------------------------------------------------------------------------------
-
-
-def cache_plan(
-    examples: Examples, image_size: int, mode: str, budget_mb: int, directory: str, tag: str
-) -> str:
-    """Where `build_dataset` caches decoded pixels: "memory", "off" or a cache file path.
-
-    Args:
-      examples: the split.
-      image_size: output height and width.
-      mode: "auto" (memory when the decoded split fits in `budget_mb`, else disk), "memory",
-        "disk" or "off".
-      budget_mb: memory the decoded-pixel cache may take.
-      directory: where disk caches go (the run's workdir).
-      tag: distinguishes caches of different splits.
-
-    Returns:
-      The `cache` argument for `build_dataset`.
-    """
-    mode = cache_mode(examples, image_size, mode, budget_mb)
-    if mode != "disk":
-        return mode
-    # The file name hashes everything that changes the cached pixels, so a stale cache from
-    # other data, size or method is never replayed.
-    import hashlib
-
-    h = hashlib.sha256(f"{image_size}|{examples.origin}|{tag}".encode())
-    h.update(np.asarray(examples.labels).tobytes())
-    locations = examples.paths if examples.paths is not None else examples.positions
-    if locations is not None:
-        h.update("\n".join(map(str, locations)).encode())
-    path = os.path.join(directory, f"{tag}-{h.hexdigest()[:16]}")
-    tf.io.gfile.makedirs(directory)  # TF's file cache does not create its folder
-    # A run killed while writing the cache leaves a lock file that makes every later run fail
-    # ("concurrent caching iterator"); runs are assumed not to share a cache_dir concurrently.
-    for stale in tf.io.gfile.glob(path + "_*.lockfile") + tf.io.gfile.glob(path + "*.tempstate*"):
-        tf.io.gfile.remove(stale)
-    return path
-
-
-def pixels_mb(examples: Examples, image_size: int) -> float:
-    """MB of a split's decoded uint8 RGB pixels at the model's size."""
-    return len(examples) * image_size * image_size * 3 / 2**20
-
-
-def cache_mode(examples: Examples, image_size: int, mode: str, budget_mb: int) -> str:
-    """`data.cache` resolved for a split's pixels: "memory", "disk" or "off" (`cache_plan`)."""
-    return resolve_cache(pixels_mb(examples, image_size), mode, budget_mb)
-
-
-def resolve_cache(size_mb: float, mode: str, budget_mb: int) -> str:
-    """`data.cache` for `size_mb` of cached data: "auto" is memory within the budget, else
-    disk; the other modes stand."""
-    if mode != "auto":
-        return mode
-    return "memory" if size_mb <= budget_mb else "disk"
-
-
-def cache_root(cache_dir: str) -> str:
-    """`data.cache_dir`, or <system temp dir>/sft_tf_cache when it is empty: where pixel,
-    feature and activation caches go."""
-    return cache_dir or os.path.join(tempfile.gettempdir(), "sft_tf_cache")
-
-
-def training_shuffle_buffer(
-    examples: Examples, image_size: int, cache: str, memory_budget_mb: int, batch_size: int
-) -> int:
-    """The shuffle buffer of a training split's examples given its cache (`cache_plan`'s or
-    `cache_mode`'s answer): a full buffer over an in-memory cache and over uncached files
-    (shuffled by name), else bounded by the budget. The phase-2 activation cache shuffles
-    with the same buffer to get the same order."""
-    if cache == "off" and examples.paths is not None:
-        return len(examples)
-    if cache == "memory":
-        return len(examples)
-    return max(batch_size, min(len(examples), memory_budget_mb * 2**20 // (image_size**2 * 3)))
 
 
 def epoch_seed(seed: int, epoch: tf.Tensor) -> tf.Tensor:
@@ -238,7 +154,7 @@ def _epoch_examples(
             ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
         if cache != "off":
             # Cache decoded, resized pixels: later epochs skip reading and decoding entirely.
-            # A file cache when the split would not fit in memory (`cache_plan`).
+            # A file cache when the split would not fit in memory (`caches.cache_plan`).
             ds = ds.cache() if cache == "memory" else ds.cache(cache)
         return ds
 
@@ -303,7 +219,7 @@ def build_dataset(
       augment: augmentation names (see augment_lib.AUGMENTATIONS); only used when training.
         mixup and cutmix need `num_classes`.
       resize_method: "resize", "crop" or "pad" (see `resize`).
-      cache: "memory", "off", or a file path prefix for an on-disk cache (see `cache_plan`).
+      cache: "memory", "off", or a file path prefix for an on-disk cache (see `caches.cache_plan`).
       memory_budget_mb: bounds the shuffle buffer when the pixels are not cached in memory.
       num_classes: > 0: one-hot float32 labels of this width (what the trainers' loss takes);
         0: int32 labels.
@@ -381,6 +297,7 @@ def _finish_training_batches(
     crop = "crop" in augment
     mixer = augment_lib.build_mixer(mixing, seeds)
 
+    @tf.autograph.experimental.do_not_convert  # see decode.graph_code
     def finish_batch(number, batch):
         images, y = batch
         seeds.start(number)

@@ -68,6 +68,13 @@ def input_pipelines(strategy: tf.distribute.Strategy) -> int:
     return 1
 
 
+def single_replica(strategy: tf.distribute.Strategy) -> bool:
+    """One device, not a TPU: a plain call of the model runs where its variables are."""
+    return strategy.num_replicas_in_sync == 1 and not isinstance(
+        strategy, tf.distribute.TPUStrategy | tf.distribute.experimental.TPUStrategy
+    )
+
+
 def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """Marks `dataset` to be split over workers by element when Keras distributes it.
 

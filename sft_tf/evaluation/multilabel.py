@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -60,6 +59,9 @@ def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray
 
 def _average_precision(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per-label average precision; NaN for a label without positives (undefined)."""
+    # Imported here: scikit-learn takes ~1 s to import, and only multi-label runs need it.
+    from sklearn.metrics import average_precision_score
+
     return np.asarray(
         [
             average_precision_score(labels[:, c], probabilities[:, c])

@@ -23,7 +23,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.metrics import precision_recall_curve
 
 from sft_tf.evaluation import fonts
 from sft_tf.evaluation import multilabel as multilabel_lib
@@ -34,6 +33,8 @@ def plot_precision_recall(
     probabilities: np.ndarray, truth: np.ndarray, class_names, thresholds, path: Path
 ) -> str:
     """Per-label precision-recall curves, one panel per label, the threshold marked."""
+    from sklearn.metrics import precision_recall_curve  # ~1 s to import: only when drawn
+
     n = len(class_names)
     cols = min(n, 4)
     rows = -(-n // cols)

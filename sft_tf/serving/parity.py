@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from sft_tf.data import decode
+from sft_tf.evaluation import metrics as metrics_lib
 from sft_tf.serving.layout import IMAGE_KEY, SIGNATURES
 
 # Max abs difference of probabilities between the reloaded export and the in-memory model.
@@ -63,7 +64,7 @@ def verify_export(
     if missing:
         raise RuntimeError(f"export {path} lacks signatures {missing}")
     pixels = decode.decode_images(encoded, image_size, resize_method)
-    expected = model.predict(pixels, verbose=0)
+    expected = metrics_lib.predict_pixels(model, pixels)
     sig = loaded.signatures
     # Pixels go in one image at a time at their own size, so the in-graph resize is checked.
     raw = [decode.decode_rgb(tf.constant(b))[None] for b in encoded]

@@ -62,7 +62,8 @@ def _build_archive(
 
     # One traced function for both bytes-in signatures: the tf.Example one calls it instead
     # of tracing the decode (EXIF parse included) and the model a second time.
-    @tf.function(input_signature=[BYTES_SPEC])
+    # No AutoGraph (decode is written for graphs; Keras does the same for its endpoints).
+    @tf.function(input_signature=[BYTES_SPEC], autograph=False)
     def from_bytes(image_bytes):
         # The same decode-and-resize as the training pipeline: no train/serve skew.
         images = tf.map_fn(

@@ -11,7 +11,7 @@ import ml_collections
 import tensorflow as tf
 
 from sft_tf.data import augment as augment_lib
-from sft_tf.data import pipeline
+from sft_tf.data import caches
 from sft_tf.data.examples import Examples
 from sft_tf.distribute import workers
 from sft_tf.log import say
@@ -70,7 +70,7 @@ def inputs(
     n_val = len(validation) if validation is not None else 0
     size_mb = (len(train) * variants + n_val) * per_image / 2**20
     storage = frozen_cache.storage_for(size_mb, d.cache, d.cache_memory_mb)
-    root = pipeline.cache_root(d.cache_dir)
+    root = caches.cache_root(d.cache_dir)
     val = None
     if validation is not None:
         val_store = frozen_cache.build_store(cut, validation, 1, data, storage, root, "validation")
@@ -92,12 +92,10 @@ def _stream(config, store, examples: Examples, batch: int, epoch_batches: int | 
     as activations: the same shuffle buffer (its pixel cache decides it), weights of the
     whole split."""
     d, size = config.data, config.model.image_size
-    pixel_cache = pipeline.cache_mode(examples, size, d.cache, d.cache_memory_mb)
+    pixel_cache = caches.cache_mode(examples, size, d.cache, d.cache_memory_mb)
 
     def buffer(members: Examples) -> int:
-        return pipeline.training_shuffle_buffer(
-            members, size, pixel_cache, d.cache_memory_mb, batch
-        )
+        return caches.training_shuffle_buffer(members, size, pixel_cache, d.cache_memory_mb, batch)
 
     return frozen_cache.training_stream(
         store,

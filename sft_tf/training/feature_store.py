@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sft_tf.data import pipeline
+from sft_tf.data import caches
 from sft_tf.data.examples import Examples
 from sft_tf.training import head_cache
 from sft_tf.training.inputs import make_dataset
@@ -71,9 +71,7 @@ def store_key(config) -> str:
 
 
 def store_path(config) -> Path:
-    return (
-        Path(pipeline.cache_root(config.data.cache_dir)) / "features" / f"{store_key(config)}.npz"
-    )
+    return Path(caches.cache_root(config.data.cache_dir)) / "features" / f"{store_key(config)}.npz"
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:

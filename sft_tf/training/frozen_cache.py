@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from sft_tf.data import augment as augment_lib
-from sft_tf.data import pipeline
+from sft_tf.data import caches, pipeline
 from sft_tf.data.examples import Examples
 from sft_tf.errors import UserError
 from sft_tf.log import Progress, say
@@ -251,7 +251,7 @@ def _write(cut, examples, variants, data, chunks, folder: str, label: str) -> No
 def storage_for(size_mb: float, mode: str, budget_mb: int) -> str:
     """ "memory" or "disk" for `size_mb` of activations under the pixel cache's `data.cache`
     (its "off" asks nothing of this cache, which is the point of the run: as "auto")."""
-    return pipeline.resolve_cache(size_mb, "auto" if mode == "off" else mode, budget_mb)
+    return caches.resolve_cache(size_mb, "auto" if mode == "off" else mode, budget_mb)
 
 
 @dataclasses.dataclass

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from sft_tf.data import augment as augment_lib
 from sft_tf.data import balance as balance_lib
-from sft_tf.data import csv_source, pipeline, specs
+from sft_tf.data import caches, csv_source, pipeline, specs
 from sft_tf.data import examples as examples_lib
 from sft_tf.data import sources as sources_lib
 from sft_tf.distribute import workers
@@ -138,7 +138,7 @@ def make_dataset(
     `pipeline.build_dataset`.
     """
     d = config.data
-    cache_dir = pipeline.cache_root(d.cache_dir)
+    cache_dir = caches.cache_root(d.cache_dir)
     ds = pipeline.build_dataset(
         examples,
         image_size=config.model.image_size,
@@ -147,7 +147,7 @@ def make_dataset(
         seed=config.seed,
         augment=augment_lib.parse_augment(d.augment) if (training and augment) else (),
         resize_method=d.resize_method,
-        cache=pipeline.cache_plan(
+        cache=caches.cache_plan(
             examples,
             config.model.image_size,
             d.cache,

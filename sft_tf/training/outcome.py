@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 import keras
 import ml_collections
 import numpy as np
-import tensorflow as tf
 
 from sft_tf import timing
 from sft_tf.config import files as config_files
@@ -44,13 +43,13 @@ def predict(model, config, examples: examples_lib.Examples, dataset=None) -> np.
     survives from one call to the next); built here otherwise.
     """
     ds = dataset or make_dataset(config, examples, training=False, one_hot=False)
-    if workers.input_pipelines(model.distribute_strategy) > 1:
-        # Several workers: model.predict would return only this worker's share of the
-        # examples, so each worker runs the model itself on all of them.
-        probabilities, _ = metrics_lib.collect_predictions(
-            tf.function(lambda images: model(images, training=False)), ds
-        )
-        return probabilities
+    strategy = model.distribute_strategy
+    # Several workers: model.predict would return only this worker's share of the examples,
+    # so each worker runs the model itself on all of them. One replica: the same, which
+    # traces the model once per run instead of once per phase.
+    if workers.input_pipelines(strategy) > 1 or workers.single_replica(strategy):
+        inference = metrics_lib.inference_function(model)
+        return metrics_lib.collect_predictions(inference, ds)[0]
     return model.predict(ds, verbose=0)
 
 

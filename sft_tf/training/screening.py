@@ -11,8 +11,8 @@ from collections.abc import Callable
 import numpy as np
 
 from sft_tf.data import audit as audit_lib
+from sft_tf.data import caches
 from sft_tf.data import examples as examples_lib
-from sft_tf.data import pipeline
 from sft_tf.data import scan as scan_lib
 from sft_tf.errors import UserError
 from sft_tf.log import say
@@ -107,8 +107,8 @@ def keeps_decoded(
     `budget_mb` (a subset taken while the whole split exists, such as the validation hold-out
     or the few-shot sample, copies its rows; larger splits fill the pipeline's cache on its
     first pass instead)."""
-    in_memory = pipeline.cache_mode(examples, image_size, mode, budget_mb) == "memory"
-    twice_fits = 2 * pipeline.pixels_mb(examples, image_size) <= budget_mb
+    in_memory = caches.cache_mode(examples, image_size, mode, budget_mb) == "memory"
+    twice_fits = 2 * caches.pixels_mb(examples, image_size) <= budget_mb
     return examples.pixels is None and in_memory and twice_fits
 
 

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from sft_tf.data import augment as augment_lib
-from sft_tf.data import pipeline
+from sft_tf.data import caches, pipeline
 from sft_tf.data import sources as sources_lib
 from sft_tf.errors import UserError
 
@@ -59,18 +59,9 @@ def test_pipeline_rejects_fewer_examples_than_a_batch(image_folders):
         pipeline.build_dataset(examples, 32, batch_size=64, training=True)
 
 
-def test_cache_plan_uses_memory_within_budget_else_a_keyed_file(image_folders, tmp_path):
-    examples = sources_lib.load_examples(f"folder:{image_folders['train']}")
-    assert pipeline.cache_plan(examples, 32, "auto", 1, str(tmp_path), "train") == "memory"
-    disk = pipeline.cache_plan(examples, 512, "auto", 1, str(tmp_path), "train")
-    assert disk.startswith(f"{tmp_path}/train-")
-    assert pipeline.cache_plan(examples, 500, "auto", 1, str(tmp_path), "train") != disk
-    assert pipeline.cache_plan(examples, 32, "off", 1, str(tmp_path), "train") == "off"
-
-
 def test_disk_cache_recovers_from_a_run_killed_while_writing_it(image_folders, tmp_path):
     examples = sources_lib.load_examples(f"folder:{image_folders['test']}")
-    plan = pipeline.cache_plan(examples, 24, "disk", 0, str(tmp_path), "test")
+    plan = caches.cache_plan(examples, 24, "disk", 0, str(tmp_path), "test")
     ds = pipeline.build_dataset(examples, 24, 6, False, cache=plan)
     iterator = iter(ds)
     next(iterator)  # a partial first epoch holds the cache's lock file, as a killed run leaves it
@@ -81,7 +72,7 @@ def test_disk_cache_recovers_from_a_run_killed_while_writing_it(image_folders, t
         24,
         6,
         False,
-        cache=pipeline.cache_plan(examples, 24, "disk", 0, str(tmp_path), "test"),
+        cache=caches.cache_plan(examples, 24, "disk", 0, str(tmp_path), "test"),
     )
     assert sum(len(y) for _, y in again) == len(examples)
     del iterator
@@ -90,7 +81,7 @@ def test_disk_cache_recovers_from_a_run_killed_while_writing_it(image_folders, t
 @pytest.mark.parametrize("cache", ["disk", "off"])
 def test_disk_cache_and_no_cache_give_the_same_pixels(image_folders, tmp_path, cache):
     examples = sources_lib.load_examples(f"folder:{image_folders['test']}")
-    plan = pipeline.cache_plan(examples, 24, cache, 0, str(tmp_path / "new" / "cache"), "test")
+    plan = caches.cache_plan(examples, 24, cache, 0, str(tmp_path / "new" / "cache"), "test")
     reference = np.concatenate([x for x, _ in pipeline.build_dataset(examples, 24, 6, False)])
     for _ in range(2):  # the second pass reads the cache file
         got = np.concatenate(

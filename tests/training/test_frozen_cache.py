@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
+from sft_tf.data import caches, pipeline
 from sft_tf.data import examples as examples_lib
-from sft_tf.data import pipeline
 from sft_tf.data import sources as sources_lib
 from sft_tf.errors import UserError
 from sft_tf.model import cut as cut_lib
@@ -37,7 +37,7 @@ def _compile(model, trainee=None, whole=None):
 
 
 def _buffer(examples):
-    return pipeline.training_shuffle_buffer(examples, SIZE, "memory", 64, BATCH)
+    return caches.training_shuffle_buffer(examples, SIZE, "memory", 64, BATCH)
 
 
 def _cached_store(model, opened, examples, variants, storage="memory", root="", batchnorm="frozen"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sft_tf.data import decode, pipeline, sources
+from sft_tf.data import caches, decode, sources
 from sft_tf.data import scan as scan_lib
 from sft_tf.data.examples import Examples
 from sft_tf.training import screening
@@ -83,7 +83,7 @@ def test_only_what_the_memory_cache_would_hold_is_kept(messy, fashion_dir):
     # cache) but not twice (the split and a subset taken from it): not kept.
     many = Examples(("a",), np.zeros(512, np.int32), paths=np.asarray(["a.png"] * 512))
     config.data.cache_memory_mb = 2
-    assert pipeline.cache_mode(many, 32, "auto", 2) == "memory"
+    assert caches.cache_mode(many, 32, "auto", 2) == "memory"
     assert screening.decoded_to_keep(config)(many) is None
     config.data.cache_memory_mb = 3
     assert screening.decoded_to_keep(config)(many) == (32, "resize")
