@@ -46,10 +46,10 @@ def _require(value, flag: str, command: str):
 
 def _workdir(command: str) -> str:
     """--workdir, checked to be creatable before any work starts."""
-    from sft_tf.config import validation
+    from sft_tf.config import values
 
     workdir = _require(_WORKDIR.value, "workdir", command)
-    validation.check_writable(workdir, "--workdir")
+    values.check_writable(workdir, "--workdir")
     return workdir
 
 

@@ -10,7 +10,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping
 
-from sft_tf.config import schema
+from sft_tf.config import schema, values
 from sft_tf.data import specs
 from sft_tf.errors import UserError
 
@@ -154,8 +154,9 @@ def command_help(command: str, flag_help: Mapping[str, str]) -> str:
 
 
 def preflight(command: str, flag: Callable[[str], object], config) -> None:
-    """The checks that need no TensorFlow: required flags, and local data paths that are not
-    there (remote ones are checked when read).
+    """The checks that need no TensorFlow: required flags, local data paths that are not there
+    (remote ones are checked when read), a workdir that cannot be created, and every config
+    value out of range (`values.check_values`).
 
     Raises:
       UserError: naming the flag or config field.
@@ -173,6 +174,9 @@ def preflight(command: str, flag: Callable[[str], object], config) -> None:
         value = config[section][name]
         if value:
             _check_local_path(specs.parse_spec(value, f"config.{field}"), f"config.{field}", value)
+    values.check_values(config, "train" if command == "demo" else command)
+    if flag("workdir"):
+        values.check_writable(flag("workdir"), "--workdir")
 
 
 def _check_local_path(spec: specs.Spec, field: str, value: str) -> None:

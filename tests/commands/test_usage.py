@@ -79,6 +79,22 @@ def test_top_level_help_points_to_command_help():
             ["train", TINY, "--workdir={w}", "--config.data.test=csv:/no.csv"],
             "config.data.test='csv:/no.csv': /no.csv not found",
         ),
+        # Values out of range (`values.check_values`) and an unwritable workdir.
+        (
+            ["train", TINY, "--workdir={w}", "--config.phase1.learning_rate=nan"],
+            "config.phase1.learning_rate=nan must be a finite number",
+        ),
+        (
+            [
+                "pretrain",
+                TINY,
+                "--workdir={w}",
+                "--config.pretrain.train=tfds:x",
+                "--config.pretrain.epochs=0",
+            ],
+            "config.pretrain.epochs=0 must be between 1 and",
+        ),
+        (["demo", TINY, "--workdir=/dev/null/run"], "/dev/null is not a directory"),
     ],
 )
 def test_errors_that_need_no_tensorflow_come_before_it(args, message, tmp_path):

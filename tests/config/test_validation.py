@@ -57,26 +57,6 @@ def test_alpha_only_for_mobilenets():
         validation.validate(config, "train")
 
 
-@pytest.mark.parametrize(
-    "field, value, message",
-    [
-        ("phase1.learning_rate", float("nan"), "must be a finite number"),
-        ("phase2.l2sp", float("inf"), "must be a finite number"),
-        ("phase2.epochs", 10**20, "is too large"),
-        ("seed", 2**40, "is too large"),
-        ("phase1.epochs", 10_001, "must be between 0 and 10000"),
-        ("model.image_size", 100_000, "is above 1024"),
-    ],
-)
-def test_values_that_would_crash_later_are_refused(field, value, message):
-    config = load_config(REPO / "configs" / "tiny.py")
-    config.data.train = "folder:/data/train"
-    section, name = field.rsplit(".", 1) if "." in field else ("", field)
-    (config[section] if section else config)[name] = value
-    with pytest.raises(UserError, match=f"config.{field}=.*{message}"):
-        validation.validate(config, "train")
-
-
 def test_resample_and_class_weighting_are_exclusive(image_folders):
     config = load_config(REPO / "configs" / "tiny.py")
     config.data.train = f"folder:{image_folders['train']}"
