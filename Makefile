@@ -40,7 +40,7 @@ test: data
 # Everything, slow tests included: what CI runs. Tests of one module share a worker, so a
 # module's trained fixtures are built once.
 test-all: data
-	$(BIN)/pytest -n 2 --dist loadscope --no-loadscope-reorder
+	$(BIN)/pytest -n 2 --dist loadscope
 
 lint: install
 	$(BIN)/ruff check .

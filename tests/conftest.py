@@ -43,15 +43,3 @@ def fashion_dir(tmp_path_factory) -> Path:
         write_idx(root / f"{split}-images-idx3-ubyte.gz", images)
         write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
     return root
-
-
-def pytest_collection_modifyitems(items):
-    """Modules with the most slow tests first, each module's tests kept in order: `make
-    test-all` hands whole modules to its two workers in this order (--no-loadscope-reorder),
-    so the long end-to-end modules start early and the short ones fill in at the end, instead
-    of one worker finishing a long module alone."""
-    slow = {}
-    for item in items:
-        slow[item.module] = slow.get(item.module, 0) + bool(item.get_closest_marker("slow"))
-    position = {module: i for i, module in enumerate(slow)}
-    items.sort(key=lambda item: (-slow[item.module], position[item.module]))
