@@ -44,15 +44,6 @@ def _require(value, flag: str, command: str):
     return value
 
 
-def _workdir(command: str) -> str:
-    """--workdir, checked to be creatable before any work starts."""
-    from sft_tf.config import values
-
-    workdir = _require(_WORKDIR.value, "workdir", command)
-    values.check_writable(workdir, "--workdir")
-    return workdir
-
-
 def _config(command: str):
     """--config with --strategy/--tpu applied, validated for `command`."""
     from sft_tf.config import validation
@@ -72,17 +63,19 @@ def _dispatch(command: str, args: list[str]) -> int:
     # Imported here so `sft-tf --help` and flag errors answer without loading TensorFlow.
     from sft_tf.commands import audit, benchmark, demo, evaluate, export, predict, pretrain, train
 
+    # usage.preflight required --workdir where a verb needs one, and checked that train,
+    # pretrain, audit and demo can create it.
     workdir, model, version = _WORKDIR.value, _MODEL.value, _VERSION.value
     verbs = {
         "train": lambda: train.run(
-            _config(command), _workdir(command), _RESTART.value, _ALLOW_CONFIG_CHANGE.value
+            _config(command), workdir, _RESTART.value, _ALLOW_CONFIG_CHANGE.value
         ),
-        "pretrain": lambda: pretrain.pretrain(_config(command), _workdir(command)),
+        "pretrain": lambda: pretrain.pretrain(_config(command), workdir),
         "evaluate": lambda: evaluate.main(workdir, model, version, lambda: _config(command)),
-        "export": lambda: export.export_workdir(workdir),  # usage.preflight required it
+        "export": lambda: export.export_workdir(workdir),
         "predict": lambda: predict.main(args, model, workdir, version, _JSON.value),
-        "audit": lambda: audit.audit(_config(command), _workdir(command)),
-        "demo": lambda: demo.run(_config(command), _workdir(command)),
+        "audit": lambda: audit.audit(_config(command), workdir),
+        "demo": lambda: demo.run(_config(command), workdir),
         "benchmark": lambda: benchmark.main(model, version),
     }
     status = verbs[command]()
