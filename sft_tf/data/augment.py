@@ -159,7 +159,7 @@ def build_mixer(names: Sequence[str], seeds: BatchSeeds):
     return mix
 
 
-@tf.autograph.experimental.do_not_convert  # tf.cond only: see decode.graph_code
+@tf.autograph.experimental.do_not_convert  # tf.cond only: see decode.py
 def finish_batch(
     images: tf.Tensor,
     labels: tf.Tensor,

@@ -15,12 +15,12 @@ from sft_tf.data import orientation
 RESIZE_METHODS = ("resize", "crop", "pad")
 
 # The functions that run inside graphs (tf.data maps, serving signatures) are written with
-# tf.cond, never Python control flow on tensors, and are marked not to be converted: AutoGraph's
-# rewrite of this module's code cost ~1 s of every small run's traces (measured on the scan).
-graph_code = tf.autograph.experimental.do_not_convert
+# tf.cond, never Python control flow on tensors, and are marked not to be converted (so are
+# augment.finish_batch and the pipeline's batch finisher): AutoGraph's rewrite of this code
+# cost ~1 s of every small run's traces (measured on the scan).
 
 
-@graph_code
+@tf.autograph.experimental.do_not_convert
 def decode_image(encoded: tf.Tensor, image_size: int, method: str = "resize") -> tf.Tensor:
     """Encoded image bytes -> RGB uint8 [image_size, image_size, 3].
 
@@ -56,7 +56,7 @@ def decode_native(encoded: tf.Tensor) -> tf.Tensor:
     return image
 
 
-@graph_code
+@tf.autograph.experimental.do_not_convert
 def decode_rgb(encoded: tf.Tensor) -> tf.Tensor:
     """Encoded bytes -> RGB uint8 [H, W, 3], any size, upright (a JPEG's EXIF orientation
     applied: a phone's portrait photo, see orientation.py); transparency composited over white."""
@@ -91,7 +91,7 @@ def to_rgb(image: tf.Tensor) -> tf.Tensor:
     return rgb
 
 
-@graph_code
+@tf.autograph.experimental.do_not_convert
 def resize(image: tf.Tensor, image_size: int, method: str = "resize") -> tf.Tensor:
     """Any-size uint8 [H, W, C] or [B, H, W, C] (C = 1 or 3) -> RGB uint8 at image_size.
 

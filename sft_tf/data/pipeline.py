@@ -297,7 +297,7 @@ def _finish_training_batches(
     crop = "crop" in augment
     mixer = augment_lib.build_mixer(mixing, seeds)
 
-    @tf.autograph.experimental.do_not_convert  # see decode.graph_code
+    @tf.autograph.experimental.do_not_convert  # see decode.py
     def finish_batch(number, batch):
         images, y = batch
         seeds.start(number)
