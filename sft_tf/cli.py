@@ -4,6 +4,7 @@ The usage text is `sft_tf.commands`' docstring; each verb lives in its module th
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 from absl import app, flags
@@ -60,25 +61,23 @@ def _config(command: str):
 
 
 def _dispatch(command: str, args: list[str]) -> int:
-    # Imported here so `sft-tf --help` and flag errors answer without loading TensorFlow.
-    from sft_tf.commands import audit, benchmark, demo, evaluate, export, predict, pretrain, train
-
     # usage.preflight required --workdir where a verb needs one, and checked that train,
     # pretrain, audit and demo can create it.
     workdir, model, version = _WORKDIR.value, _MODEL.value, _VERSION.value
     verbs = {
-        "train": lambda: train.run(
+        "train": lambda m: m.run(
             _config(command), workdir, _RESTART.value, _ALLOW_CONFIG_CHANGE.value
         ),
-        "pretrain": lambda: pretrain.pretrain(_config(command), workdir),
-        "evaluate": lambda: evaluate.main(workdir, model, version, lambda: _config(command)),
-        "export": lambda: export.export_workdir(workdir),
-        "predict": lambda: predict.main(args, model, workdir, version, _JSON.value),
-        "audit": lambda: audit.audit(_config(command), workdir),
-        "demo": lambda: demo.run(_config(command), workdir),
-        "benchmark": lambda: benchmark.main(model, version),
+        "pretrain": lambda m: m.pretrain(_config(command), workdir),
+        "evaluate": lambda m: m.main(workdir, model, version, lambda: _config(command)),
+        "export": lambda m: m.export_workdir(workdir),
+        "predict": lambda m: m.main(args, model, workdir, version, _JSON.value),
+        "audit": lambda m: m.audit(_config(command), workdir),
+        "demo": lambda m: m.run(_config(command), workdir),
+        "benchmark": lambda m: m.main(model, version),
     }
-    status = verbs[command]()
+    # Only the verb's own module is imported, after the checks that need no TensorFlow.
+    status = verbs[command](importlib.import_module(f"sft_tf.commands.{command}"))
     return status if isinstance(status, int) else 0
 
 
@@ -88,7 +87,10 @@ def main(argv: list[str]) -> int:
         given = argv[1] if len(argv) > 1 else "nothing"
         return _error(f"expected a command ({', '.join(COMMANDS)}), got {given}; see sft-tf --help")
     try:
-        usage.preflight(argv[1], lambda name: flags.FLAGS[name].value, _CONFIG.value)
+        flag = lambda name: flags.FLAGS[name].value  # noqa: E731
+        usage.preflight(argv[1], flag, _CONFIG.value)
+        if usage.finished_train(argv[1], flag, _CONFIG.value):
+            return 0
         startup.import_tensorflow_quietly()  # after the checks that need no TensorFlow
         return _dispatch(argv[1], argv[2:])
     except UserError as e:

@@ -21,8 +21,6 @@ from sft_tf.distribute import workers
 from sft_tf.errors import UserError
 from sft_tf.evaluation import metrics as metrics_lib
 from sft_tf.evaluation import multilabel as multilabel_lib
-from sft_tf.evaluation import multilabel_report
-from sft_tf.evaluation import report as report_lib
 from sft_tf.files import save_weights_atomic, write_json_atomic
 from sft_tf.log import say
 from sft_tf.model import classifier
@@ -101,6 +99,10 @@ def write_report(
 ) -> dict:
     """The evaluation report of `model` on `test` in `folder` (see evaluation/report.py, and
     evaluation/multilabel_report.py for a multi-label model, scored at `thresholds`)."""
+    # Imported here: Matplotlib (~0.5 s) loads only for a report, not for every command that
+    # uses this module (export, a refused or finished train).
+    from sft_tf.evaluation import multilabel_report
+    from sft_tf.evaluation import report as report_lib
 
     def load_images(indices):
         size, method = config.model.image_size, config.data.resize_method
