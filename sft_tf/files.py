@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
+if TYPE_CHECKING:  # TensorFlow-free at import: the CLI reads run records before TF loads
+    import keras
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -1,5 +1,6 @@
-"""`sft-tf COMMAND --help`, and the checks that need no TensorFlow: required flags and local data
-paths, answered in a fraction of a second before TensorFlow's multi-second import.
+"""`sft-tf COMMAND --help`, and what needs no TensorFlow: required flags, local data paths,
+config values, and rerunning a finished `train`, answered in a fraction of a second before
+TensorFlow's multi-second import.
 
 Imports nothing heavy: the CLI calls it before TensorFlow is loaded.
 """
@@ -9,10 +10,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from sft_tf.config import schema, values
 from sft_tf.data import specs
 from sft_tf.errors import UserError
+from sft_tf.lock import WorkdirLock
+from sft_tf.log import say
+from sft_tf.training import state as state_lib
 
 HELP = {"--help", "-h", "help", "-help"}  # the words that ask for help
 
@@ -177,6 +182,33 @@ def preflight(command: str, flag: Callable[[str], object], config) -> None:
     values.check_values(config, "train" if command == "demo" else command)
     if flag("workdir"):
         values.check_writable(flag("workdir"), "--workdir")
+
+
+def finished_train(command: str, flag: Callable[[str], object], config) -> bool:
+    """`sft-tf train` on the workdir of a complete run with the same config: says so and
+    returns True (the CLI exits 0 without loading TensorFlow). False when there is work to do
+    or to check; multi-worker runs (each worker has its own output folder) and remote
+    workdirs are left to the run itself, which answers the same.
+
+    Raises:
+      UserError: the run is complete but was trained with another config, or another process
+        holds the workdir.
+    """
+    if command != "train" or config is None or flag("restart"):
+        return False
+    workdir = str(flag("workdir"))
+    if (flag("strategy") or config.runtime.strategy) == "multi_worker" or "://" in workdir:
+        return False
+    lock = WorkdirLock()
+    try:
+        lock.acquire(workdir, create=False)  # a run working in it now is refused, as later
+        finished = state_lib.finished_run(Path(workdir), config)
+    finally:
+        lock.release()
+    if finished is None:
+        return False
+    say(f"{workdir} holds a complete run (--restart trains again); its metrics are kept")
+    return True
 
 
 def _check_local_path(spec: specs.Spec, field: str, value: str) -> None:

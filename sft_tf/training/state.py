@@ -28,7 +28,6 @@ from sft_tf.errors import UserError
 from sft_tf.files import write_json_atomic, write_text_atomic
 from sft_tf.lock import LOCK_FILE, WorkdirLock
 from sft_tf.log import say
-from sft_tf.training import checkpoints as checkpoints_lib
 from sft_tf.training.layout import CONFIG_FILE
 
 STATE_FILE = "state.json"
@@ -160,6 +159,9 @@ def resume_point(workdir: Path) -> RunState | None:
     Raises:
       UserError: there is a run, but no checkpoint of it can be restored.
     """
+    # Imported here: the rest of this module loads without TensorFlow (`finished_run`).
+    from sft_tf.training import checkpoints as checkpoints_lib
+
     workdir = Path(workdir)
     directory = workdir / checkpoints_lib.CHECKPOINT_DIR
     state, problem = _read(workdir / STATE_FILE)
@@ -246,6 +248,29 @@ def config_changes(workdir: Path, config: ml_collections.ConfigDict) -> list[str
     ]
 
 
+def finished_run(workdir: Path, config: ml_collections.ConfigDict) -> RunState | None:
+    """The complete run in `workdir` (export included) when `config` trains that same run;
+    None when `workdir` holds no complete run (it is started or resumed).
+
+    Needs no TensorFlow: the CLI asks before TensorFlow loads, so rerunning a finished command
+    answers at once.
+
+    Raises:
+      UserError: the run is complete but was trained with another config.
+    """
+    state, _ = _read(Path(workdir) / STATE_FILE)
+    if state is None or not state.complete:
+        return None
+    changed = config_changes(workdir, config)
+    if changed:
+        raise UserError(
+            f"{workdir} holds a complete run trained with another config: "
+            f"{'; '.join(changed)}. Rerun with --restart to train again with this config (the "
+            "finished run is moved aside), or use a new --workdir"
+        )
+    return state
+
+
 def check_resume(
     workdir: Path, config: ml_collections.ConfigDict, allow_config_change: bool
 ) -> RunState | None:
@@ -261,13 +286,9 @@ def check_resume(
     state = resume_point(workdir)
     if state is None:
         return None
+    if state.complete:
+        return finished_run(workdir, config)
     changed = config_changes(workdir, config)
-    if changed and state.complete:
-        raise UserError(
-            f"{workdir} holds a complete run trained with another config: "
-            f"{'; '.join(changed)}. Rerun with --restart to train again with this config (the "
-            "finished run is moved aside), or use a new --workdir"
-        )
     if changed:
         if not allow_config_change:
             raise UserError(

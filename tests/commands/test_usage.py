@@ -1,5 +1,7 @@
 """Per-command help, and the errors that come back before TensorFlow is imported."""
 
+import json
+import shutil
 import subprocess
 import sys
 
@@ -7,7 +9,7 @@ import pytest
 
 from sft_tf.commands import usage
 from sft_tf.config import schema
-from tests.helpers import REPO
+from tests.helpers import REPO, snapshot
 
 # Runs the real entry point with argv, then reports whether TensorFlow was ever imported.
 TINY = "--config=configs/tiny.py"
@@ -114,3 +116,42 @@ def test_preflight_checks_local_paths_only(tmp_path):
     config.data.validation = f"csv:{tmp_path}"
     with pytest.raises(Exception, match="is a folder; give the CSV file itself"):
         usage.preflight("train", lambda name: "x", config)
+
+
+def test_rerunning_a_finished_train_answers_before_tensorflow(tmp_path):
+    """A finished run (the committed legacy record, marked complete) is reported, or a changed
+    config refused, without loading TensorFlow or writing anything but the lock."""
+    run, images = tmp_path / "run", tmp_path / "images"
+    shutil.copytree(REPO / "tests" / "fixtures" / "legacy_run_v0" / "run", run)
+    for split in ("train", "test"):
+        (images / split).mkdir(parents=True)  # the data is not read for this answer
+    config_json = run / "config.json"
+    config_json.write_text(config_json.read_text().replace("@IMAGES@", str(images)))
+    state = json.loads((run / "state.json").read_text())
+    (run / "state.json").write_text(json.dumps({**state, "complete": True}))
+    args = [
+        "train",
+        TINY,
+        f"--config.data.train=folder:{images / 'train'}",
+        f"--config.data.test=folder:{images / 'test'}",
+        "--config.phase1.epochs=1",
+        "--config.phase1.cache_features=off",
+        "--config.phase2.epochs=2",
+        "--config.runtime.checkpoint_every_steps=2",
+        f"--workdir={run}",
+    ]
+    before = snapshot(run)
+    done = _run(*args, "--config.export.top_k=2")  # an export field: the same run
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"{run} holds a complete run (--restart trains again); its metrics are kept",
+        "TF-ABSENT",
+    ]
+    changed = _run(*args, "--config.phase2.epochs=3")
+    assert changed.returncode == 2 and changed.stderr.count("\n") == 1
+    assert "holds a complete run trained with another config: phase2.epochs (2 -> 3)" in (
+        changed.stderr
+    )
+    assert changed.stdout.strip() == "TF-ABSENT"
+    after = snapshot(run)
+    assert after.pop(".lock") and after == before
