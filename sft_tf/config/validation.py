@@ -1,8 +1,9 @@
 """Config validation before a command runs: `validate` checks every field and cross-field rule
 and raises one UserError naming the field and the fix. The checks on plain values are in
-`values` (run first, and by the CLI before TensorFlow loads); this module adds the ones that
-need the backbone (minimum size, block count, the weights file's sidecar) or the lists of
-choices kept beside the code that uses them (augmentations, caches, strategies).
+`values` (run first, and by the CLI before TensorFlow loads; the backbone's name, minimum size
+and width multiplier included); this module adds the ones that need the built backbone (block
+count), the weights file's sidecar, or the lists of choices kept beside the code that uses them
+(augmentations, caches, strategies).
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
         _warn_random_base(config)
     command = "train" if command == "demo" else command
     values_lib.check_values(config, command)  # also run by the CLI before TensorFlow loads
-    _check_model(config.model)
     _check_data(config.data, command)
     _check_labels(config)
     if config.export.onnx and config.export.dir:
@@ -75,18 +75,6 @@ def _warn_random_base(config: ml_collections.ConfigDict) -> None:
             "--config.phase1.epochs=0 --config.phase2.unfreeze_blocks=-1 "
             "--config.phase2.batchnorm=train"
         )
-
-
-def _check_model(m: ml_collections.ConfigDict) -> None:
-    """config.model: the backbone, its minimum size and options."""
-    spec = backbones.get(m.backbone)
-    if m.image_size < spec.min_size:
-        _fail(
-            f"config.model.image_size={m.image_size} is below {m.backbone}'s minimum "
-            f"{spec.min_size}; use >= {spec.min_size}"
-        )
-    if m.alpha is not None and "alpha" not in spec.options:
-        _fail(f"config.model.alpha is set but {m.backbone} has no width multiplier; unset it")
 
 
 def _check_data(d: ml_collections.ConfigDict, command: str) -> None:

@@ -1,8 +1,10 @@
 """The config checks that need only the values: numbers finite and in range, cross-field
 rules, paths that must exist or be creatable. They import nothing heavy, so the CLI runs them
 before TensorFlow loads (a typo costs a fraction of a second, not TensorFlow's import), and
-`validation.validate` runs them first. The checks that need a backbone or TensorFlow's own lists
-(block counts, augmentations, strategies) are in `validation`.
+`validation.validate` runs them first. The backbone's name, minimum size and options come from
+`sft_tf.model.catalog`, a table that loads no TensorFlow either. The checks that need a built
+backbone or TensorFlow's own lists (block counts, augmentations, strategies) are in
+`validation`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sft_tf.config.files import to_dict
 from sft_tf.config.schema import DEFAULT_MAX_IMAGE_PIXELS, MAX_EPOCHS, MAX_IMAGE_SIZE
 from sft_tf.data import specs
 from sft_tf.errors import UserError
+from sft_tf.model import catalog
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -60,7 +63,11 @@ def check_spec(field: str, value: str, required: bool) -> None:
 
 
 def _check_model(m: ml_collections.ConfigDict, command: str) -> None:
-    """config.model: size, head and the weights file (the backbone's own limits: validation)."""
+    """config.model: the backbone (name, minimum size, width multiplier), size, head and the
+    weights file. The backbone's block count needs the built model: `validation`."""
+    spec = catalog.check_model(m.backbone, m.image_size, {})
+    if m.alpha is not None and "alpha" not in spec.options:
+        _fail(f"config.model.alpha is set but {m.backbone} has no width multiplier; unset it")
     if m.image_size > MAX_IMAGE_SIZE:
         _fail(
             f"config.model.image_size={m.image_size} is above {MAX_IMAGE_SIZE}; keras.applications "

@@ -11,7 +11,7 @@ import numpy as np
 from keras import ops
 
 from sft_tf.errors import UserError
-from sft_tf.model import backbones
+from sft_tf.model import backbones, catalog
 from sft_tf.model.weights import load_backbone_weights
 
 # === Layer names: the head cache and the exports find the model's parts by these ===
@@ -32,7 +32,7 @@ class Preprocess(keras.layers.Layer):
     def __init__(self, backbone: str, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
-        self._preprocess_input = backbones.get(backbone).preprocess_input
+        self._preprocess_input = catalog.get(backbone).preprocess_input
 
     def call(self, images):
         return self._preprocess_input(ops.cast(images, self.compute_dtype))

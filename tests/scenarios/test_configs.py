@@ -16,7 +16,7 @@ EXPORTED = {"tiny", "folder", "resnet50_frozen_head"}
 def test_every_config_runs_its_smoke_variant(path, image_folders, tmp_path):
     """Each config's own recipe (backbone, optimizer, phases) on local images, shrunk."""
     from sft_tf.commands import train
-    from sft_tf.model import backbones
+    from sft_tf.model import catalog
 
     assert EXPORTED.issubset(p.stem for p in CONFIG_FILES)
     config = load_config(path)
@@ -36,7 +36,7 @@ def test_every_config_runs_its_smoke_variant(path, image_folders, tmp_path):
     # (Multi-label: the 16 training rows; 4 positives a label can be fewer images than a batch.)
     config.data.examples_per_class = None if config.data.multi_label else 4
     config.model.weights = ""  # offline: no ImageNet download
-    config.model.image_size = max(32, backbones.get(config.model.backbone).min_size)
+    config.model.image_size = max(32, catalog.get(config.model.backbone).min_size)
     config.phase1.epochs = min(config.phase1.epochs, 1)
     config.phase2.epochs = min(config.phase2.epochs, 1)
     for phase in (config.phase1, config.phase2):
