@@ -20,7 +20,6 @@ from sft_tf import timing
 from sft_tf.config import files as config_files
 from sft_tf.distribute import workers
 from sft_tf.lock import WorkdirLock
-from sft_tf.log import say
 from sft_tf.training import callbacks as callbacks_lib
 from sft_tf.training import inputs, outcome, phases, recipe, runtime
 from sft_tf.training import state as state_lib
@@ -74,7 +73,7 @@ def _run(config, workdir: Path, lock: WorkdirLock, restart: bool, allow_change: 
     # --- State: a fresh run, an interrupted one to resume, or a finished one ------------------
     resumed = None if restart else state_lib.check_resume(workdir, config, allow_change)
     if resumed is not None and resumed.complete:
-        say(f"{workdir} holds a complete run (--restart trains again); its metrics are kept")
+        state_lib.announce_finished_run(workdir)
         return resumed.metrics
     keras.utils.set_random_seed(config.seed)
     inputs.describe_splits("Data:", train=train, validation=validation, test=test)

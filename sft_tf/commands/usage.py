@@ -16,7 +16,6 @@ from sft_tf.config import schema, values
 from sft_tf.data import specs
 from sft_tf.errors import UserError
 from sft_tf.lock import WorkdirLock
-from sft_tf.log import say
 from sft_tf.training import state as state_lib
 
 HELP = {"--help", "-h", "help", "-help"}  # the words that ask for help
@@ -207,7 +206,7 @@ def finished_train(command: str, flag: Callable[[str], object], config) -> bool:
         lock.release()
     if finished is None:
         return False
-    say(f"{workdir} holds a complete run (--restart trains again); its metrics are kept")
+    state_lib.announce_finished_run(workdir)
     return True
 
 

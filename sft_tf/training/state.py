@@ -261,6 +261,16 @@ def finished_run(workdir: Path, config: ml_collections.ConfigDict) -> RunState |
     state, _ = _read(Path(workdir) / STATE_FILE)
     if state is None or not state.complete:
         return None
+    _refuse_changed_finished_run(workdir, config)
+    return state
+
+
+def announce_finished_run(workdir: str | Path) -> None:
+    """What `train` says when its workdir holds the complete run it was asked for."""
+    say(f"{workdir} holds a complete run (--restart trains again); its metrics are kept")
+
+
+def _refuse_changed_finished_run(workdir: Path, config: ml_collections.ConfigDict) -> None:
     changed = config_changes(workdir, config)
     if changed:
         raise UserError(
@@ -268,7 +278,6 @@ def finished_run(workdir: Path, config: ml_collections.ConfigDict) -> RunState |
             f"{'; '.join(changed)}. Rerun with --restart to train again with this config (the "
             "finished run is moved aside), or use a new --workdir"
         )
-    return state
 
 
 def check_resume(
@@ -287,7 +296,8 @@ def check_resume(
     if state is None:
         return None
     if state.complete:
-        return finished_run(workdir, config)
+        _refuse_changed_finished_run(workdir, config)
+        return state
     changed = config_changes(workdir, config)
     if changed:
         if not allow_config_change:
