@@ -25,13 +25,16 @@ class Progress:
         self.start = time.monotonic()
         self.last = None  # when the last line was printed (None: nothing printed yet)
         self.done = 0
+        self.shown = None  # the count the last line printed showed
 
     def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.last is not None:
-            self._print(self.total if exc[0] is None else self.done, final=True)
+        done = self.total if exc[0] is None else self.done
+        # The last line again with its count, unless a log already ends with that line.
+        if self.last is not None and (self.terminal or self.shown != done):
+            self._print(done, final=True)
 
     def update(self, done: int) -> None:
         self.done = done
@@ -44,6 +47,7 @@ class Progress:
             self._print(done)
 
     def _print(self, done: int, final: bool = False) -> None:
+        self.shown = done
         share = done / self.total if self.total else 1.0
         text = (
             f"{self.label}: {done:,}/{self.total:,} {self.unit} ({share:.0%}), "

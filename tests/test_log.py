@@ -25,3 +25,9 @@ def test_lines_in_logs_are_spaced_out(capsys):
         for done in range(1, 11):
             progress.update(done)
     assert len(capsys.readouterr().out.splitlines()) == 2  # the first, then the final one
+
+
+def test_a_log_that_reached_the_end_does_not_repeat_it(capsys):
+    with Progress("Phase 2 cache", 90, delay=0, every=0) as progress:
+        progress.update(90)
+    assert capsys.readouterr().out.count("90/90 images (100%)") == 1

@@ -14,24 +14,46 @@ _INFERENCE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def inference_function(model) -> Callable[[tf.Tensor], tf.Tensor]:
-    """`model(images, training=False)` as one tf.function per model, traced once per input
-    shape and shared by every later call: the test evaluations after each phase, calibration
-    and the report. (Keras's `predict` traces again after every `compile`, i.e. once per phase:
-    ~1 s each on MobileNetV2.) It runs where a plain call runs, so it is for models that are
-    not spread over several replicas."""
+    """`model(images, training=False)` as one tf.function per model and input type, traced
+    once for any batch size and shared by every later call: the phase-1 feature pass, phase
+    2's activation cache, the test evaluations after each phase, calibration and the report.
+    (Keras's `predict` traces again after every `compile`, i.e. once per phase, and again for a
+    smaller last batch: ~1 s each on MobileNetV2.) It runs where a plain call runs, so it is
+    for models that are not spread over several replicas."""
     fn = _INFERENCE.get(model)
     if fn is None:
-        ref = weakref.ref(model)  # the cache must not keep the model alive
-        fn = tf.function(lambda images: ref()(images, training=False), reduce_retracing=True)
-        _INFERENCE[model] = fn
+        fn = _INFERENCE[model] = _AnyBatch(weakref.ref(model))  # must not keep it alive
     return fn
+
+
+class _AnyBatch:
+    """Calls a model through a tf.function whose signature leaves the batch size open, made
+    on the first call with each image shape and dtype, so a partial last batch reuses the
+    trace (tf.function's own relaxation would trace a second time to get there)."""
+
+    def __init__(self, model_ref: weakref.ref):
+        self.model_ref = model_ref
+        self.traced: dict = {}
+
+    def __call__(self, images) -> tf.Tensor:
+        images = tf.convert_to_tensor(images)
+        key = (images.dtype, tuple(images.shape[1:]))
+        fn = self.traced.get(key)
+        if fn is None:
+            spec = tf.TensorSpec([None, *images.shape[1:]], images.dtype)
+            fn = tf.function(self._call, input_signature=[spec])
+            self.traced[key] = fn
+        return fn(images)
+
+    def _call(self, images):
+        return self.model_ref()(images, training=False)
 
 
 def predict_pixels(model, pixels) -> np.ndarray:
     """The model's outputs for one batch of pixels: through `inference_function` (no new
     trace) where the model is on one replica, else Keras's predict."""
     if workers.single_replica(model.distribute_strategy):
-        return inference_function(model)(tf.convert_to_tensor(pixels)).numpy()
+        return inference_function(model)(pixels).numpy()
     return model.predict(pixels, verbose=0)
 
 

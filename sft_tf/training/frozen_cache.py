@@ -32,7 +32,9 @@ import tensorflow as tf
 from sft_tf.data import augment as augment_lib
 from sft_tf.data import caches, pipeline
 from sft_tf.data.examples import Examples
+from sft_tf.distribute import workers
 from sft_tf.errors import UserError
+from sft_tf.evaluation import metrics
 from sft_tf.log import Progress, say
 from sft_tf.model.cut import Cut
 
@@ -135,15 +137,17 @@ def _mirrored(images):
 def _compute(cut: Cut, pixels: tf.data.Dataset, variants: int) -> list:
     """[variant][tensor] arrays of the lower part's outputs for batches of `pixels`.
 
-    Keras's predict where it may run (it overlaps input and compute and uses the strategy's
-    devices); with several workers a plain call per batch instead, because predict there is a
-    collective over the workers' data, and here each worker computes its own shard.
+    On one replica (and on each of several workers, which computes its own shard) a plain
+    call per batch through the model's shared call: one trace for both variants and every batch
+    size, where Keras's predict would trace per variant's short last batch. Keras's predict
+    where the batches are spread over replicas.
     """
-    lower = tf.function(lambda x: cut.lower(x, training=False)) if cut.local else None
+    local = cut.local or workers.single_replica(cut.lower.distribute_strategy)
+    lower = metrics.inference_function(cut.lower) if local else None
     out = []
     for variant in range(variants):
         ds = pixels.map(_mirrored) if variant else pixels
-        if lower is not None:  # one trace for both variants
+        if lower is not None:
             batches = [tf.nest.flatten(lower(x)) for x in ds]
             predicted = [
                 np.concatenate([np.asarray(b[i]) for b in batches]) for i in range(cut.inputs)

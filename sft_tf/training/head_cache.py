@@ -8,12 +8,16 @@ is a few thousand multiply-adds per image, the base millions.
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from sft_tf.data import augment as augment_lib
 from sft_tf.data import pipeline
+from sft_tf.distribute import workers
+from sft_tf.evaluation import metrics
 from sft_tf.log import Progress
 from sft_tf.model.classifier import DROPOUT_LAYER, HEAD_LAYER, POOL_LAYER
 
@@ -33,13 +37,36 @@ def extract(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
     Returns:
       float32 features [N, D].
     """
-    pooled = keras.Model(model.inputs, model.get_layer(POOL_LAYER).output)
-    # Keras's predict loop: compiled, and reading the next batch while this one runs.
-    # The frozen base is in inference mode there, as in phase 1's fit.
+    pooled = pooled_model(model)
     batches = max(int(dataset.cardinality()), 0)  # 0: unknown (no progress shown)
     with Progress("Pooled features from the frozen base", batches, "batches") as progress:
-        shown = _ShowProgress(progress)
-        return np.asarray(pooled.predict(dataset, verbose=0, callbacks=[shown]), np.float32)
+        if not workers.single_replica(model.distribute_strategy):
+            # Keras's predict loop spreads the batches over the replicas.
+            shown = _ShowProgress(progress)
+            return np.asarray(pooled.predict(dataset, verbose=0, callbacks=[shown]), np.float32)
+        # One replica: the model's shared call, traced once for every batch size and every
+        # split (predict traces a new function per model, and again for a short last batch).
+        # The frozen base is in inference mode there, as in phase 1's fit; the dataset's
+        # prefetch reads the next batch while this one runs.
+        call = metrics.inference_function(pooled)
+        rows = [np.zeros((0, pooled.output.shape[-1]), np.float32)]
+        for done, (images, *_) in enumerate(dataset, 1):
+            rows.append(np.asarray(call(images), np.float32))
+            progress.update(done)
+        return np.concatenate(rows)
+
+
+def pooled_model(model: keras.Model) -> keras.Model:
+    """`model` from its input to the pooled features (one per classifier, so every split's
+    feature pass shares its traced call)."""
+    pooled = _POOLED.get(model)
+    if pooled is None:
+        pooled = keras.Model(model.inputs, model.get_layer(POOL_LAYER).output)
+        _POOLED[model] = pooled
+    return pooled
+
+
+_POOLED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class _ShowProgress(keras.callbacks.Callback):
