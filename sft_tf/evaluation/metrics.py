@@ -58,17 +58,21 @@ def predict_pixels(model, pixels) -> np.ndarray:
 
 
 def collect_predictions(
-    predict: Callable[[tf.Tensor], np.ndarray], dataset: tf.data.Dataset
+    predict: Callable[[tf.Tensor], np.ndarray], dataset: tf.data.Dataset, progress=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Runs `predict` over (images, labels) batches.
+
+    progress: a `log.Progress` over batches, updated after each one (optional).
 
     Returns:
       (probabilities float [N, C], labels int [N]).
     """
     probs, labels = [], []
-    for images, y, *_ in dataset:
+    for done, (images, y, *_) in enumerate(dataset, 1):
         probs.append(np.asarray(predict(images)))
         labels.append(y.numpy())
+        if progress is not None:
+            progress.update(done)
     return np.concatenate(probs), np.concatenate(labels)
 
 

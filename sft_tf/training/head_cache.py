@@ -49,11 +49,12 @@ def extract(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
         # The frozen base is in inference mode there, as in phase 1's fit; the dataset's
         # prefetch reads the next batch while this one runs.
         call = metrics.inference_function(pooled)
-        rows = [np.zeros((0, pooled.output.shape[-1]), np.float32)]
-        for done, (images, *_) in enumerate(dataset, 1):
-            rows.append(np.asarray(call(images), np.float32))
-            progress.update(done)
-        return np.concatenate(rows)
+        shown = progress if progress.total else None  # as _ShowProgress does
+        features = metrics.collect_predictions(call, dataset, shown)[0]
+        return features.astype(np.float32, copy=False)
+
+
+_POOLED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def pooled_model(model: keras.Model) -> keras.Model:
@@ -64,9 +65,6 @@ def pooled_model(model: keras.Model) -> keras.Model:
         pooled = keras.Model(model.inputs, model.get_layer(POOL_LAYER).output)
         _POOLED[model] = pooled
     return pooled
-
-
-_POOLED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class _ShowProgress(keras.callbacks.Callback):
