@@ -31,10 +31,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from sft_tf.serving import export, variants
-    from sft_tf.training import outcome
+    from sft_tf.training import outcome, trained
     from sft_tf.training.inputs import load_target_splits
 
-    config, model, class_names = outcome.load_trained(args.workdir)
+    config, model, class_names = trained.load_trained(args.workdir)
     train, validation, test = load_target_splits(config)
     rows = []
     for quantization, onnx in (("float16", True), ("dynamic_range", False), ("int8", False)):

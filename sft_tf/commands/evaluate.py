@@ -15,7 +15,7 @@ from sft_tf.evaluation import multilabel as multilabel_lib
 from sft_tf.files import write_json_atomic
 from sft_tf.serving import export
 from sft_tf.serving import predict as predict_lib
-from sft_tf.training import outcome
+from sft_tf.training import outcome, trained
 from sft_tf.training.inputs import load_split, load_target_splits, make_dataset
 from sft_tf.training.outcome import saved_metrics, served, write_report
 from sft_tf.training.screening import decoded_to_keep, screen_splits
@@ -23,7 +23,7 @@ from sft_tf.training.screening import decoded_to_keep, screen_splits
 
 def evaluate_workdir(workdir: str | Path) -> dict:
     """Evaluates a workdir's trained model on its config's test split; writes evaluation.json."""
-    config, model, class_names = outcome.load_trained(workdir)
+    config, model, class_names = trained.load_trained(workdir)
     model = served(model, saved_metrics(workdir))
     _, _, test = load_target_splits(config)
     if test is None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from sft_tf.errors import UserError
 from sft_tf.lock import WorkdirLock
 from sft_tf.log import say
-from sft_tf.training import outcome
+from sft_tf.training import outcome, trained
 from sft_tf.training.inputs import load_target_splits
 from sft_tf.training.outcome import export_model, saved_metrics, served
 
@@ -15,9 +15,9 @@ from sft_tf.training.outcome import export_model, saved_metrics, served
 def export_workdir(workdir: str | Path) -> Path:
     """(Re)exports a workdir's model as the next version under its export root.
 
-    Works on a finished run and on an interrupted one: the weights file is rewritten at every
-    epoch end, so the last completed epoch is what gets exported. Refused while another
-    process works in the workdir.
+    Works on a finished run and on an interrupted one, whose newest checkpoint (epoch end or
+    `runtime.checkpoint_every_steps`) is what gets exported (`trained.load_trained`). Refused
+    while another process works in the workdir.
     """
     lock = WorkdirLock()
     try:
@@ -28,7 +28,7 @@ def export_workdir(workdir: str | Path) -> Path:
 
 
 def _export_workdir(workdir: str | Path) -> Path:
-    config, model, class_names = outcome.load_trained(workdir)
+    config, model, class_names = trained.load_trained(workdir)
     if not config.export.dir:
         raise UserError(
             "config.export.dir is empty in this workdir's config.json; nothing to export to"

@@ -1,4 +1,4 @@
-"""The Keras callbacks of a training phase: progress checkpoints, the weights file, the NaN stop.
+"""The Keras callbacks of a training phase: progress checkpoints, the NaN stop, Ctrl-C.
 
 Keras's own pieces were weighed first: BackupAndRestore deletes its backup at the end of each
 fit() and replays an interrupted epoch from batch 0 (see sft_tf.training.checkpoints), and
@@ -11,34 +11,12 @@ from __future__ import annotations
 import math
 import signal
 import threading
-from pathlib import Path
 
 import keras
 
 from sft_tf.errors import UserError
-from sft_tf.files import save_weights_atomic
 from sft_tf.training.checkpoints import RunCheckpoints
 from sft_tf.training.state import RunState
-
-
-class SaveWeightsEachEpoch(keras.callbacks.Callback):
-    """Rewrites the weights file at every epoch end, atomically (temp file, then rename).
-
-    Not keras.callbacks.ModelCheckpoint(save_weights_only=True): it writes in place.
-
-    `sft-tf export` of an interrupted run then exports the last completed epoch, and a crash
-    mid-write never leaves a truncated file under the real name.
-    """
-
-    def __init__(self, path: Path, whole: keras.Model | None = None):
-        """whole: the model to save when fit trains a part of it (phase 2 on cached
-        activations); default the model being fitted."""
-        super().__init__()
-        self.path = Path(path)
-        self.whole = whole
-
-    def on_epoch_end(self, epoch, logs=None):
-        save_weights_atomic(self.whole or self.model, self.path)
 
 
 class TrainingDiverged(UserError):

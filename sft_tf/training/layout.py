@@ -3,7 +3,7 @@
 config.json          the resolved config (sft_tf.config.files.save)
 labels.txt           the class names, one per line, in output order
 state.json           where the run is (sft_tf.training.state.RunState), checkpoints/ beside
-model.weights.h5     the whole model's weights, rewritten at every epoch end
+model.weights.h5     the whole model's weights, written when training ends (sft_tf.training.trained)
 history.csv/.json    one row per epoch of both phases; metrics.json, report/ at the end
 backbone.weights.h5  `pretrain`'s trained base, with a .json sidecar
 .lock                held by the process working here (sft_tf.lock)

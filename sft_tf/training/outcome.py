@@ -14,11 +14,9 @@ import ml_collections
 import numpy as np
 
 from sft_tf import timing
-from sft_tf.config import files as config_files
 from sft_tf.config.files import digest
 from sft_tf.data import examples as examples_lib
 from sft_tf.distribute import workers
-from sft_tf.errors import UserError
 from sft_tf.evaluation import metrics as metrics_lib
 from sft_tf.evaluation import multilabel as multilabel_lib
 from sft_tf.files import save_weights_atomic, write_json_atomic
@@ -26,9 +24,8 @@ from sft_tf.log import say
 from sft_tf.model import classifier
 from sft_tf.serving import export, variants
 from sft_tf.training import callbacks as callbacks_lib
-from sft_tf.training import recipe
 from sft_tf.training.inputs import make_dataset
-from sft_tf.training.layout import CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE
+from sft_tf.training.layout import WEIGHTS_FILE
 
 if TYPE_CHECKING:
     from sft_tf.training.phases import Run
@@ -352,23 +349,3 @@ def _final_report(run: Run, model, thresholds) -> None:
         thresholds,
     )
     say(f"Evaluation report: {folder / 'report.md'}")
-
-
-def load_trained(workdir: str | Path) -> tuple[ml_collections.ConfigDict, keras.Model, list[str]]:
-    """Rebuilds a trained model from a workdir: config.json, labels.txt, model.weights.h5.
-
-    Raises:
-      UserError: the workdir lacks one of them.
-    """
-    workdir = Path(workdir)
-    config = config_files.load(workdir / CONFIG_FILE)
-    labels_path, weights_path = workdir / LABELS_FILE, workdir / WEIGHTS_FILE
-    for path in (labels_path, weights_path):
-        if not path.is_file():
-            raise UserError(f"{path} not found; has `sft-tf train` finished in {workdir}?")
-    class_names = labels_path.read_text().splitlines()
-    model = recipe.build_model(
-        config, len(class_names), weights="", batchnorm=config.phase2.batchnorm
-    )
-    model.load_weights(weights_path)
-    return config, model, class_names

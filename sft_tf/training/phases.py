@@ -32,7 +32,6 @@ from sft_tf.training.inputs import (
     sample_weights,
     training_class_weights,
 )
-from sft_tf.training.layout import WEIGHTS_FILE
 from sft_tf.training.state import RunState
 
 DIVERGED_HINT = "lower the learning rate, or use runtime.precision=float32 if mixed precision is on"
@@ -75,7 +74,6 @@ def _callbacks(run: Run, phase: str, first_step: int) -> list[keras.callbacks.Ca
         callbacks_lib.StopOnNonFinite(phase, DIVERGED_HINT, first_step),
         callbacks_lib.StopOnInterrupt(),
         callbacks_lib.TensorBoard(log_dir=str(run.workdir / "logs")),
-        callbacks_lib.SaveWeightsEachEpoch(run.workdir / WEIGHTS_FILE, whole=run.model),
         callbacks_lib.ProgressSaver(
             phase,
             run.state,
@@ -323,7 +321,7 @@ def fit_head_on_features(
         f"Phase 1 on cached features (phase1.cache_features): the frozen base ran once over "
         f"the data in {time.perf_counter() - start:.1f} s"
     )
-    # No per-epoch weights file or checkpoints here: they hold the whole model, and the
+    # No checkpoints here: they hold the whole model and its optimizer, and the
     # head-only fit is seconds of work that simply runs again after an interruption.
     head_callbacks = [*callbacks, *recipe.early_stopping(config.phase1, val_f)]
     return fit(

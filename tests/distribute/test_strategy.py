@@ -15,7 +15,7 @@ from sft_tf.distribute import workers
 from sft_tf.errors import UserError
 from sft_tf.model import classifier
 from sft_tf.model import weights as weights_lib
-from sft_tf.training import outcome, recipe, runtime
+from sft_tf.training import recipe, runtime, trained
 from tests.helpers import REPO, load_config, tiny_classifier
 
 
@@ -140,7 +140,7 @@ def test_two_replica_mirrored_matches_one_device(
         timing = json.loads((tmp_path / name / "metrics.json").read_text())["timing"]
         assert "phase 2 cache" in timing
         history = json.loads((tmp_path / name / "history.json").read_text())
-        _, model, _ = outcome.load_trained(tmp_path / name)
+        _, model, _ = trained.load_trained(tmp_path / name)
         results[name] = (history["loss"], {w.path: w.numpy() for w in model.weights})
     (loss_1, weights_1), (loss_2, weights_2) = results["one_device"], results["mirrored"]
     assert len(loss_1) == len(loss_2) == 2

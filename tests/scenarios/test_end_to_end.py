@@ -13,7 +13,7 @@ from sft_tf.commands import pretrain, train
 from sft_tf.config import validation
 from sft_tf.data import decode
 from sft_tf.data import sources as sources_lib
-from sft_tf.training import outcome
+from sft_tf.training import trained
 from sft_tf.training.layout import BACKBONE_FILE
 from tests.helpers import REPO, load_config
 
@@ -62,7 +62,7 @@ def test_pretrain_then_finetune_under_mirrored_and_serve(tmp_path, image_folders
     assert saved["export"] == metrics["export"]
 
     # The export, in a process that never imports sft_tf, agrees with the restored Keras model.
-    _, keras_model, _ = outcome.load_trained(workdir)
+    _, keras_model, _ = trained.load_trained(workdir)
     test = sources_lib.load_examples(config.data.test)
     files = [str(p) for p in test.paths[::3]]
     pixels = np.stack([decode.decode_image(Path(f).read_bytes(), 32).numpy() for f in files])

@@ -16,7 +16,7 @@ import pytest
 from sft_tf.distribute import workers
 from sft_tf.model import classifier
 from sft_tf.model import weights as weights_lib
-from sft_tf.training import outcome
+from sft_tf.training import trained
 from tests.helpers import REPO, tiny_classifier
 
 TIMEOUT_S = 420
@@ -137,7 +137,7 @@ def test_two_workers_train_both_phases_in_sync_and_only_the_chief_writes(tmp_pat
         _line(r"^Final weights sha256 (\w+)", out).group(1) for out in (chief_out, worker_out)
     ]
     assert digests[0] == digests[1]
-    _, model, _ = outcome.load_trained(workdir)
+    _, model, _ = trained.load_trained(workdir)
     assert workers.weights_digest(model.weights) == digests[0]
 
     # Only the chief wrote: one export version, and the non-chief's scratch dir is gone.

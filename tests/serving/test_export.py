@@ -188,7 +188,7 @@ def test_export_killed_mid_write_publishes_nothing(tmp_path, tiny_model):
 
 @pytest.mark.slow  # kill + CLI export: ~25 s
 def test_cli_exports_an_interrupted_run(tmp_path, image_folders):
-    from tests.helpers import REPO, kill_when, sft_tf
+    from tests.helpers import REPO, kill_when, run_state, sft_tf
 
     args = [
         "train",
@@ -198,10 +198,13 @@ def test_cli_exports_an_interrupted_run(tmp_path, image_folders):
         "--config.phase2.epochs=30",
         "--workdir=run",
     ]
-    # Killed once the first epoch end has written the weights file.
-    kill_when(tmp_path, args, lambda _, cwd: (cwd / "run" / "model.weights.h5").is_file())
+    # Killed once a checkpoint is written (phase 1's end, or an epoch end after it).
+    kill_when(tmp_path, args, lambda s, _: bool(s and s.get("checkpoint")))
     assert not (tmp_path / "run" / "metrics.json").exists()  # really interrupted
+    assert not (tmp_path / "run" / "model.weights.h5").exists()  # written when training ends
     out = sft_tf("export", "--workdir=run", cwd=tmp_path).stdout
+    newest = run_state(tmp_path)["checkpoint"]
+    assert f"Unfinished run: the weights of checkpoint {newest}, phase2 after" in out
     assert "saved_models/tiny/1" in out and out.count("Exported ") == 1
     # The slow part says what it is doing as it goes.
     assert "writing the SavedModel" in out and "checking the reloaded SavedModel" in out
