@@ -68,16 +68,21 @@ def headline(test: dict, phase: str) -> str:
     return f"Test accuracy after {phase}: {test['accuracy']:.4f}"
 
 
-def test_metrics(model, config, test, class_names, dataset=None, thresholds=None) -> dict | None:
-    """Scores on `test` (None without one); a multi-label model's at `thresholds`."""
+def test_metrics(
+    model, config, test, class_names, dataset=None, thresholds=None, probabilities=None
+) -> dict | None:
+    """Scores on `test` (None without one); a multi-label model's at `thresholds`.
+    probabilities: the model's on `test` when the caller has them (predicted here otherwise)."""
     if test is None:
         return None
+    if probabilities is None:
+        probabilities = predict(model, config, test, dataset)
     if test.multi_label:
         return multilabel_lib.multilabel_metrics(
-            predict(model, config, test, dataset), test.labels, class_names, thresholds
+            probabilities, test.labels, class_names, thresholds
         )
     return metrics_lib.classification_metrics(
-        predict(model, config, test, dataset),
+        probabilities,
         test.labels,
         class_names,
         top_k=config.export.top_k,
@@ -93,9 +98,11 @@ def write_report(
     phase_switch=None,
     dataset=None,
     thresholds=None,
+    probabilities=None,
 ) -> dict:
     """The evaluation report of `model` on `test` in `folder` (see evaluation/report.py, and
-    evaluation/multilabel_report.py for a multi-label model, scored at `thresholds`)."""
+    evaluation/multilabel_report.py for a multi-label model, scored at `thresholds`);
+    probabilities: the model's on `test` when the caller has them."""
     # Imported here: Matplotlib (~0.5 s) loads only for a report, not for every command that
     # uses this module (export, a refused or finished train).
     from sft_tf.evaluation import multilabel_report
@@ -106,7 +113,8 @@ def write_report(
         return examples_lib.decoded_images(test, indices, size, method)
 
     title = f"{config.name}: {config.model.backbone} on {test.origin}"
-    probabilities = predict(model, config, test, dataset)
+    if probabilities is None:
+        probabilities = predict(model, config, test, dataset)
     if test.multi_label:
         if thresholds is None:
             thresholds = np.full(len(test.class_names), multilabel_lib.DEFAULT_THRESHOLD)
@@ -271,8 +279,16 @@ def evaluate_test(run: Run) -> dict | None:
         return None
     with timing.stage("test evaluations"):
         thresholds = tune_thresholds(run.model, run.config, run.validation)
+        probabilities = predict(run.model, run.config, run.test, run.pipelines.test_ds)
+        # Kept for the final report while the weights stay as they are (`Run.test_predictions`).
+        run.test_predictions = probabilities
         return test_metrics(
-            run.model, run.config, run.test, run.class_names, run.pipelines.test_ds, thresholds
+            run.model,
+            run.config,
+            run.test,
+            run.class_names,
+            thresholds=thresholds,
+            probabilities=probabilities,
         )
 
 
@@ -338,6 +354,8 @@ def _final_report(run: Run, model, thresholds) -> None:
     phase1_epochs = metrics.get("phase1", {}).get("epochs_run", config.phase1.epochs)
     switch = phase1_epochs if config.phase2.epochs else None
     folder = run.workdir / "report"
+    # The last test evaluation's predictions are this model's unless a temperature wraps it.
+    known = run.test_predictions if model is run.model else None
     write_report(
         model,
         config,
@@ -347,5 +365,6 @@ def _final_report(run: Run, model, thresholds) -> None:
         switch,
         run.pipelines.test_ds,
         thresholds,
+        probabilities=known,
     )
     say(f"Evaluation report: {folder / 'report.md'}")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import keras
 import ml_collections
+import numpy as np
 import tensorflow as tf
 
 from sft_tf import timing
@@ -57,6 +58,9 @@ class Run:
     checkpoints: RunCheckpoints
     state: RunState
     started: RunState
+    # The model's test-set probabilities from the last test evaluation; None once it trains
+    # again (the final report reuses them rather than predicting the same thing twice).
+    test_predictions: np.ndarray | None = None
 
     @property
     def base(self) -> keras.Model:
@@ -112,6 +116,7 @@ def _fit_phase(
     (training stream, validation batches) for it, called once the checkpoint is restored.
     """
     epoch, step = _restore(run, phase, first_epoch)
+    run.test_predictions = None  # the weights change from here
     trainee = trainee or run.model
     stream, val_ds = run.pipelines.train_input, run.pipelines.val_ds
     if cached_inputs is not None and epoch < last_epoch:
