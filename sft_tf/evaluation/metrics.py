@@ -26,6 +26,26 @@ def inference_function(model) -> Callable[[tf.Tensor], tf.Tensor]:
     return fn
 
 
+def share_inference(model, combined, output: int) -> None:
+    """Makes `inference_function(model)` run `combined`, a model with `model`'s inputs that
+    computes `model`'s outputs as its output number `output` beside others, so the two share
+    one trace. (The phase-1 feature pass runs a model giving the pooled features and the
+    probabilities: the test evaluations then trace nothing more.) Does nothing once `model`'s
+    own function exists."""
+    if model not in _INFERENCE:
+        _INFERENCE[model] = _Output(inference_function(combined), output)
+
+
+class _Output:
+    """One output of another inference function."""
+
+    def __init__(self, call: Callable, output: int):
+        self.call, self.output = call, output
+
+    def __call__(self, images) -> tf.Tensor:
+        return self.call(images)[self.output]
+
+
 class _AnyBatch:
     """Calls a model through a tf.function whose signature leaves the batch size open, made
     on the first call with each image shape and dtype, so a partial last batch reuses the

@@ -37,20 +37,21 @@ def extract(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
     Returns:
       float32 features [N, D].
     """
-    pooled = pooled_model(model)
+    pooled = pooled_model(model)  # outputs: the features, the probabilities
     batches = max(int(dataset.cardinality()), 0)  # 0: unknown (no progress shown)
     with Progress("Pooled features from the frozen base", batches, "batches") as progress:
         if not workers.single_replica(model.distribute_strategy):
             # Keras's predict loop spreads the batches over the replicas.
             shown = _ShowProgress(progress)
-            return np.asarray(pooled.predict(dataset, verbose=0, callbacks=[shown]), np.float32)
+            features = pooled.predict(dataset, verbose=0, callbacks=[shown])[0]
+            return np.asarray(features, np.float32)
         # One replica: the model's shared call, traced once for every batch size and every
         # split (predict traces a new function per model, and again for a short last batch).
         # The frozen base is in inference mode there, as in phase 1's fit; the dataset's
         # prefetch reads the next batch while this one runs.
         call = metrics.inference_function(pooled)
         shown = progress if progress.total else None  # as _ShowProgress does
-        features = metrics.collect_predictions(call, dataset, shown)[0]
+        features = metrics.collect_predictions(lambda x: call(x)[0], dataset, shown)[0]
         return features.astype(np.float32, copy=False)
 
 
@@ -58,12 +59,16 @@ _POOLED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def pooled_model(model: keras.Model) -> keras.Model:
-    """`model` from its input to the pooled features (one per classifier, so every split's
-    feature pass shares its traced call)."""
+    """`model` from its input to [the pooled features, its probabilities]: one per classifier,
+    so every split's feature pass shares its traced call, and so do `model`'s own later
+    evaluations (`metrics.share_inference`). The head adds a few thousand multiply-adds per
+    image to the pass; a second trace of the whole network cost ~1 s."""
     pooled = _POOLED.get(model)
     if pooled is None:
-        pooled = keras.Model(model.inputs, model.get_layer(POOL_LAYER).output)
+        outputs = [model.get_layer(POOL_LAYER).output, *model.outputs]
+        pooled = keras.Model(model.inputs, outputs)
         _POOLED[model] = pooled
+        metrics.share_inference(model, pooled, 1)
     return pooled
 
 

@@ -96,3 +96,31 @@ def test_inference_function_traces_a_model_once_for_every_batch_size():
     # The same values as Keras's own predict.
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
     np.testing.assert_array_equal(call(x), model.predict(x, verbose=0))
+
+
+def test_a_model_can_share_the_trace_of_a_model_that_computes_it_among_other_outputs():
+    """The phase-1 feature pass runs [features, probabilities]; the evaluations reuse it."""
+    import keras
+
+    traces = []
+
+    def counted(x):
+        traces.append(x.shape[0])
+        return x * 2.0
+
+    inputs = keras.Input((3,))
+    doubled = keras.layers.Lambda(counted)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(doubled))
+    combined = keras.Model(inputs, [doubled, model.output])
+    metrics_lib.share_inference(model, combined, 1)
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    before = len(traces)
+    features, outputs = metrics_lib.inference_function(combined)(x)
+    np.testing.assert_array_equal(features, x * 2.0)
+    np.testing.assert_array_equal(metrics_lib.inference_function(model)(x[:1]), outputs[:1])
+    shared = metrics_lib.inference_function(model)(x)
+    # A model whose own function exists keeps it.
+    metrics_lib.share_inference(model, keras.Model(inputs, [doubled, model.output]), 1)
+    np.testing.assert_array_equal(metrics_lib.inference_function(model)(x), outputs)
+    assert traces[before:] == [None]  # one trace served all of it
+    np.testing.assert_array_equal(shared, model.predict(x, verbose=0))
