@@ -113,6 +113,11 @@ def _entries() -> list[Backbone]:
 
 BACKBONES: dict[str, Backbone] = {b.name: b for b in _entries()}
 
+# Every backbone above has at least this many blocks: the smallest constructor of each family
+# is walked in tests/model/test_backbones.py, and the larger ones only add blocks. A config
+# opening no more than this needs no backbone built to check it.
+FEWEST_BLOCKS = 4
+
 
 def names() -> list[str]:
     """Every supported backbone name, sorted."""
