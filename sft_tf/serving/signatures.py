@@ -105,6 +105,11 @@ def _saved_root(model: keras.Model, names, traced: dict):
     root = tf.__internal__.tracking.AutoTrackable()
     for collection in ("variables", "trainable_variables", "non_trainable_variables"):
         setattr(root, collection, list(getattr(model, collection)))
+    # The tf.Variables the functions read, as the archive lists them: without these, a loader
+    # that restores through the SavedModel's saver (TF Serving's C++ one, a TF1 session) finds
+    # the Keras variables' values but not the variables the graph reads.
+    used = {id(v): v for f in traced.values() for v in (*f.trainable_variables, *f.variables)}
+    root._all_variables = list(used.values())
     root._misc_assets = [names]
     for name, function in traced.items():
         setattr(root, name, function)

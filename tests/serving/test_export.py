@@ -120,6 +120,25 @@ def test_saved_model_cli_lists_three_signatures_with_dynamic_batch(published):
             assert f"outputs['{output}']" in section
 
 
+def test_a_session_loader_restores_the_variables_through_the_saver(published, tiny_model, images):
+    """TF Serving's C++ loader restores a SavedModel's variables by running the restore op its
+    saver_def names, as TensorFlow's TF1 loader does in a Session (also `saved_model_cli run`);
+    `tf.saved_model.load` restores through the object graph instead and would not notice a
+    variable the graph reads but the saver does not restore."""
+    pixels = decode.decode_images([p.read_bytes() for p in images], 32)
+    expected = tiny_model.predict(pixels, verbose=0)
+    assert np.ptp(expected, axis=0).max() > 1e-3  # the images get different answers
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(published))
+        assert meta.saver_def.restore_op_name
+        signature = meta.signature_def["serving_images"]
+        got = session.run(
+            signature.outputs["probabilities"].name, {signature.inputs["images"].name: pixels}
+        )
+    np.testing.assert_allclose(got, expected, atol=parity.PARITY_TOLERANCE)
+
+
 def test_tf_example_signature_matches_bytes(published, images):
     loaded = tf.saved_model.load(str(published))
     encoded = [p.read_bytes() for p in images]
