@@ -108,7 +108,7 @@ def _saved_root(model: keras.Model, names, traced: dict):
     # The tf.Variables the functions read, as the archive lists them: without these, a loader
     # that restores through the SavedModel's saver (TF Serving's C++ one, a TF1 session) finds
     # the Keras variables' values but not the variables the graph reads.
-    used = {id(v): v for f in traced.values() for v in (*f.trainable_variables, *f.variables)}
+    used = {id(v): v for f in traced.values() for v in f.variables}  # trainable ones too
     root._all_variables = list(used.values())
     root._misc_assets = [names]
     for name, function in traced.items():
