@@ -134,7 +134,11 @@ def _parse_flags(argv: list[str]) -> list[str]:
         spec = config_help.config_file_arg(argv)
         if spec is not None:  # ml_collections reports a broken file as a traceback
             files.check_config_file(spec)
-        return flags.FLAGS(argv)
+        argv, unset = config_help.split_unsets(argv)  # --config.a.b=None
+        rest = flags.FLAGS(argv)
+        if _CONFIG.value is not None:
+            config_help.apply_unsets(_CONFIG.value, unset)
+        return rest
     except UserError as e:
         message = str(e)
     except flags.Error as e:

@@ -89,6 +89,25 @@ def test_evaluate_and_reexport(trained, image_folders):
     assert "saved_models/tiny/2" in out
 
 
+def test_none_unsets_a_field_the_config_file_sets(trained, image_folders):
+    """tiny.py sets model.alpha; `--config.model.alpha=None` unsets it. On the finished run that
+    is a config change, answered before TensorFlow loads; None before a later value is no
+    change."""
+    cwd, _ = trained
+    args = (
+        "train",
+        f"--config={REPO / 'configs' / 'tiny.py'}",
+        f"--config.data.train=folder:{image_folders['train']}",
+        f"--config.data.test=folder:{image_folders['test']}",
+        "--config.phase2.unfreeze_blocks=1",
+        "--workdir=run",
+    )
+    unset = sft_tf(*args, "--config.model.alpha=None", cwd=cwd, check=False)
+    assert unset.returncode == 2 and "model.alpha (0.35 -> None)" in unset.stderr
+    again = sft_tf(*args, "--config.model.alpha=None", "--config.model.alpha=0.35", cwd=cwd)
+    assert "holds a complete run" in again.stdout
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -96,6 +115,7 @@ def test_evaluate_and_reexport(trained, image_folders):
             ["--config.model.image_size=16"],
             "config.model.image_size=16 is below MobileNetV2's minimum 32",
         ),
+        (["--config.phase2.epochs=None"], "config.phase2.epochs cannot be unset (None)"),
         # The same kinds of mistake as tests/scenarios/test_bad_input.py: in CI only.
         pytest.param(
             ["--config.data.train=folder:/no/such/dir"],

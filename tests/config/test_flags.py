@@ -1,0 +1,43 @@
+"""--config flag help: `--config.a.b=None` unsets the schema's optional fields."""
+
+import pytest
+
+from sft_tf.config import flags as config_flags
+from sft_tf.errors import UserError
+from tests.helpers import tiny_config
+
+
+def test_none_unsets_optional_fields_and_the_last_override_wins():
+    argv = [
+        "sft-tf",
+        "train",
+        "--config=configs/tiny.py",
+        "--config.model.alpha=None",
+        "--config.data.examples_per_class=4",
+        "--config.data.examples_per_class=none",
+        "--config.runtime.steps_per_execution=None",
+        "--config.runtime.steps_per_execution=2",  # given again after None: 2 it is
+        "--config.phase1.epochs=3",
+    ]
+    kept, unset = config_flags.split_unsets(argv)
+    assert unset == ["model.alpha", "data.examples_per_class"]
+    # The flag parser cannot read None: it sees no None, and nothing of an unset field.
+    assert kept == [
+        "sft-tf",
+        "train",
+        "--config=configs/tiny.py",
+        "--config.runtime.steps_per_execution=2",
+        "--config.phase1.epochs=3",
+    ]
+    config = tiny_config(data__examples_per_class=4)
+    assert config.model.alpha == 0.35
+    config_flags.apply_unsets(config, unset)
+    assert config.model.alpha is None and config.data.examples_per_class is None
+
+
+def test_none_for_a_field_that_needs_a_value_is_refused():
+    with pytest.raises(UserError, match=r"config.phase1.epochs cannot be unset \(None\)"):
+        config_flags.split_unsets(["sft-tf", "train", "--config.phase1.epochs=None"])
+    # Not a field at all: left for the flag parser, which names the closest field.
+    kept, unset = config_flags.split_unsets(["--config.model.alpah=None"])
+    assert kept == ["--config.model.alpah=None"] and unset == []
