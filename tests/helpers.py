@@ -32,6 +32,16 @@ def solid(colour=RED, h: int = 20, w: int = 30) -> np.ndarray:
     return np.broadcast_to(np.asarray(colour, np.uint8), (h, w, 3)).copy()
 
 
+def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """uint8 RGB [h, w, 3] with a photo's kind of content: smooth colour gradients, mild noise
+    (what JPEG's scaled decoding is judged on; pure noise has no low frequencies to keep)."""
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    rng = np.random.default_rng(seed)
+    waves = [np.sin(7 * x + 3 * c) * np.cos(5 * y - c) for c in range(3)]
+    pixels = 128 + 90 * np.stack(waves, -1) + rng.normal(0, 8, (h, w, 3))
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
 def pil_bytes(image: Image.Image, fmt: str, **options) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)

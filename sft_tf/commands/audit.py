@@ -35,7 +35,10 @@ def audit(config: ml_collections.ConfigDict, workdir: str | Path) -> int:
     """
     splits = list_target_splits(config)
     pixels = config.data.max_image_pixels
-    scans = {name: scan_lib.scan_images(split, pixels) for name, split in splits.items()}
+    size = config.model.image_size  # large JPEGs decode for it, as in training
+    scans = {
+        name: scan_lib.scan_images(split, pixels, image_size=size) for name, split in splits.items()
+    }
     report = audit_lib.audit(splits, scans, config.data.on_leakage)
     decodable = {name: scan_lib.drop_bad(split, scans[name]) for name, split in splits.items()}
     report.update(_feature_findings(config, decodable))

@@ -58,7 +58,10 @@ def evaluate_export(export_dir: str | Path, config: ml_collections.ConfigDict) -
     if test is None:
         raise UserError("config.data.test is empty; set it to evaluate")
     keep = decoded_to_keep(config)
-    test = screen_splits({"test": test}, d.on_bad_image, d.max_image_pixels, keep=keep)["test"]
+    size = config.model.image_size
+    test = screen_splits(
+        {"test": test}, d.on_bad_image, d.max_image_pixels, keep=keep, image_size=size
+    )["test"]
     examples_lib.check_same_classes(
         export.read_class_names(export_dir), test, "config.data.test", f"the export {export_dir}"
     )

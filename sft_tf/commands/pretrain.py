@@ -124,6 +124,7 @@ def _source_splits(config: ml_collections.ConfigDict):
         d.max_image_pixels,
         d.on_leakage,
         keep=screening.decoded_to_keep(config),
+        image_size=config.model.image_size,
     )
     train, test = screened["train"], screened.get("test")
     inputs.check_batch_fits(train, d.global_batch_size, "config.pretrain.train")

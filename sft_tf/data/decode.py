@@ -1,6 +1,13 @@
 """Decoding: any supported file (JPEG, PNG, GIF, BMP, WebP; grayscale, alpha, palette, CMYK,
 16-bit; EXIF-rotated JPEGs turned upright) to RGB uint8 at the model's size, the same way in
 training and in the export.
+
+A JPEG at least twice the model's size on its short side is decoded at 1/2, 1/4 or 1/8 of its
+stored size (libjpeg scales in the DCT domain, so the pixels it skips are never computed), the
+smallest of those that keeps the short side at or above the model's size, and then resized as
+any image. A 12-megapixel photo to 224 pixels: 34 ms instead of 62 ms a decode, the pixels
+within 4 levels of a full decode (benchmarks/jpeg_decode.py). Training, the scan and the
+export's signatures decode through the same function, so they agree exactly.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import tensorflow as tf
 from sft_tf.data import orientation
 
 RESIZE_METHODS = ("resize", "crop", "pad")
+JPEG_SCALES = (1, 2, 4, 8)  # the denominators libjpeg's scaled decoding offers
 
 # The functions that run inside graphs (tf.data maps, serving signatures) are written with
 # tf.cond, never Python control flow on tensors, and are marked not to be converted (so are
@@ -36,7 +44,7 @@ def decode_image(encoded: tf.Tensor, image_size: int, method: str = "resize") ->
     Raises:
       tf.errors.InvalidArgumentError when run on bytes that are not a decodable image.
     """
-    return resize(decode_rgb(encoded), image_size, method)
+    return resize(decode_rgb(encoded, image_size), image_size, method)
 
 
 def decode_images(encoded: Sequence[bytes], image_size: int, method: str = "resize") -> np.ndarray:
@@ -44,23 +52,50 @@ def decode_images(encoded: Sequence[bytes], image_size: int, method: str = "resi
     return np.stack([decode_image(tf.constant(b), image_size, method).numpy() for b in encoded])
 
 
-def decode_native(encoded: tf.Tensor) -> tf.Tensor:
+def decode_native(encoded: tf.Tensor, image_size: int | None = None) -> tf.Tensor:
     """Encoded bytes -> uint8 [H, W, C] with the file's own channels (1 gray, 2 gray+alpha, 3, 4).
 
     16-bit images are scaled to 8 bits; CMYK JPEGs come out as RGB (TF converts them). As
     stored: `decode_rgb` applies a JPEG's EXIF orientation.
+
+    Args:
+      encoded: a scalar tf.string.
+      image_size: the size the image is decoded for: a JPEG whose short side is at least
+        twice as long comes out scaled down (`jpeg_scale`). None: at the stored size.
     """
-    # expand_animations=False: a GIF gives its first frame, so every image has rank 3.
-    image = tf.io.decode_image(encoded, channels=0, dtype=tf.uint8, expand_animations=False)
+
+    def full():
+        # expand_animations=False: a GIF gives its first frame, so every image has rank 3.
+        return tf.io.decode_image(encoded, channels=0, dtype=tf.uint8, expand_animations=False)
+
+    def scaled_jpeg():
+        # libjpeg's scale is an op attribute, fixed when traced: one branch per scale.
+        branches = [
+            (lambda r=r: tf.io.decode_jpeg(encoded, channels=0, ratio=r)) for r in JPEG_SCALES
+        ]
+        height, width = tf.unstack(tf.io.extract_jpeg_shape(encoded)[:2])
+        return tf.switch_case(jpeg_scale(height, width, image_size), branches)
+
+    # Without a size, or not a JPEG: at the stored size.
+    image = full() if image_size is None else tf.cond(tf.io.is_jpeg(encoded), scaled_jpeg, full)
     image.set_shape([None, None, None])
     return image
 
 
+def jpeg_scale(height: tf.Tensor, width: tf.Tensor, image_size: int) -> tf.Tensor:
+    """The index into JPEG_SCALES of the scale a JPEG of this stored size is decoded at for
+    `image_size`: the largest whose scaled short side is still at least image_size."""
+    short = tf.minimum(tf.cast(height, tf.int64), tf.cast(width, tf.int64))
+    fits = [tf.cast(short >= r * image_size, tf.int32) for r in JPEG_SCALES[1:]]
+    return tf.add_n(fits)  # the scales grow, so those that fit are a prefix
+
+
 @tf.autograph.experimental.do_not_convert
-def decode_rgb(encoded: tf.Tensor) -> tf.Tensor:
-    """Encoded bytes -> RGB uint8 [H, W, 3], any size, upright (a JPEG's EXIF orientation
-    applied: a phone's portrait photo, see orientation.py); transparency composited over white."""
-    return upright_rgb(decode_native(encoded), encoded)
+def decode_rgb(encoded: tf.Tensor, image_size: int | None = None) -> tf.Tensor:
+    """Encoded bytes -> RGB uint8 [H, W, 3], upright (a JPEG's EXIF orientation applied: a
+    phone's portrait photo, see orientation.py); transparency composited over white. At the
+    stored size, or as decoded for `image_size` (see `decode_native`)."""
+    return upright_rgb(decode_native(encoded, image_size), encoded)
 
 
 def upright_rgb(image: tf.Tensor, encoded: tf.Tensor) -> tf.Tensor:

@@ -61,7 +61,7 @@ class ImageScan:
 
 
 def _probe(
-    encoded: tf.Tensor, max_pixels: int, keep: tuple[int, str] | None
+    encoded: tf.Tensor, max_pixels: int, keep: tuple[int, str] | None, image_size: int | None
 ) -> tuple[tf.Tensor, ...]:
     # The size check runs before the decode: a small file can decode to gigabytes.
     height, width = stored_size(encoded)
@@ -71,28 +71,36 @@ def _probe(
     with tf.control_dependencies([fits]):
         # The same decode as training (to_rgb after it cannot fail on 1-4 channels), so an
         # image that passes here decodes in the pipeline too.
-        image = decode_native(encoded)
+        image = decode_native(encoded, image_size)
     shape = tf.shape(image)
+    is_jpeg = tf.io.is_jpeg(encoded)
+    # A large JPEG decodes scaled down: its stored size is the header's.
+    stored = (
+        tf.where(is_jpeg, height, tf.cast(shape[0], tf.int64)),
+        tf.where(is_jpeg, width, tf.cast(shape[1], tf.int64)),
+    )
     cmyk = tf.cond(
-        tf.io.is_jpeg(encoded),
+        is_jpeg,
         # The JPEG header's component count: 4 means CMYK/YCCK (TF decodes it to RGB).
         lambda: tf.equal(tf.io.extract_jpeg_shape(encoded)[2], 4),
         lambda: tf.constant(False),
     )
     digest = tf.bitcast(tf.fingerprint(tf.expand_dims(encoded, 0))[0], tf.int64)
     upright = upright_rgb(image, encoded)
-    found = (shape[0], shape[1], shape[2], cmyk, digest, thumbnail(upright))
+    found = (*stored, shape[2], cmyk, digest, thumbnail(upright))
     # `decode.decode_image`'s steps, on the pixels decoded above: the same values it gives.
     return found if keep is None else (*found, resize(upright, *keep))
 
 
 @functools.cache
-def _traced_probe(max_pixels: int, keep: tuple[int, str] | None) -> tf.types.experimental.Function:
+def _traced_probe(
+    max_pixels: int, keep: tuple[int, str] | None, image_size: int | None
+) -> tf.types.experimental.Function:
     """`_probe` as a tf.function: traced once per process and setting, so scanning a run's
     second and third split reuses the first one's graph (its trace, with the EXIF parse and
     autograph, is ~1 s of a small run's scan)."""
     return tf.function(
-        lambda encoded: _probe(encoded, max_pixels, keep),
+        lambda encoded: _probe(encoded, max_pixels, keep, image_size),
         input_signature=[tf.TensorSpec([], tf.string)],
         autograph=False,
     )
@@ -107,7 +115,7 @@ def thumbnail(rgb: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(small), 0, 255), tf.uint8)[..., 0]
 
 
-def _why_undecodable(encoded: bytes, max_pixels: int) -> str:
+def _why_undecodable(encoded: bytes, max_pixels: int, image_size: int | None) -> str:
     if not encoded:
         return "empty file (0 bytes)"
     try:
@@ -117,7 +125,7 @@ def _why_undecodable(encoded: bytes, max_pixels: int) -> str:
                 f"{width} x {height} pixels is over data.max_image_pixels={max_pixels}; "
                 "downscale it or raise the limit"
             )
-        _probe(tf.constant(encoded), max_pixels, None)
+        _probe(tf.constant(encoded), max_pixels, None, image_size)
     except tf.errors.OpError as e:
         message = e.message.split("}}")[-1].strip().splitlines()[0]
         if "Unknown image file format" in message:
@@ -132,6 +140,7 @@ def scan_images(
     examples: Examples,
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     keep: tuple[int, str] | None = None,
+    image_size: int | None = None,
 ) -> ImageScan:
     """Decodes every example once (in parallel) and records what it found.
 
@@ -142,6 +151,9 @@ def scan_images(
       keep: (image size, resize method): also keep every image decoded and resized as the
         pipelines would (`ImageScan.decoded`; S * S * 3 bytes an image). Ignored for
         in-memory pixels, which need no decoding.
+      image_size: the model's input size, for which large JPEGs are decoded scaled down, as
+        the pipelines decode them (`decode.decode_native`; the thumbnails are made from those
+        pixels); with `keep`, keep's size. None: every image at its stored size.
 
     Returns:
       An `ImageScan` aligned with `examples`.
@@ -164,9 +176,14 @@ def scan_images(
             rgb = tf.image.grayscale_to_rgb(batch) if batch.shape[-1] == 1 else batch[..., :3]
             thumbs[start : start + 4096] = thumbnail(rgb).numpy()
         return ImageScan(ok, {}, height, width, channels, cmyk, digest, thumbs)
+    if keep is not None:
+        if image_size not in (None, keep[0]):
+            raise ValueError(f"image_size={image_size} differs from keep's size {keep[0]}")
+        image_size = keep[0]
     kept = None if keep is None else _aligned_pixels(n, keep[0])
+    probe = _traced_probe(max_pixels, keep, image_size)
     ds = encoded_images(examples).map(
-        lambda i, encoded: (i, *_traced_probe(max_pixels, keep)(encoded)),
+        lambda i, encoded: (i, *probe(encoded)),
         # Decoding is the whole cost of a scan: every core, in any order.
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=False,
@@ -190,11 +207,11 @@ def scan_images(
                 except tf.errors.OpError as e:
                     reasons[i] = f"unreadable: {e.message[:200]}"
                     continue
-                reasons[i] = _why_undecodable(encoded, max_pixels)
+                reasons[i] = _why_undecodable(encoded, max_pixels, image_size)
         else:
             bad = examples.take(np.asarray(sorted(reasons)))
             for (_, encoded), i in zip(encoded_images(bad).as_numpy_iterator(), sorted(reasons)):
-                reasons[i] = _why_undecodable(encoded, max_pixels)
+                reasons[i] = _why_undecodable(encoded, max_pixels, image_size)
     # A tensor, so that the pipelines' datasets read it without a copy each (from a NumPy
     # array, tf.data copies the pixels into every dataset made from them). Through DLPack it
     # shares the array's memory: tf.convert_to_tensor would hold two more copies at its peak

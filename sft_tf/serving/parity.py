@@ -66,8 +66,9 @@ def verify_export(
     pixels = decode.decode_images(encoded, image_size, resize_method)
     expected = metrics_lib.predict_pixels(model, pixels)
     sig = loaded.signatures
-    # Pixels go in one image at a time at their own size, so the in-graph resize is checked.
-    raw = [decode.decode_rgb(tf.constant(b))[None] for b in encoded]
+    # Pixels go in one image at a time at their own size, so the in-graph resize is checked
+    # (decoded for the model's size: a large JPEG as serving_default decodes it, scaled down).
+    raw = [decode.decode_rgb(tf.constant(b), image_size)[None] for b in encoded]
     got = {
         "serving_default": sig["serving_default"](image_bytes=tf.constant(list(encoded))),
         "serving_tf_example": sig["serving_tf_example"](

@@ -113,6 +113,7 @@ def load_target_splits(config: ml_collections.ConfigDict):
         d.max_image_pixels,
         d.on_leakage,
         keep=screening.decoded_to_keep(config),
+        image_size=config.model.image_size,
     )
     splits = sample_and_hold_out(config, splits)
     return splits["train"], splits.get("validation"), splits.get("test")

@@ -24,6 +24,7 @@ def screen_splits(
     max_pixels: int,
     on_leakage: str = "fail",
     keep: Callable[[examples_lib.Examples], tuple[int, str] | None] | None = None,
+    image_size: int | None = None,
 ) -> dict[str, examples_lib.Examples]:
     """Decodes every image once; drops and lists undecodable ones, or stops (on_bad_image=fail).
 
@@ -31,10 +32,11 @@ def screen_splits(
     on_leakage=fail test images that are also training images, identical or near-duplicates);
     on_leakage=drop removes the training copies instead, warn only says so. keep: split ->
     (image size, resize method) of the decoded pixels to keep for its pipelines, or None
-    (`decoded_to_keep`).
+    (`decoded_to_keep`). image_size: the model's, for which large JPEGs decode scaled down
+    (`scan_lib.scan_images`); None for the stored size.
     """
     scans = {
-        name: scan_lib.scan_images(split, max_pixels, keep(split) if keep else None)
+        name: scan_lib.scan_images(split, max_pixels, keep(split) if keep else None, image_size)
         for name, split in splits.items()
     }
     splits = {name: scan_lib.keep_decoded(split, scans[name]) for name, split in splits.items()}

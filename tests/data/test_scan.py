@@ -37,6 +37,20 @@ def test_scan_finds_exactly_the_bad_files_and_the_rest_trains(tmp_path):
     assert len(batches) == len(clean) // 8
 
 
+def test_a_large_jpeg_is_recorded_at_its_stored_size(tmp_path):
+    """Decoded for the model's size, a large JPEG comes out scaled down; the scan still records
+    the size it has, as the audit reports it."""
+    helpers.write_image(tmp_path / "a" / "large.jpg", helpers.photo(300, 200))
+    helpers.write_image(tmp_path / "b" / "large.png", helpers.photo(300, 200))
+    examples = sources_lib.load_examples(f"folder:{tmp_path}")
+    for scan in (scan_lib.scan_images(examples), scan_lib.scan_images(examples, image_size=32)):
+        assert scan.height.tolist() == [300, 300] and scan.width.tolist() == [200, 200]
+    kept = scan_lib.scan_images(examples, keep=(32, "crop"))
+    assert kept.height.tolist() == [300, 300] and kept.decoded.shape == (2, 32, 32, 3)
+    with pytest.raises(ValueError, match="differs from keep's size"):
+        scan_lib.scan_images(examples, keep=(32, "crop"), image_size=64)
+
+
 def test_scan_names_a_bad_record_by_file_and_index(tmp_path):
     good = colour_png((10, 20, 30))
     write_records(tmp_path / "r0", [(good, 0, "a"), (colour_png((9, 9, 9)), 1, "b")])

@@ -6,25 +6,32 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from sft_tf.data import caches, decode, sources
 from sft_tf.data import scan as scan_lib
 from sft_tf.data.examples import Examples
 from sft_tf.training import screening
 from sft_tf.training.inputs import make_dataset
-from tests.helpers import exif_jpeg, solid, tiny_config, write_messy_folder
+from tests.helpers import exif_jpeg, photo, pil_bytes, solid, tiny_config, write_messy_folder
 
 SIZE = 32
 
 
 @pytest.fixture(scope="module")
 def messy(tmp_path_factory):
-    """Good JPEG/PNGs, odd formats, a phone photo turned by EXIF, and 3 undecodable files."""
+    """Good JPEG/PNGs, odd formats, phone photos turned by EXIF, large JPEGs, and 3
+    undecodable files."""
     root = tmp_path_factory.mktemp("messy")
     bad = write_messy_folder(root)
     pixels = solid(h=20, w=36)
     pixels[:, :8] = 0  # a dark left edge shows which way the photo was turned
     (root / "dog" / "phone.jpg").write_bytes(exif_jpeg(pixels, 6))
+    # Large JPEGs, which decode scaled down: a turned phone photo, grey, CMYK.
+    large = Image.fromarray(photo(150, 100))
+    (root / "fox" / "large_phone.jpg").write_bytes(exif_jpeg(photo(100, 150), 8))
+    (root / "fox" / "large_grey.jpg").write_bytes(pil_bytes(large.convert("L"), "JPEG"))
+    (root / "cat" / "large_cmyk.jpg").write_bytes(pil_bytes(large.convert("CMYK"), "JPEG"))
     return root, bad
 
 
