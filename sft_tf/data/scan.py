@@ -197,27 +197,33 @@ def scan_images(
             if pixels:
                 kept[i] = pixels[0]
             progress.update(progress.done + len(i))
-    reasons = {int(i): "" for i in np.flatnonzero(~ok)}
-    if reasons:
-        # Decode the failures again, one by one and eagerly, to say why each failed.
-        if examples.paths is not None:
-            for i in reasons:
-                try:
-                    encoded = tf.io.gfile.GFile(examples.paths[i], "rb").read()
-                except tf.errors.OpError as e:
-                    reasons[i] = f"unreadable: {e.message[:200]}"
-                    continue
-                reasons[i] = _why_undecodable(encoded, max_pixels, image_size)
-        else:
-            bad = examples.take(np.asarray(sorted(reasons)))
-            for (_, encoded), i in zip(encoded_images(bad).as_numpy_iterator(), sorted(reasons)):
-                reasons[i] = _why_undecodable(encoded, max_pixels, image_size)
+    reasons = _failure_reasons(examples, np.flatnonzero(~ok), max_pixels, image_size)
     # A tensor, so that the pipelines' datasets read it without a copy each (from a NumPy
     # array, tf.data copies the pixels into every dataset made from them). Through DLPack it
     # shares the array's memory: tf.convert_to_tensor would hold two more copies at its peak
     # (measured: +440 MB for 146 MB of pixels).
     decoded = None if kept is None else tf.experimental.dlpack.from_dlpack(kept.__dlpack__())
     return ImageScan(ok, reasons, height, width, channels, cmyk, digest, thumbs, decoded, keep)
+
+
+def _failure_reasons(
+    examples: Examples, failed: np.ndarray, max_pixels: int, image_size: int | None
+) -> dict[int, str]:
+    """{index: why} for the examples that failed the scan, decoded again one by one, eagerly."""
+    reasons = {}
+    if examples.paths is not None:
+        for i in map(int, failed):
+            try:
+                encoded = tf.io.gfile.GFile(examples.paths[i], "rb").read()
+            except tf.errors.OpError as e:
+                reasons[i] = f"unreadable: {e.message[:200]}"
+                continue
+            reasons[i] = _why_undecodable(encoded, max_pixels, image_size)
+    elif len(failed):
+        bad = examples.take(np.asarray(failed))
+        for (_, encoded), i in zip(encoded_images(bad).as_numpy_iterator(), map(int, failed)):
+            reasons[i] = _why_undecodable(encoded, max_pixels, image_size)
+    return reasons
 
 
 def _aligned_pixels(count: int, size: int) -> np.ndarray:

@@ -280,8 +280,8 @@ def evaluate_test(run: Run) -> dict | None:
     with timing.stage("test evaluations"):
         thresholds = tune_thresholds(run.model, run.config, run.validation)
         probabilities = predict(run.model, run.config, run.test, run.pipelines.test_ds)
-        # Kept for the final report while the weights stay as they are (`Run.test_predictions`).
-        run.test_predictions = probabilities
+        # Kept for the end of the run while the weights stay as they are (`Run.test_predictions`).
+        run.test_predictions, run.test_thresholds = probabilities, thresholds
         return test_metrics(
             run.model,
             run.config,
@@ -301,7 +301,10 @@ def finish(run: Run) -> dict:
     if config.export.calibrate and run.validation is not None:
         metrics["calibration"] = calibrate(run.model, config, run.validation)
     model = served(run.model, metrics)
-    thresholds = tune_thresholds(run.model, config, run.validation)
+    if run.test_predictions is not None:  # tuned for these weights by the last evaluation
+        thresholds = run.test_thresholds
+    else:
+        thresholds = tune_thresholds(run.model, config, run.validation)
     if thresholds is not None:
         metrics["thresholds"] = {n: round(float(t), 4) for n, t in zip(run.class_names, thresholds)}
     save_weights_atomic(run.model, workdir / WEIGHTS_FILE)

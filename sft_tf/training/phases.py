@@ -58,9 +58,11 @@ class Run:
     checkpoints: RunCheckpoints
     state: RunState
     started: RunState
-    # The model's test-set probabilities from the last test evaluation; None once it trains
-    # again (the final report reuses them rather than predicting the same thing twice).
+    # The model's test-set probabilities from the last test evaluation, and a multi-label
+    # model's thresholds they were scored at; None once it trains again (the end of the run
+    # reuses them rather than predicting the same things twice).
     test_predictions: np.ndarray | None = None
+    test_thresholds: np.ndarray | None = None
 
     @property
     def base(self) -> keras.Model:
@@ -116,7 +118,7 @@ def _fit_phase(
     (training stream, validation batches) for it, called once the checkpoint is restored.
     """
     epoch, step = _restore(run, phase, first_epoch)
-    run.test_predictions = None  # the weights change from here
+    run.test_predictions = run.test_thresholds = None  # the weights change from here
     trainee = trainee or run.model
     stream, val_ds = run.pipelines.train_input, run.pipelines.val_ds
     if cached_inputs is not None and epoch < last_epoch:
