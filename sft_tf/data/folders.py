@@ -100,6 +100,7 @@ def load_folder(root: str, spec: str, field: str) -> Examples:
             class_names.append(name)
     if not class_names:
         raise UserError(f"{field}={spec!r}: {root} has no class sub-folders (one per class)")
+    _check_not_a_dataset_root(root, spec, field, class_names)
     paths, labels, extensions = [], [], Counter()
     for label, name in enumerate(class_names):
         found, class_hidden, class_extensions = [], 0, Counter()
@@ -137,6 +138,41 @@ def load_folder(root: str, spec: str, field: str) -> Examples:
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+
+# Folder names datasets give their splits, and the config field each belongs in.
+SPLIT_FOLDERS = {
+    **dict.fromkeys(("train", "training"), "train"),
+    **dict.fromkeys(("val", "valid", "validation", "dev"), "validation"),
+    **dict.fromkeys(("test", "testing", "eval", "evaluation"), "test"),
+}
+
+
+def _check_not_a_dataset_root(root: str, spec: str, field: str, class_names: list[str]) -> None:
+    """Refuses a dataset's root given as a folder of classes: with train/ and test/ (val/, ...)
+    holding the class folders, the "classes" would be the splits, and the model would learn
+    to tell training images from test images. Sub-folders that are not all split names, or
+    that hold no folders, are classes as usual (a class may be called "train")."""
+    if len(class_names) < 2 or any(n.lower() not in SPLIT_FOLDERS for n in class_names):
+        return
+    for name in class_names:
+        inside = os.path.join(root, name)
+        if not any(tf.io.gfile.isdir(os.path.join(inside, n)) for n in tf.io.gfile.listdir(inside)):
+            return
+    section = field.rsplit(".", 1)[0]  # config.data, or config.pretrain (no validation field)
+    order = ("train", "validation", "test")
+    fields = sorted(
+        ((SPLIT_FOLDERS[n.lower()], n) for n in class_names),
+        key=lambda f: (order.index(f[0]), f[1]),
+    )
+    fix = " ".join(
+        f"--{section}.{split}=folder:{os.path.join(root, name)}"
+        for split, name in fields
+        if section != "config.pretrain" or split != "validation"
+    )
+    raise UserError(
+        f"{field}={spec!r}: the sub-folders of {root} ({', '.join(class_names)}) are a dataset's "
+        f"splits, each holding class folders, not classes; give each split its own spec: {fix}"
+    )
 
 
 # Formats people keep images in that TF cannot decode, with what to do about them.

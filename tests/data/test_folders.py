@@ -37,6 +37,40 @@ def test_folder_errors(tmp_path):
         sources_lib.load_examples(f"folder:{tmp_path}")
 
 
+def test_a_dataset_root_with_split_folders_is_refused_with_the_specs_to_use(tmp_path):
+    """root/{train,val,test}/<class>/...: listed as classes, the model would learn the splits."""
+    for split in ("train", "val", "test"):
+        write_pngs(tmp_path / split / "cat", 2)
+        write_pngs(tmp_path / split / "dog", 2)
+    with pytest.raises(UserError) as error:
+        sources_lib.load_examples(f"folder:{tmp_path}", "config.data.train")
+    assert str(error.value) == (
+        f"config.data.train='folder:{tmp_path}': the sub-folders of {tmp_path} (test, train, "
+        "val) are a dataset's splits, each holding class folders, not classes; give each split "
+        f"its own spec: --config.data.train=folder:{tmp_path / 'train'} "
+        f"--config.data.validation=folder:{tmp_path / 'val'} "
+        f"--config.data.test=folder:{tmp_path / 'test'}"
+    )
+    # pretrain has no validation split to suggest.
+    with pytest.raises(UserError, match="give each split its own spec: --config.pretrain.train"):
+        sources_lib.load_examples(f"folder:{tmp_path}", "config.pretrain.train")
+    # Each split is a folder of classes as usual.
+    assert sources_lib.load_examples(f"folder:{tmp_path / 'val'}").class_names == ("cat", "dog")
+
+
+def test_classes_named_like_splits_are_classes_when_they_hold_images(tmp_path):
+    """A class may be called "train" (railway photos): only split-named folders that all hold
+    class folders are taken for a dataset's root."""
+    write_pngs(tmp_path / "train", 2)
+    write_pngs(tmp_path / "test", 2)
+    assert sources_lib.load_examples(f"folder:{tmp_path}").class_names == ("test", "train")
+    write_pngs(tmp_path / "trams" / "nested", 2)
+    write_pngs(tmp_path / "test" / "nested", 2)
+    write_pngs(tmp_path / "train" / "nested", 2)
+    examples = sources_lib.load_examples(f"folder:{tmp_path}")
+    assert examples.class_names == ("test", "train", "trams")
+
+
 def test_folder_links_are_followed_once_and_loops_reported(tmp_path, capsys):
     root = tmp_path / "train"
     write_pngs(root / "Bag", 3)
