@@ -152,7 +152,7 @@ def _check_not_a_dataset_root(root: str, spec: str, field: str, class_names: lis
     holding the class folders, the "classes" would be the splits, and the model would learn
     to tell training images from test images. Sub-folders that are not all split names, or
     that hold no folders, are classes as usual (a class may be called "train")."""
-    if len(class_names) < 2 or any(n.lower() not in SPLIT_FOLDERS for n in class_names):
+    if any(n.lower() not in SPLIT_FOLDERS for n in class_names):  # (one alone: not a dataset)
         return
     for name in class_names:
         inside = os.path.join(root, name)

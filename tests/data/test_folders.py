@@ -56,6 +56,11 @@ def test_a_dataset_root_with_split_folders_is_refused_with_the_specs_to_use(tmp_
         sources_lib.load_examples(f"folder:{tmp_path}", "config.pretrain.train")
     # Each split is a folder of classes as usual.
     assert sources_lib.load_examples(f"folder:{tmp_path / 'val'}").class_names == ("cat", "dog")
+    # A root holding only its training split: one "class" would be no dataset either.
+    shutil.rmtree(tmp_path / "val")
+    shutil.rmtree(tmp_path / "test")
+    with pytest.raises(UserError, match=f"spec: --config.data.train=folder:{tmp_path}/train$"):
+        sources_lib.load_examples(f"folder:{tmp_path}", "config.data.train")
 
 
 def test_classes_named_like_splits_are_classes_when_they_hold_images(tmp_path):
