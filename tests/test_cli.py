@@ -13,20 +13,22 @@ def test_help_lists_every_command(tmp_path):
         assert f"\n  {command} " in out
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, image_folders):
-    """One real `sft-tf train` run on image folders with configs/tiny.py."""
-    cwd = tmp_path_factory.mktemp("cli")
-    result = sft_tf(
+def _train_args(image_folders) -> tuple[str, ...]:
+    return (
         "train",
         f"--config={REPO / 'configs' / 'tiny.py'}",
         f"--config.data.train=folder:{image_folders['train']}",
         f"--config.data.test=folder:{image_folders['test']}",
         "--config.phase2.unfreeze_blocks=1",
         "--workdir=run",
-        cwd=cwd,
     )
-    return cwd, result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, image_folders):
+    """One real `sft-tf train` run on image folders with configs/tiny.py."""
+    cwd = tmp_path_factory.mktemp("cli")
+    return cwd, sft_tf(*_train_args(image_folders), cwd=cwd)
 
 
 def test_train_writes_workdir_and_export(trained):
@@ -94,14 +96,7 @@ def test_none_unsets_a_field_the_config_file_sets(trained, image_folders):
     is a config change, answered before TensorFlow loads; None before a later value is no
     change."""
     cwd, _ = trained
-    args = (
-        "train",
-        f"--config={REPO / 'configs' / 'tiny.py'}",
-        f"--config.data.train=folder:{image_folders['train']}",
-        f"--config.data.test=folder:{image_folders['test']}",
-        "--config.phase2.unfreeze_blocks=1",
-        "--workdir=run",
-    )
+    args = _train_args(image_folders)  # the run's own command
     unset = sft_tf(*args, "--config.model.alpha=None", cwd=cwd, check=False)
     assert unset.returncode == 2 and "model.alpha (0.35 -> None)" in unset.stderr
     again = sft_tf(*args, "--config.model.alpha=None", "--config.model.alpha=0.35", cwd=cwd)
