@@ -18,10 +18,14 @@ class Progress:
     Use as a context manager; call `update(done)` with the items done so far.
     """
 
-    def __init__(self, label: str, total: int, unit: str = "images", delay=3.0, every=30.0):
+    def __init__(
+        self, label: str, total: int, unit: str = "images", delay=3.0, every=30.0, stream=None
+    ):
+        """stream: where the lines go (default stdout; stderr where stdout carries results)."""
         self.label, self.total, self.unit = label, total, unit
         self.delay, self.every = delay, every
-        self.terminal = sys.stdout.isatty()
+        self.stream = stream or sys.stdout
+        self.terminal = self.stream.isatty()
         self.start = time.monotonic()
         self.last = None  # when the last line was printed (None: nothing printed yet)
         self.done = 0
@@ -54,7 +58,7 @@ class Progress:
             f"{time.monotonic() - self.start:.0f} s"
         )
         if self.terminal:
-            sys.stdout.write(f"\r{text}" + ("\n" if final else ""))
-            sys.stdout.flush()
+            self.stream.write(f"\r{text}" + ("\n" if final else ""))
+            self.stream.flush()
         else:
-            say(text)
+            print(text, file=self.stream, flush=True)

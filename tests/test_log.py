@@ -31,3 +31,13 @@ def test_a_log_that_reached_the_end_does_not_repeat_it(capsys):
     with Progress("Phase 2 cache", 90, delay=0, every=0) as progress:
         progress.update(90)
     assert capsys.readouterr().out.count("90/90 images (100%)") == 1
+
+
+def test_progress_can_go_to_stderr_where_stdout_holds_results(capsys):
+    import sys
+
+    with Progress("Predicting", 40, "files", delay=0, every=0, stream=sys.stderr) as progress:
+        progress.update(32)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines()[0].startswith("Predicting: 32/40 files (80%)")

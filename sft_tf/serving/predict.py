@@ -4,6 +4,7 @@ TensorFlow and the SavedModel, one result (or one reason) per file.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from sft_tf.errors import UserError
+from sft_tf.log import Progress
 from sft_tf.serving.layout import LABELS_FILE
 
 
@@ -106,40 +108,66 @@ def predict_files(export_dir: str | Path, paths: Sequence[str]) -> list[dict]:
     serve = load_signature(export_dir)
     labels = Path(export_dir) / LABELS_FILE  # multi-label outputs are named from it
     names = labels.read_text().splitlines() if labels.is_file() else []
-    results = []
-    for path, empty in expanded:
-        if empty:
-            results.append({"file": path, "error": "folder has no files"})
-            continue
-        try:
-            with tf.io.gfile.GFile(path, "rb") as f:
-                encoded = f.read()
-        except (tf.errors.OpError, OSError) as e:
-            # gfile says "PATH; No such file or directory": keep the reason.
-            reason = (getattr(e, "message", None) or e.strerror or str(e)).split("; ")[-1]
-            results.append({"file": path, "error": f"cannot read: {reason.strip()}"})
-            continue
-        if not encoded:
-            results.append({"file": path, "error": "empty file (0 bytes)"})
-            continue
-        try:
-            out = serve(image_bytes=tf.constant([encoded]))
-        except tf.errors.OpError as e:
-            results.append({"file": path, "error": _why_not_predicted(e)})
-            continue
-        results.append(_result(path, out, names))
+    results: list[dict | None] = []
+    batch: list[tuple[int, str, bytes]] = []  # (index in results, path, bytes) of read files
+    # On stderr (stdout holds the results), and only past one batch: a few files never show it.
+    delay = 3.0 if len(expanded) > PREDICT_BATCH else float("inf")
+    progress = Progress("Predicting", len(expanded), "files", delay=delay, stream=sys.stderr)
+    with progress:
+        for path, empty in expanded:
+            read = {"file": path, "error": "folder has no files"} if empty else _read(path)
+            if isinstance(read, bytes):
+                batch.append((len(results), path, read))
+                read = None  # filled in with its batch
+            results.append(read)
+            if len(batch) == PREDICT_BATCH or (batch and len(results) == len(expanded)):
+                for (i, _, _), result in zip(batch, _predict_batch(serve, batch, names)):
+                    results[i] = result
+                batch = []
+            progress.update(len(results) - len(batch))
     return results
 
 
-def _result(path: str, out: dict, names: Sequence[str]) -> dict:
+# Files a serving call: the model runs a batch of small images ~5x faster per image than one
+# at a time (measured with a MobileNetV2 export). A batch that fails is retried a file at a
+# time, so one bad file costs its batch a second pass and names itself.
+PREDICT_BATCH = 32
+
+
+def _read(path: str) -> bytes | dict:
+    """The file's bytes, or its result when it cannot be read or is empty."""
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            encoded = f.read()
+    except (tf.errors.OpError, OSError) as e:
+        # gfile says "PATH; No such file or directory": keep the reason.
+        reason = (getattr(e, "message", None) or e.strerror or str(e)).split("; ")[-1]
+        return {"file": path, "error": f"cannot read: {reason.strip()}"}
+    return encoded or {"file": path, "error": "empty file (0 bytes)"}
+
+
+def _predict_batch(serve, batch: list[tuple[int, str, bytes]], names) -> list[dict]:
+    """One result per (index, path, bytes) of `batch`, in order."""
+    try:
+        out = serve(image_bytes=tf.constant([encoded for _, _, encoded in batch]))
+    except tf.errors.OpError as e:
+        if len(batch) == 1:
+            return [{"file": batch[0][1], "error": _why_not_predicted(e)}]
+        return [result for item in batch for result in _predict_batch(serve, [item], names)]
+    out = {key: value.numpy() for key, value in out.items()}
+    return [_result(path, out, names, row) for row, (_, path, _) in enumerate(batch)]
+
+
+def _result(path: str, out: dict, names: Sequence[str], row: int = 0) -> dict:
+    """`path`'s result from row `row` of a serving_default call's outputs (NumPy arrays)."""
     result = {
         "file": path,
-        "classes": [c.decode() for c in out["classes"].numpy()[0]],
-        "scores": [round(float(s), 4) for s in out["scores"].numpy()[0]],
+        "classes": [c.decode() for c in out["classes"][row]],
+        "scores": [round(float(s), 4) for s in out["scores"][row]],
     }
     if "predicted" in out:  # multi-label: every label at or above its threshold
-        probabilities = out["probabilities"].numpy()[0]
-        present = np.flatnonzero(out["predicted"].numpy()[0])
+        probabilities = out["probabilities"][row]
+        present = np.flatnonzero(out["predicted"][row])
         ranked = present[np.argsort(-probabilities[present], kind="stable")]
         name = (lambda i: names[i]) if len(names) == len(probabilities) else str
         result["labels"] = {name(i): round(float(probabilities[i]), 4) for i in ranked}

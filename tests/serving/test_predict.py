@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from sft_tf.errors import UserError
 from sft_tf.serving import export
@@ -24,6 +26,26 @@ def test_predict_files_reports_unreadable_files_and_predicts_the_rest(tmp_path, 
     assert results[0]["classes"][0] in CLASSES and len(results[0]["scores"]) == 2
     assert "error" in results[1] and "error" in results[2]
     assert export.resolve_export(path.parent) == path
+
+
+def test_many_files_are_predicted_in_batches_as_one_at_a_time(tmp_path, published, images):
+    """More files than a serving call takes (predict.PREDICT_BATCH), a broken one among them:
+    each result is the one a call on that file alone gives, in the order given."""
+    paths = []
+    for i in range(predict_lib.PREDICT_BATCH + 9):
+        paths.append(tmp_path / f"{i:02d}{images[i % len(images)].suffix}")
+        paths[-1].write_bytes(images[i % len(images)].read_bytes())
+    paths[20].write_bytes(b"not an image")
+    results = predict_lib.predict_files(published, [str(tmp_path)])
+    assert [r["file"] for r in results] == [str(p) for p in paths]
+    serve = predict_lib.load_signature(published)
+    for path, result in zip(paths, results):
+        if path == paths[20]:
+            assert result["error"].startswith("not an image")
+            continue
+        alone = serve(image_bytes=tf.constant([path.read_bytes()]))
+        assert result["classes"] == [c.decode() for c in alone["classes"].numpy()[0]]
+        np.testing.assert_allclose(result["scores"], alone["scores"].numpy()[0], atol=1e-4)
 
 
 def test_cli_predict_names_each_bad_file_and_predicts_the_rest(tmp_path, published, images):
