@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import difflib
 
+from ml_collections.config_flags import config_path  # the path walker the flags use
+
 from sft_tf.config import schema
 from sft_tf.errors import UserError
 
@@ -83,20 +85,13 @@ _NO_FIELD = object()
 
 def _default(defaults, path: str):
     """The schema's default for config.<path>, or _NO_FIELD."""
-    node = defaults
     try:
-        for part in path.split("."):
-            node = node[part]
-    except (KeyError, AttributeError, TypeError):
+        return config_path.get_value(path, defaults)
+    except (KeyError, AttributeError, IndexError):
         return _NO_FIELD
-    return node
 
 
 def apply_unsets(config, unset: list[str]) -> None:
     """Sets each field `split_unsets` took out of argv to None (in the parsed `config`)."""
     for path in unset:
-        *parents, field = path.split(".")
-        node = config
-        for part in parents:
-            node = node[part]
-        node[field] = None
+        config_path.set_value(path, config, None)
