@@ -21,7 +21,7 @@ from sft_tf.data import scan as scan_lib
 from sft_tf.files import write_json_atomic, write_text_atomic
 from sft_tf.log import say
 from sft_tf.training.inputs import list_target_splits
-from sft_tf.training.screening import decoded_to_keep
+from sft_tf.training.screening import decoded_to_keep, scan_splits
 
 SHOWN = 16  # images a figure of audit.md shows
 PRINTED = 5  # findings of each kind printed on the terminal
@@ -35,19 +35,13 @@ def audit(config: ml_collections.ConfigDict, workdir: str | Path) -> int:
       and test), else 0: the exit status of `sft-tf audit`.
     """
     splits = list_target_splits(config)
-    pixels, size = config.data.max_image_pixels, config.model.image_size
-    # As `train` does: large JPEGs decode for the model's size, and where the pixel cache would
-    # hold a split its decoded pixels are kept for the feature pass, which then decodes nothing.
-    keep = decoded_to_keep(config)
-    scans = {
-        name: scan_lib.scan_images(split, pixels, keep(split), size)
-        for name, split in splits.items()
-    }
+    # As `train` scans (without refusing anything): large JPEGs decode for the model's size,
+    # and where the pixel cache would hold a split its pixels are kept for the feature pass.
+    scans, splits = scan_splits(
+        splits, config.data.max_image_pixels, decoded_to_keep(config), config.model.image_size
+    )
     report = audit_lib.audit(splits, scans, config.data.on_leakage)
-    decodable = {
-        name: scan_lib.drop_bad(scan_lib.keep_decoded(split, scans[name]), scans[name])
-        for name, split in splits.items()
-    }
+    decodable = {name: scan_lib.drop_bad(split, scans[name]) for name, split in splits.items()}
     report.update(_feature_findings(config, decodable))
     for line in [*audit_lib.describe(report), *_describe_features(report)]:
         say(line)

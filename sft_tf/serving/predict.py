@@ -158,7 +158,7 @@ def _predict_batch(serve, batch: list[tuple[int, str, bytes]], names) -> list[di
     return [_result(path, out, names, row) for row, (_, path, _) in enumerate(batch)]
 
 
-def _result(path: str, out: dict, names: Sequence[str], row: int = 0) -> dict:
+def _result(path: str, out: dict, names: Sequence[str], row: int) -> dict:
     """`path`'s result from row `row` of a serving_default call's outputs (NumPy arrays)."""
     result = {
         "file": path,

@@ -35,11 +35,7 @@ def screen_splits(
     (`decoded_to_keep`). image_size: the model's, for which large JPEGs decode scaled down
     (`scan_lib.scan_images`); None for the stored size.
     """
-    scans = {
-        name: scan_lib.scan_images(split, max_pixels, keep(split) if keep else None, image_size)
-        for name, split in splits.items()
-    }
-    splits = {name: scan_lib.keep_decoded(split, scans[name]) for name, split in splits.items()}
+    scans, splits = scan_splits(splits, max_pixels, keep, image_size)
     near = audit_lib.near_duplicate_pairs(splits, scans, within=False)
     report = audit_lib.audit(splits, scans, on_leakage, near)
     bad = [
@@ -64,6 +60,22 @@ def screen_splits(
     if on_leakage == "drop":
         return _drop_leaked(splits, scans, near)
     return {name: scan_lib.drop_bad(split, scans[name]) for name, split in splits.items()}
+
+
+def scan_splits(
+    splits: dict[str, examples_lib.Examples],
+    max_pixels: int,
+    keep: Callable[[examples_lib.Examples], tuple[int, str] | None] | None = None,
+    image_size: int | None = None,
+) -> tuple[dict[str, scan_lib.ImageScan], dict[str, examples_lib.Examples]]:
+    """Each split scanned once (`scan_lib.scan_images`; keep and image_size as for
+    `screen_splits`), and the splits carrying the pixels their scans kept (undecodable
+    examples still in: `scan_lib.drop_bad` takes them out)."""
+    scans = {
+        name: scan_lib.scan_images(split, max_pixels, keep(split) if keep else None, image_size)
+        for name, split in splits.items()
+    }
+    return scans, {name: scan_lib.keep_decoded(s, scans[name]) for name, s in splits.items()}
 
 
 def _warn_leakage(report: dict) -> None:
