@@ -33,6 +33,22 @@ def _serving_outputs(probabilities: tf.Tensor, class_names, top_k: int, threshol
     return outputs
 
 
+def _class_names_table(labels_path: str) -> tf.lookup.StaticHashTable:
+    """Class id -> name, read from labels.txt: line i names class i. The file becomes a
+    SavedModel asset (<version>/assets/labels.txt), so the served names and the file cannot
+    disagree."""
+    return tf.lookup.StaticHashTable(
+        tf.lookup.TextFileInitializer(
+            labels_path,
+            tf.int64,
+            tf.lookup.TextFileIndex.LINE_NUMBER,
+            tf.string,
+            tf.lookup.TextFileIndex.WHOLE_LINE,
+        ),
+        default_value="",
+    )
+
+
 def _serving_root(
     model: keras.Model,
     class_names: Sequence[str],
@@ -44,18 +60,7 @@ def _serving_root(
 ):
     """What the SavedModel holds (`_saved_root`) and its three signatures, each traced once:
     (root, {signature name: concrete function})."""
-    # Line i of labels.txt names class i. The file becomes a SavedModel asset
-    # (<version>/assets/labels.txt), so the served names and the file cannot disagree.
-    names = tf.lookup.StaticHashTable(
-        tf.lookup.TextFileInitializer(
-            labels_path,
-            tf.int64,
-            tf.lookup.TextFileIndex.LINE_NUMBER,
-            tf.string,
-            tf.lookup.TextFileIndex.WHOLE_LINE,
-        ),
-        default_value="",
-    )
+    names = _class_names_table(labels_path)
     k = min(top_k, len(class_names))
     cut = None if thresholds is None else tf.constant(thresholds, tf.float32)
 
