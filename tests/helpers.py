@@ -216,6 +216,18 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
 
 
+def tiny_train_args(train, test, *extra) -> list[str]:
+    """`sft-tf train` with configs/tiny.py on the image folders `train` and `test`, then
+    `extra` flags."""
+    return [
+        "train",
+        f"--config={REPO / 'configs' / 'tiny.py'}",
+        f"--config.data.train=folder:{train}",
+        f"--config.data.test=folder:{test}",
+        *extra,
+    ]
+
+
 def sft_tf(*args, cwd, check=True):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(

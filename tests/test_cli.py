@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.helpers import REPO, sft_tf
+from tests.helpers import REPO, sft_tf, tiny_train_args
 
 
 def test_help_lists_every_command(tmp_path):
@@ -14,13 +14,13 @@ def test_help_lists_every_command(tmp_path):
 
 
 def _train_args(image_folders) -> tuple[str, ...]:
-    return (
-        "train",
-        f"--config={REPO / 'configs' / 'tiny.py'}",
-        f"--config.data.train=folder:{image_folders['train']}",
-        f"--config.data.test=folder:{image_folders['test']}",
-        "--config.phase2.unfreeze_blocks=1",
-        "--workdir=run",
+    return tuple(
+        tiny_train_args(
+            image_folders["train"],
+            image_folders["test"],
+            "--config.phase2.unfreeze_blocks=1",
+            "--workdir=run",
+        )
     )
 
 

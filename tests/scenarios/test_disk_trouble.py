@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import KILL_POINTS, REPO, kill_when, make_image_folder, sft_tf, snapshot
+from tests.helpers import (
+    KILL_POINTS,
+    kill_when,
+    make_image_folder,
+    sft_tf,
+    snapshot,
+    tiny_train_args,
+)
 
 PR_CAPBSET_DROP = 24
 CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
@@ -69,17 +76,15 @@ def base(tmp_path):
 
 
 def _train_args(base: Path, phase2_epochs: int = 2) -> list[str]:
-    return [
-        "train",
-        f"--config={REPO / 'configs' / 'tiny.py'}",
-        f"--config.data.train=folder:{base / 'data' / 'train'}",
-        f"--config.data.test=folder:{base / 'data' / 'test'}",
+    return tiny_train_args(
+        base / "data" / "train",
+        base / "data" / "test",
         "--config.phase1.epochs=2",
         "--config.phase1.cache_features=off",
         f"--config.phase2.epochs={phase2_epochs}",
         "--config.runtime.checkpoint_every_steps=2",
         "--workdir=run",
-    ]
+    )
 
 
 @pytest.mark.slow

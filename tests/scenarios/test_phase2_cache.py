@@ -5,15 +5,13 @@ import json
 
 import pytest
 
-from tests.helpers import KILL_POINTS, REPO, final_digest, kill_when, sft_tf
+from tests.helpers import KILL_POINTS, final_digest, kill_when, sft_tf, tiny_train_args
 
 
 def _args(image_folders, *extra):
-    return [
-        "train",
-        f"--config={REPO / 'configs' / 'tiny.py'}",
-        f"--config.data.train=folder:{image_folders['train']}",
-        f"--config.data.test=folder:{image_folders['test']}",
+    return tiny_train_args(
+        image_folders["train"],
+        image_folders["test"],
         "--config.data.augment=flip",  # two cached variants, picked as the flip would
         "--config.data.cache=disk",  # the activations too: a folder the resumed run reuses
         "--config.data.cache_dir=cache",
@@ -24,7 +22,7 @@ def _args(image_folders, *extra):
         "--config.export.dir=",
         "--workdir=run",
         *extra,
-    ]
+    )
 
 
 @pytest.mark.slow  # three CLI runs

@@ -20,16 +20,15 @@ from tests.helpers import (
     sft_tf,
     snapshot,
     start_cli,
+    tiny_train_args,
     wait_for,
 )
 
 
 def _args(image_folders, *extra):
-    return [
-        "train",
-        f"--config={REPO / 'configs' / 'tiny.py'}",
-        f"--config.data.train=folder:{image_folders['train']}",
-        f"--config.data.test=folder:{image_folders['test']}",
+    return tiny_train_args(
+        image_folders["train"],
+        image_folders["test"],
         "--config.phase1.epochs=2",
         "--config.phase1.cache_features=off",
         "--config.phase2.epochs=2",
@@ -38,7 +37,7 @@ def _args(image_folders, *extra):
         "--config.data.augment=crop,flip",
         "--workdir=run",
         *extra,
-    ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -280,17 +279,15 @@ def test_a_locked_workdir_is_refused_then_ctrl_c_stops_in_one_line_and_resumes(
 
 def _legacy_args(image_folders):
     """The command the committed legacy run was made with (tests/fixtures/legacy_run_v0)."""
-    return [
-        "train",
-        f"--config={REPO / 'configs' / 'tiny.py'}",
-        f"--config.data.train=folder:{image_folders['train']}",
-        f"--config.data.test=folder:{image_folders['test']}",
+    return tiny_train_args(
+        image_folders["train"],
+        image_folders["test"],
         "--config.phase1.epochs=1",
         "--config.phase1.cache_features=off",
         "--config.phase2.epochs=2",
         "--config.runtime.checkpoint_every_steps=2",
         "--workdir=run",
-    ]
+    )
 
 
 def _where_the_legacy_run_was_killed(s, cwd) -> bool:

@@ -207,16 +207,14 @@ def test_export_killed_mid_write_publishes_nothing(tmp_path, tiny_model):
 
 @pytest.mark.slow  # kill + CLI export: ~25 s
 def test_cli_exports_an_interrupted_run(tmp_path, image_folders):
-    from tests.helpers import REPO, kill_when, run_state, sft_tf
+    from tests.helpers import kill_when, run_state, sft_tf, tiny_train_args
 
-    args = [
-        "train",
-        f"--config={REPO / 'configs' / 'tiny.py'}",
-        f"--config.data.train=folder:{image_folders['train']}",
-        f"--config.data.test=folder:{image_folders['test']}",
+    args = tiny_train_args(
+        image_folders["train"],
+        image_folders["test"],
         "--config.phase2.epochs=30",
         "--workdir=run",
-    ]
+    )
     # Killed once a checkpoint is written (phase 1's end, or an epoch end after it).
     kill_when(tmp_path, args, lambda s, _: bool(s and s.get("checkpoint")))
     assert not (tmp_path / "run" / "metrics.json").exists()  # really interrupted
