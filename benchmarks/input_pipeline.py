@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,13 +41,13 @@ from sft_tf.commands import (
     train,
 )
 from sft_tf.config import validation
-from sft_tf.data import caches, pipeline
 from sft_tf.data import examples as examples_lib
+from sft_tf.data import pipeline
 from sft_tf.data import scan as scan_lib
 from sft_tf.data import sources as sources_lib
 from sft_tf.model import backbones, classifier, unfreeze
 from sft_tf.model import weights as weights_lib
-from sft_tf.training import feature_store, head_cache, screening
+from sft_tf.training import feature_store, head_cache
 from sft_tf.training.layout import BACKBONE_FILE
 
 BATCH = 64
@@ -275,63 +274,15 @@ def ratio_feature_cache(folder: Path, weights: str, epochs: int, repeats: int = 
     }
 
 
-# --- 4. peak RSS ------------------------------------------------------------------------------
+def ratio_peak_rss(folders: dict, workdir: Path) -> dict:
+    # In benchmarks/peak_rss.py: each measurement is a fresh process.
+    import peak_rss
+
+    small_and_big = {key: folders[key] for key in ("rss_small", "rss_big")}
+    return peak_rss.measure(small_and_big, workdir, IMAGE_SIZE, BATCH)
 
 
-def rss_child(folder: str, cache: str, cache_dir: str) -> None:
-    """Runs in a subprocess: list, scan, two training epochs; prints peak RSS in MB."""
-    examples = sources_lib.load_examples(f"folder:{folder}")
-    # As `sft-tf train` screens: the scan keeps the pixels when the memory cache would.
-    keep = screening.keeps_decoded(examples, IMAGE_SIZE, cache, 2048)
-    scan = scan_lib.scan_images(examples, keep=(IMAGE_SIZE, "resize") if keep else None)
-    examples = scan_lib.drop_bad(scan_lib.keep_decoded(examples, scan), scan)
-    plan = caches.cache_plan(examples, IMAGE_SIZE, cache, 2048, cache_dir, "rss")
-    ds = pipeline.build_dataset(
-        examples, IMAGE_SIZE, BATCH, True, cache=plan, memory_budget_mb=64, until_epoch=2
-    )
-    for _ in ds:
-        pass
-    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM).
-
-    Not getrusage's ru_maxrss: Linux carries that over exec from the forked parent, so a
-    child started by a big parent would report the parent's peak.
-    """
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def peak_rss(folders: dict, workdir: Path) -> dict:
-    out = {}
-    for cache in ("memory", "disk", "off"):
-        for key in ("rss_small", "rss_big"):
-            count = int((folders[key] / ".complete").read_text())
-            result = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    f"--rss_child={folders[key]}",
-                    f"--cache={cache}",
-                    f"--workdir={workdir}",
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            rss = json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_mb"]
-            out[f"{cache} {count}"] = {
-                "peak_rss_mb": rss,
-                "decoded_pixels_mb": count * IMAGE_SIZE * IMAGE_SIZE * 3 / 2**20,
-            }
-    return out
-
-
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="/tmp/sft_tf_bench")
     parser.add_argument("--images", type=int, default=5000, help="training images (5 classes)")
@@ -340,25 +291,21 @@ def main() -> None:
     parser.add_argument("--phase1_epochs", type=int, default=20)
     parser.add_argument("--only_rss", action="store_true", help="just the peak-RSS part (4)")
     parser.add_argument("--only", default="", help="run one ratio: 1, 2 or 3")
-    parser.add_argument("--rss_child", default="")
-    parser.add_argument("--cache", default="memory")
-    args = parser.parse_args()
-    workdir = Path(args.workdir)
-    if args.rss_child:
-        rss_child(args.rss_child, args.cache, str(workdir / "rss_cache"))
-        return
-    workdir.mkdir(parents=True, exist_ok=True)
-    if args.only_rss:
-        sys.path.insert(0, str(REPO / "configs"))
-        import fashion_mnist as demo_config
+    return parser.parse_args()
 
-        folders = fashion_folders(workdir, demo_config.get_config(), args.images, args.big)
-        print(json.dumps(peak_rss(folders, workdir), indent=2))
-        return
+
+def main() -> None:
+    args = parse_args()
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(REPO / "configs"))
     import fashion_mnist as demo_config
 
     config = demo_config.get_config()
+    if args.only_rss:
+        folders = fashion_folders(workdir, config, args.images, args.big)
+        print(json.dumps(ratio_peak_rss(folders, workdir), indent=2))
+        return
     config.pretrain.epochs = 2
     t0 = time.perf_counter()
     folders = fashion_folders(workdir, config, args.images, args.big)
@@ -383,9 +330,12 @@ def main() -> None:
     keras.backend.clear_session()
     results["2_train_vs_keras_guide"] = ratio_train(folders, config, weights, workdir)
     print("[2]", json.dumps(results["2_train_vs_keras_guide"]), flush=True)
-    results["4_peak_rss"] = peak_rss(folders, workdir)
+    results["4_peak_rss"] = ratio_peak_rss(folders, workdir)
     (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print_summary(results)
 
+
+def print_summary(results: dict) -> None:
     r1, r2, r3 = (results[k] for k in sorted(results)[:3])
     print("\nInput pipeline benchmark (2-core CPU numbers in README.md):")
     print(
