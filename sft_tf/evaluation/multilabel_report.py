@@ -26,7 +26,13 @@ import numpy as np
 
 from sft_tf.evaluation import fonts
 from sft_tf.evaluation import multilabel as multilabel_lib
-from sft_tf.evaluation.report import WRONG_GRID, _save, plot_curves, plot_image_grid
+from sft_tf.evaluation.report import (
+    WRONG_GRID,
+    _save,
+    plot_curves,
+    plot_image_grid,
+    write_markdown,
+)
 
 
 def plot_precision_recall(
@@ -143,9 +149,5 @@ def write_multilabel_report(
         ap = "n/a" if m["average_precision"] is None else f"{m['average_precision']:.3f}"
         cells = [f"{m[key]:.3f}" for key in ("threshold", "precision", "recall", "f1")]
         lines.append(f"| {name} | {' | '.join(cells)} | {ap} | {m['support']} |")
-    legend = fonts.legend_line(class_names, shown)
-    lines += ["", legend] if legend else []
-    for heading, file in figures.items():
-        lines += ["", f"## {heading}", "", f"![{heading}]({file})"]
-    (folder / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_markdown(folder / "report.md", lines, class_names, shown, figures)
     return metrics

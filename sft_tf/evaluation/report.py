@@ -129,6 +129,16 @@ def plot_curves(
     return _save(fig, path)
 
 
+def write_markdown(path: Path, lines: list[str], class_names, shown, figures: dict) -> None:
+    """report.md: `lines`, the legend of numbered class names (if the figures number them),
+    then each figure under its heading."""
+    legend = fonts.legend_line(class_names, shown)
+    lines = lines + (["", legend] if legend else [])
+    for heading, file in figures.items():
+        lines += ["", f"## {heading}", "", f"![{heading}]({file})"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def write_mistakes(path: Path, order, files, true, predicted, scores) -> None:
     """misclassified.csv: every wrong test image, the most confident mistake first."""
     with open(path, "w", newline="", encoding="utf-8") as f:
@@ -248,9 +258,5 @@ def write_report(
 
     lines = _summary(metrics, class_names, title)
     lines += _mistake_lines(order, files, true_names, predicted_names, scores)
-    legend = fonts.legend_line(class_names, shown)
-    lines += ["", legend] if legend else []
-    for heading, file in figures.items():
-        lines += ["", f"## {heading}", "", f"![{heading}]({file})"]
-    (folder / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_markdown(folder / "report.md", lines, class_names, shown, figures)
     return metrics
