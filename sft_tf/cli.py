@@ -1,6 +1,5 @@
 """The `sft-tf` entry point: parses flags, validates, dispatches, maps errors to exit codes.
-The usage text is `sft_tf.commands`' docstring; each verb lives in its module there.
-"""
+The usage text is `sft_tf.commands`' docstring; each verb lives in its module there."""
 
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ from sft_tf import commands, startup
 from sft_tf.commands import usage
 from sft_tf.config import files
 from sft_tf.config import flags as config_help
-from sft_tf.errors import UserError, file_system_failure
+from sft_tf.errors import UserError, file_system_failure, stdout_closed
 
 USAGE = commands.__doc__  # the usage text lives beside the commands it describes
 COMMANDS = tuple(usage.VERBS)
@@ -100,6 +99,8 @@ def main(argv: list[str]) -> int:
 
         print(f"sft-tf: {interrupted_line(argv[1])}", file=sys.stderr)
         return 130  # the shell's code for a process ended by SIGINT
+    except BrokenPipeError:  # stdout piped into `head` and the like, which stopped reading
+        return stdout_closed()
     except OSError as e:  # disk full, permission denied: files are written by temp + rename
         return _error(f"could not write {e.filename or 'a file'}: {e.strerror or e}", 1)
     except Exception as e:

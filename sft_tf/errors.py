@@ -4,6 +4,7 @@ file-system failures it reports by path."""
 import errno
 import os
 import re
+import sys
 
 
 class UserError(Exception):
@@ -24,6 +25,16 @@ _WRITE_FAILURES = frozenset(
         errno.EISDIR,
     )
 )
+
+
+def stdout_closed() -> int:
+    """The exit status when whatever read sft-tf's output stopped reading (`... | head`): no
+    message, as for any Unix tool. Standard output is pointed at /dev/null so that Python's
+    flush at exit does not fail on the closed pipe again; 141 is the status a shell reports
+    for a writer ended by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 def file_system_failure(error: Exception) -> tuple[str, str] | None:

@@ -1,6 +1,9 @@
 """The real `sft-tf` CLI in subprocesses: train, predict, evaluate, export, and its errors."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -69,6 +72,26 @@ def test_predict_from_export_and_workdir(trained, image_folders):
     assert results[1]["file"] == "missing.png" and "error" in results[1]
     table = sft_tf("predict", "--workdir=run", str(image_folders["test"] / "dog"), cwd=cwd).stdout
     assert len(table.strip().splitlines()) == 6  # one line per image in the folder
+
+
+def test_output_piped_into_a_reader_that_stops_is_not_an_error(trained, image_folders):
+    """`sft-tf predict ... | head -1`: the reader closes the pipe; sft-tf stops without a word,
+    with the status of a writer ended by SIGPIPE."""
+    cwd, _ = trained
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    args = ["predict", "--model=saved_models/tiny", str(image_folders["test"])]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sft_tf", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
+    proc.stdout.close()  # closed before sft-tf prints anything: its first line hits the pipe
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141
+    assert "error" not in err and "Traceback" not in err and "Exception ignored" not in err
 
 
 @pytest.mark.slow  # three more CLI runs on the trained workdir: ~35 s

@@ -4,7 +4,7 @@ on this machine (the accuracy is the one recorded when the export was made)."""
 from __future__ import annotations
 
 from sft_tf.errors import UserError
-from sft_tf.serving import export, variants
+from sft_tf.serving import export, predict, variants
 
 
 def main(model: str | None, version: int | None) -> int:
@@ -12,10 +12,12 @@ def main(model: str | None, version: int | None) -> int:
     if not model:
         raise UserError("`sft-tf benchmark` needs --model=saved_models/NAME")
     folder = export.resolve_export(model, version)
+    # Loaded as `predict` loads it: a corrupt export is named as such, with the fix.
+    loaded = predict.load_export(folder, "serving_images")
     manifest = export.read_manifest(folder)
     quantization = manifest.get("tflite_quantization") or ""
     recorded = {row["variant"]: row.get("accuracy") for row in manifest.get("variants", [])}
-    found = variants.find_variants(folder, quantization)
+    found = variants.find_variants(folder, quantization, loaded)
     rows = variants.measure(found, folder, manifest["image_size"], recorded)
     print(f"{folder} on this machine (batch-1 latency over {variants.TIMED_CALLS} calls):")
     print(variants.table(rows))

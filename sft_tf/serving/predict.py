@@ -23,6 +23,11 @@ def load_signature(export_dir: str | Path, name: str = "serving_default"):
       UserError: the folder holds no loadable SavedModel (missing or corrupt saved_model.pb,
         missing variables) or lacks the signature.
     """
+    return load_export(export_dir, name).signatures[name]
+
+
+def load_export(export_dir: str | Path, signature: str = "serving_default"):
+    """The loaded SavedModel of an export that has `signature`; raises as `load_signature`."""
     from google.protobuf.message import DecodeError
 
     path = Path(export_dir)
@@ -36,12 +41,12 @@ def load_signature(export_dir: str | Path, name: str = "serving_default"):
         if reason.startswith("Cannot parse file"):  # "...: Error parsing message ...: WHY"
             reason = f"saved_model.pb is corrupt ({reason.rsplit(': ', 1)[-1].rstrip('.')})"
         raise UserError(f"cannot load the SavedModel in {path}: {reason[:200]}; {fix}") from e
-    if name not in loaded.signatures:
+    if signature not in loaded.signatures:
         raise UserError(
-            f"the SavedModel in {path} has no {name} signature (it has "
+            f"the SavedModel in {path} has no {signature} signature (it has "
             f"{', '.join(loaded.signatures) or 'none'}); was it written by sft-tf? {fix}"
         )
-    return loaded.signatures[name]
+    return loaded
 
 
 def _expand(paths: Sequence[str]) -> list[tuple[str, bool]]:
