@@ -57,12 +57,22 @@ def audit(config: ml_collections.ConfigDict, workdir: str | Path) -> int:
 
 def _feature_findings(config, splits: dict[str, examples_lib.Examples]) -> dict:
     """label_issues (training split) and outliers (every split), each entry naming its file."""
+    import keras
+
     from sft_tf.training import feature_store, recipe
 
     train = splits["train"]
     say(
         f"Features of every image from {config.model.backbone} ({config.model.weights or 'random'})"
     )
+    if not config.model.weights:
+        say(
+            "Warning: config.model.weights is empty: a random base's features say little about "
+            "the images, so its likely label errors and outliers are mostly noise (the bad "
+            "files, duplicates and leakage above do not depend on it). Audit with a pretrained "
+            "base: --config.model.weights=imagenet or RUN/backbone.weights.h5 (sft-tf pretrain)"
+        )
+    keras.utils.set_random_seed(config.seed)  # a random base is the same one on every run
     model = recipe.build_model(config, len(train.class_names), config.model.weights, "frozen")
     # Kept in the feature store: a following `train` of this data and base reuses them.
     features = {n: feature_store.pooled_features(config, model, s) for n, s in splits.items()}

@@ -115,8 +115,11 @@ def outlier_scores(features: np.ndarray) -> np.ndarray | None:
 
 
 def top_outliers(scores: np.ndarray | None, share: float = 0.01, most: int = 50) -> list[int]:
-    """The lowest-scored images: the `share` farthest (at least 5, at most `most`), in order."""
+    """The lowest-scored images: the `share` farthest (at least 5, at most `most`), in order,
+    of those scored below the split's median: an image as typical as half the split is no
+    outlier (features that cannot tell images apart, e.g. a random base's, score all alike)."""
     if scores is None:
         return []
     count = min(most, max(5, int(len(scores) * share)), len(scores))
-    return [int(i) for i in np.argsort(scores, kind="stable")[:count]]
+    typical = np.median(scores)
+    return [int(i) for i in np.argsort(scores, kind="stable")[:count] if scores[i] < typical]

@@ -36,6 +36,9 @@ def test_the_far_point_is_the_first_outlier():
     assert feature_audit.top_outliers(scores)[0] == 120
     assert feature_audit.outlier_scores(features[:5]) is None
     assert feature_audit.top_outliers(None) == []
+    # Scores all alike (features that cannot tell the images apart) single out nothing.
+    assert feature_audit.top_outliers(np.full(100, 0.3679)) == []
+    assert feature_audit.top_outliers(np.r_[0.1, np.full(99, 0.5)]) == [0]
 
 
 def test_a_class_too_small_to_hold_out_gives_no_label_issues():
