@@ -80,6 +80,10 @@ def test_single_class_and_empty_class_are_problems(tmp_path):
 def test_audit_command_writes_json_and_exit_status(tmp_path):
     planted = helpers.write_messy_folder(tmp_path / "train", per_class=4)
     helpers.write_messy_folder(tmp_path / "test", per_class=1)
+    # Mislabelled: dog-green images filed as cats, for the feature findings to list.
+    for i in range(3):
+        green = helpers.solid((30, 220, 30), 24 + i, 28)
+        helpers.write_image(tmp_path / "train" / "cat" / f"green_{i}.png", green)
     args = [
         "audit",
         f"--config={REPO / 'configs' / 'tiny.py'}",
