@@ -372,18 +372,3 @@ def tfds_split(name: str, split: str, data_dir: str, image_key: str) -> tf.data.
         shuffle_files=False,
         read_config=tfds.ReadConfig(try_autocache=False),
     )
-
-
-def read_exclude_list(path: str, field: str) -> set[str]:
-    """The image names (paths, or `origin #position` for records) listed one per line in
-    `path`, as `Examples.names()` gives them; blank lines and # comments are skipped."""
-    if not tf.io.gfile.exists(path):
-        raise UserError(f"{field}={path!r}: no such file; give a text file of image paths")
-    lines = tf.io.gfile.GFile(path).read().splitlines()
-    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
-
-
-def without(examples: Examples, excluded: set[str]) -> Examples:
-    """`examples` minus those whose name is in `excluded`."""
-    keep = [i for i, name in enumerate(examples.names()) if name not in excluded]
-    return examples if len(keep) == len(examples) else examples.take(np.asarray(keep, np.int64))

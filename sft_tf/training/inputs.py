@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from sft_tf.data import augment as augment_lib
 from sft_tf.data import balance as balance_lib
-from sft_tf.data import caches, csv_source, pipeline, specs
+from sft_tf.data import caches, csv_source, exclude, pipeline, specs
 from sft_tf.data import examples as examples_lib
 from sft_tf.data import sources as sources_lib
 from sft_tf.distribute import workers
@@ -61,20 +61,25 @@ def list_target_splits(config: ml_collections.ConfigDict) -> dict[str, examples_
     """
     d = config.data
     listed = {}
-    excluded = set()
-    if d.exclude:
-        excluded = examples_lib.read_exclude_list(d.exclude, "config.data.exclude")
+    excluded = exclude.read_list(d.exclude, "config.data.exclude") if d.exclude else set()
     for name in ("train", "validation", "test"):
         if name == "validation" and d.validation.startswith("split:"):
             continue
         split = load_split(d[name], f"config.data.{name}", d.classes, "config.data.classes", d)
-        if split is not None and excluded:
-            kept = examples_lib.without(split, excluded)
-            if len(kept) < len(split):
-                say(f"  {name}: left out {len(split) - len(kept)} image(s) listed in {d.exclude}")
-            split = kept
         if split is not None:
             listed[name] = split
+    if excluded:
+        missing = exclude.unmatched(excluded, list(listed.values()))
+        if missing:
+            say(
+                f"Warning: {len(missing)} line(s) of {d.exclude} name no image of the data "
+                f"(e.g. {missing[0]}); list images as the audit names them, by path absolute "
+                "or relative to the current folder"
+            )
+        for name, split in listed.items():
+            listed[name] = kept = exclude.without(split, excluded)
+            if len(kept) < len(split):
+                say(f"  {name}: left out {len(split) - len(kept)} image(s) listed in {d.exclude}")
     for name in ("validation", "test"):
         if name in listed:
             examples_lib.check_same_classes(

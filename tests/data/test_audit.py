@@ -106,13 +106,13 @@ def test_audit_command_writes_json_and_exit_status(tmp_path):
     assert suggested and set(suggested) <= {o["where"] for o in report["outliers"]} | {
         i["where"] for i in report["label_issues"]
     }
-    again = sft_tf(
-        *args,
-        f"--config.data.exclude={tmp_path / 'clean' / 'exclude_suggested.txt'}",
-        "--workdir=excluded",
-        cwd=tmp_path,
-    )
+    # Reviewed by hand: one line added that names no image is reported, not ignored.
+    reviewed = tmp_path / "reviewed.txt"
+    reviewed.write_text("\n".join([*suggested, "train/cat/no_such.png"]) + "\n")
+    again = sft_tf(*args, f"--config.data.exclude={reviewed}", "--workdir=excluded", cwd=tmp_path)
     assert f"left out {len(suggested)} image(s)" in again.stdout
+    assert "Warning: 1 line(s) of" in again.stdout
+    assert "(e.g. train/cat/no_such.png)" in again.stdout
     leaky = sft_tf(
         *args,
         f"--config.data.test=folder:{tmp_path / 'test'}",

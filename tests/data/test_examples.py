@@ -103,15 +103,3 @@ def test_multi_label_few_shot_keeps_n_positives_per_label_and_subsets_keep_label
     assert examples.label_names(0) == "|".join(
         np.asarray(examples.class_names)[examples.labels[0] > 0]
     )
-
-
-def test_an_exclude_list_leaves_named_images_out(tmp_path):
-    examples = examples_lib.Examples(
-        ("a", "b"), np.array([0, 1, 0]), paths=np.array(["/d/a/1.png", "/d/b/2.png", "/d/a/3.png"])
-    )
-    listed = tmp_path / "exclude.txt"
-    listed.write_text("# reviewed\n/d/b/2.png\n\n/elsewhere.png\n")
-    kept = examples_lib.without(examples, examples_lib.read_exclude_list(str(listed), "f"))
-    assert kept.names() == ["/d/a/1.png", "/d/a/3.png"]
-    with pytest.raises(UserError, match="config.data.exclude='/nope.txt': no such file"):
-        examples_lib.read_exclude_list("/nope.txt", "config.data.exclude")
