@@ -91,7 +91,9 @@ def load_csv(
     rows = _parse_rows(header, records, index, multi_label, delimiter, path, where)
     class_names = sorted({name for row in rows for name in row.labels})
     if split:
-        rows = _keep_split(rows, split, path, where)
+        every_row, rows = rows, _keep_split(rows, split, path, where)
+        if field.endswith(".train"):
+            _check_every_class_trains(every_row, rows, split, path, where)
     folder = os.path.dirname(path)
     paths = [_resolve(folder, row.image) for row in rows]
     _check_images_exist(rows, paths, path, folder, where)
@@ -217,6 +219,24 @@ def _keep_split(rows: list[_Row], split: str, path: str, where: str) -> list[_Ro
             "use one of those after csv:PATH:"
         )
     return kept
+
+
+def _check_every_class_trains(
+    every_row: list[_Row], kept: list[_Row], split: str, path: str, where: str
+) -> None:
+    """UserError when a label of the file's other splits never occurs in the training rows: a
+    class nothing trains on, most often a mistyped label in a test or validation row."""
+    trained = {name for row in kept for name in row.labels}
+    strays = [row for row in every_row if set(row.labels) - trained]
+    if strays:
+        first = strays[0]
+        names = sorted(set(first.labels) - trained)
+        others = f" ({len(strays)} rows in all)" if len(strays) > 1 else ""
+        raise UserError(
+            f"{where}: label {names[0]!r} of row {first.number} (split {first.split!r}) of "
+            f"{path} is on no row of split {split!r}{others}; a typo? Correct the label, or "
+            "give the class training rows"
+        )
 
 
 def _resolve(folder: str, image: str) -> str:

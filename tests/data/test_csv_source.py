@@ -23,7 +23,8 @@ def _write_csv(path, rows, encoding="utf-8"):
 
 
 def _load(path, split="", **options):
-    return load_csv(path, split, f"csv:{path}" + (f":{split}" if split else ""), FIELD, **options)
+    field = "config.data.test" if split == "test" else FIELD
+    return load_csv(path, split, f"csv:{path}" + (f":{split}" if split else ""), field, **options)
 
 
 @pytest.fixture
@@ -71,18 +72,37 @@ def test_splits_share_one_class_list(dataset):
             ["image", "label", "split"],
             ["my images/été/chat 1.png", "cat", "train"],
             ["my images/été/chien 2.png", "dog", "train"],
-            ["my images/été/renard 3.png", "fox", "test"],
+            ["my images/été/renard 3.png", "fox", "train"],
             ["my images/été/chat 4.png", "cat", "test"],
             ["my images/été/gone.png", "cat", "validation"],  # other splits' files are not checked
         ],
     )
     train, test = _load(path, "train"), _load(path, "test")
     assert train.class_names == test.class_names == ("cat", "dog", "fox")
-    assert train.labels.tolist() == [0, 1]
-    assert test.labels.tolist() == [2, 0]
-    assert [p.rsplit("/", 1)[1] for p in test.paths] == ["renard 3.png", "chat 4.png"]
+    assert train.labels.tolist() == [0, 1, 2]
+    assert test.labels.tolist() == [0]
+    assert [p.rsplit("/", 1)[1] for p in test.paths] == ["chat 4.png"]
     with pytest.raises(UserError, match=r"1 image file\(s\) listed in .* row 6: .*gone.png"):
         _load(path)  # no split asked: every row is kept, and its files checked
+
+
+def test_a_label_no_training_row_has_is_named_with_its_row(dataset):
+    """A mistyped label in a test row would be a class nothing trains on."""
+    path = _write_csv(
+        dataset / "typo.csv",
+        [
+            ["image", "label", "split"],
+            ["my images/été/chat 1.png", "cat", "train"],
+            ["my images/été/chien 2.png", "dog", "train"],
+            ["my images/été/renard 3.png", "dgo", "test"],
+            ["my images/été/chat 4.png", "cat", "test"],
+        ],
+    )
+    with pytest.raises(
+        UserError, match=r"label 'dgo' of row 4 \(split 'test'\) .* is on no row of split 'train'"
+    ):
+        _load(path, "train")
+    assert _load(path, "test").class_names == ("cat", "dgo", "dog")  # only training checks
 
 
 def test_unknown_split_lists_the_values_present(dataset):

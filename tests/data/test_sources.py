@@ -190,3 +190,21 @@ def test_multi_label_records_hold_several_ids_and_folders_refuse_multi_label(tmp
     (tmp_path / "cat" / "a.png").write_bytes(png)
     with pytest.raises(UserError, match="multi_label=true needs labels that can be sets"):
         sources_lib.load_examples(f"folder:{tmp_path}", "config.data.train", options=options)
+
+
+def test_joined_labels_of_a_single_label_csv_point_to_multi_label(tmp_path, capsys):
+    (tmp_path / "a.png").write_bytes(colour_png((200, 0, 0)))
+    (tmp_path / "labels.csv").write_text(
+        "image,label,split\na.png,cat|dog,train\na.png,cat,train\na.png,cat|dog,test\n"
+    )
+    spec = f"csv:{tmp_path / 'labels.csv'}"
+    single = sources_lib.load_examples(f"{spec}:train", field="config.data.train")
+    assert single.class_names == ("cat", "cat|dog")
+    sources_lib.load_examples(f"{spec}:test", field="config.data.test")  # said once, for train
+    out = capsys.readouterr().out
+    assert out.count("Warning:") == 1
+    assert "1 of 2 labels join names with '|' (e.g. 'cat|dog')" in out
+    assert "set config.data.multi_label=true" in out
+    options = sources_lib.ReadOptions(multi_label=True)
+    sources_lib.load_examples(f"{spec}:train", field="config.data.train", options=options)
+    assert "Warning" not in capsys.readouterr().out
