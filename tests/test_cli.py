@@ -112,6 +112,9 @@ def test_evaluate_and_reexport(trained, image_folders):
     assert from_export["accuracy"] == metrics["accuracy"]
     out = sft_tf("export", "--workdir=run", cwd=cwd).stdout
     assert "saved_models/tiny/2" in out
+    # The run now names its newest export: `predict --workdir=run` uses version 2.
+    after = json.loads((cwd / "run" / "metrics.json").read_text())
+    assert after == {**train_metrics, "export": "saved_models/tiny/2"}
 
 
 def test_none_unsets_a_field_the_config_file_sets(trained, image_folders):

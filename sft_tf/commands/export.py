@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sft_tf.errors import UserError
+from sft_tf.files import write_json_atomic
 from sft_tf.lock import WorkdirLock
 from sft_tf.log import say
 from sft_tf.training import outcome, trained
@@ -43,6 +44,10 @@ def _export_workdir(workdir: str | Path) -> Path:
     thresholds = outcome.saved_thresholds(metrics, class_names)
     if thresholds is None:
         thresholds = outcome.tune_thresholds(model, config, validation)
-    return export_model(
+    path = export_model(
         config, served(model, metrics), class_names, metrics, thresholds, train, validation, test
     )
+    if metrics:  # a finished run: `predict --workdir` follows its newest export from now on
+        metrics["export"] = str(path)
+        write_json_atomic(Path(workdir) / "metrics.json", metrics)
+    return path

@@ -37,6 +37,11 @@ def _workdir_export(workdir: str | None) -> str:
     root = json.loads(metrics_path.read_text()).get("export") or ""
     if not root:
         raise UserError(f"{workdir} has no export; pass --model=saved_models/NAME")
+    if not Path(root).is_dir():
+        raise UserError(
+            f"{root}, the export {metrics_path} names, is not there (pruned by export.keep, "
+            f"moved, or relative to another folder); re-export: sft-tf export --workdir={workdir}"
+        )
     return root
 
 
