@@ -87,7 +87,7 @@ def main(argv: list[str]) -> int:
         return _error(f"expected a command ({', '.join(COMMANDS)}), got {given}; see sft-tf --help")
     try:
         flag = lambda name: flags.FLAGS[name].value  # noqa: E731
-        usage.preflight(argv[1], flag, _CONFIG.value)
+        usage.preflight(argv[1], flag, _CONFIG.value, argv[2:])
         if usage.finished_train(argv[1], flag, _CONFIG.value):
             return 0
         startup.import_tensorflow_quietly()  # after the checks that need no TensorFlow

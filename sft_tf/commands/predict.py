@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from sft_tf.errors import UserError
-from sft_tf.serving import export
+from sft_tf.serving import export, layout
 from sft_tf.serving import predict as predict_lib
 
 
@@ -28,21 +27,10 @@ def main(
 
 
 def _workdir_export(workdir: str | None) -> str:
-    """The export a finished run in `workdir` published."""
+    """The export a finished run in `workdir` published (its newest)."""
     if not workdir:
         raise UserError("`sft-tf predict` needs --model or --workdir")
-    metrics_path = Path(workdir) / "metrics.json"
-    if not metrics_path.is_file():
-        raise UserError(f"{metrics_path} not found; pass --model=saved_models/NAME")
-    root = json.loads(metrics_path.read_text()).get("export") or ""
-    if not root:
-        raise UserError(f"{workdir} has no export; pass --model=saved_models/NAME")
-    if not Path(root).is_dir():
-        raise UserError(
-            f"{root}, the export {metrics_path} names, is not there (pruned by export.keep, "
-            f"moved, or relative to another folder); re-export: sft-tf export --workdir={workdir}"
-        )
-    return root
+    return layout.run_export(workdir)
 
 
 def print_predictions(results: list[dict], as_json: bool) -> None:

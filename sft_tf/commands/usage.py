@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from sft_tf.config import schema, values
+from sft_tf.config import files, schema, values
 from sft_tf.data import specs
 from sft_tf.errors import UserError
 from sft_tf.lock import WorkdirLock
+from sft_tf.serving import layout
 from sft_tf.training import state as state_lib
 
 HELP = {"--help", "-h", "help", "-help"}  # the words that ask for help
@@ -100,8 +101,8 @@ VERBS: dict[str, Verb] = {
         required=("workdir",),
     ),
     "predict": Verb(
-        "top-k class names and scores for image files, from an export only",
-        "sft-tf predict --model=saved_models/NAME [--version=N] [--json] IMAGE...",
+        "top-k class names and scores for image files, from an export or a run's newest one",
+        "sft-tf predict --model=saved_models/NAME [--version=N] | --workdir=DIR [--json] IMAGE...",
         ("model", "workdir", "version", "json"),
         example="sft-tf predict --model=saved_models/pets photo1.jpg photo2.png",
     ),
@@ -157,10 +158,13 @@ def command_help(command: str, flag_help: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def preflight(command: str, flag: Callable[[str], object], config) -> None:
+def preflight(
+    command: str, flag: Callable[[str], object], config, args: Sequence[str] = ()
+) -> None:
     """The checks that need no TensorFlow: required flags, local data paths that are not there
-    (remote ones are checked when read), a workdir that cannot be created, and every config
-    value out of range (`values.check_values`).
+    (remote ones are checked when read), a workdir that cannot be created, every config value
+    out of range (`values.check_values`), and the export or run a reading command (predict,
+    evaluate, export, benchmark) is pointed at. `args`: the positional arguments.
 
     Raises:
       UserError: naming the flag or config field.
@@ -168,6 +172,7 @@ def preflight(command: str, flag: Callable[[str], object], config) -> None:
     for name in VERBS[command].required:
         if not flag(name):
             raise UserError(f"`sft-tf {command}` needs --{name}")
+    _check_what_is_read(command, flag, args)
     if config is None or command not in ("train", "audit", "pretrain", "demo"):
         return
     fields = ["data.train", "data.validation", "data.test"]
@@ -181,6 +186,24 @@ def preflight(command: str, flag: Callable[[str], object], config) -> None:
     values.check_values(config, "train" if command == "demo" else command)
     if flag("workdir"):
         values.check_writable(flag("workdir"), "--workdir")
+
+
+def _check_what_is_read(command: str, flag: Callable[[str], object], args: Sequence[str]) -> None:
+    """The same errors the reading commands raise later, without TensorFlow's import first:
+    no images to predict, neither --model nor --workdir, a local export with no version, a
+    local workdir with no run in it."""
+    model, workdir = flag("model"), flag("workdir")
+    if command == "predict" and not args:
+        raise UserError("`sft-tf predict` needs image files or folders after the flags")
+    if command in ("predict", "evaluate") and not (model or workdir):
+        raise UserError(f"`sft-tf {command}` needs --workdir or --model")
+    local = lambda path: "://" not in str(path)  # noqa: E731  (remote ones: when read)
+    if command in ("predict", "evaluate", "benchmark") and model and local(model):
+        layout.resolve_export(model, flag("version"))
+    elif command == "predict" and workdir and local(workdir):
+        layout.run_export(workdir)
+    elif command in ("evaluate", "export") and workdir and local(workdir):
+        files.load(Path(workdir) / "config.json")  # as the command reads it: a run's?
 
 
 def finished_train(command: str, flag: Callable[[str], object], config) -> bool:

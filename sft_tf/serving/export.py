@@ -45,15 +45,12 @@ from sft_tf.serving.layout import (
     STAGING_PREFIX,
     TFLITE_DIR,
 )
+
+# Defined beside the export contract, where the CLI reads them before TensorFlow loads; still
+# export.resolve_export and export.versions for callers (the notebook among them).
+from sft_tf.serving.layout import resolve_export as resolve_export
+from sft_tf.serving.layout import versions as versions
 from sft_tf.serving.parity import _sample_images, verify_export
-
-
-def versions(model_root: str | Path) -> list[int]:
-    """The integer version folders under a model root, ascending."""
-    root = Path(model_root)
-    if not root.is_dir():
-        return []
-    return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def _remove_stale_staging(root: Path) -> None:
@@ -286,24 +283,3 @@ def read_class_names(export_dir: str | Path) -> list[str]:
     if not path.is_file():
         raise UserError(f"{path} not found; {export_dir} was not written by sft-tf")
     return path.read_text().splitlines()
-
-
-def resolve_export(model_root: str | Path, version: int | None = None) -> Path:
-    """The folder of `version` (default: the highest) under an export root.
-
-    Also accepts a version folder itself.
-
-    Raises:
-      UserError: no such export.
-    """
-    root = Path(model_root)
-    if (root / "saved_model.pb").is_file():
-        return root
-    found = versions(root)
-    if not found:
-        raise UserError(f"--model={root}: no integer version folders with a SavedModel inside")
-    if version is None:
-        return root / str(found[-1])
-    if version not in found:
-        raise UserError(f"--version={version} not in {root} (versions: {found})")
-    return root / str(version)

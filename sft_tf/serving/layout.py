@@ -6,6 +6,11 @@ change only with a reader for exports written before.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from sft_tf.errors import UserError
+
 # Signatures: encoded image bytes, decoded uint8 pixels, serialized tf.train.Example records.
 SIGNATURES = ("serving_default", "serving_images", "serving_tf_example")
 LABELS_FILE = "assets/labels.txt"
@@ -17,3 +22,48 @@ ONNX_DIR = "assets.extra/onnx"
 STAGING_PREFIX = ".staging-"
 # Feature key of the encoded image in tf.train.Example records (TF Model Garden's layout).
 IMAGE_KEY = "image/encoded"
+
+
+def versions(model_root: str | Path) -> list[int]:
+    """The integer version folders under a model root, ascending."""
+    root = Path(model_root)
+    if not root.is_dir():
+        return []
+    return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def resolve_export(model_root: str | Path, version: int | None = None) -> Path:
+    """The folder of `version` (default: the highest) under an export root.
+
+    Also accepts a version folder itself.
+
+    Raises:
+      UserError: no such export.
+    """
+    root = Path(model_root)
+    if (root / "saved_model.pb").is_file():
+        return root
+    found = versions(root)
+    if not found:
+        raise UserError(f"--model={root}: no integer version folders with a SavedModel inside")
+    if version is None:
+        return root / str(found[-1])
+    if version not in found:
+        raise UserError(f"--version={version} not in {root} (versions: {found})")
+    return root / str(version)
+
+
+def run_export(workdir: str | Path) -> str:
+    """The export a finished run in `workdir` names in its metrics.json (its newest)."""
+    metrics_path = Path(workdir) / "metrics.json"
+    if not metrics_path.is_file():
+        raise UserError(f"{metrics_path} not found; pass --model=saved_models/NAME")
+    root = json.loads(metrics_path.read_text()).get("export") or ""
+    if not root:
+        raise UserError(f"{workdir} has no export; pass --model=saved_models/NAME")
+    if not Path(root).is_dir():
+        raise UserError(
+            f"{root}, the export {metrics_path} names, is not there (pruned by export.keep, "
+            f"moved, or relative to another folder); re-export: sft-tf export --workdir={workdir}"
+        )
+    return root

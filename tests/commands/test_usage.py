@@ -97,6 +97,12 @@ def test_top_level_help_points_to_command_help():
             "config.pretrain.epochs=0 must be between 1 and",
         ),
         (["demo", TINY, "--workdir=/dev/null/run"], "/dev/null is not a directory"),
+        # What a reading command is pointed at.
+        (["predict", "--model={w}"], "needs image files or folders after the flags"),
+        (["evaluate"], "`sft-tf evaluate` needs --workdir or --model"),
+        (["benchmark", "--model={w}"], "w: no integer version folders with a SavedModel"),
+        (["export", "--workdir={w}"], "w/config.json not found; is this a workdir written by"),
+        (["predict", "--workdir={w}", "a.png"], "w/metrics.json not found; pass --model="),
     ],
 )
 def test_errors_that_need_no_tensorflow_come_before_it(args, message, tmp_path):
