@@ -252,7 +252,9 @@ def export_for_serving(
         published = _publish(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    prune_versions(root, keep)
+    pruned = prune_versions(root, keep)
+    if pruned:
+        say(f"Removed version(s) {', '.join(map(str, pruned))} of {root} (export.keep={keep})")
     return published
 
 

@@ -23,7 +23,7 @@ from tests.helpers import exif_jpeg
 CLASSES = ["cat", "dog", "fox"]
 
 
-def test_versions_are_published_atomically_and_increase(tmp_path, tiny_model, images):
+def test_versions_are_published_atomically_and_increase(tmp_path, tiny_model, images, capsys):
     root = tmp_path / "saved_models" / "tiny"
     (root / "7").mkdir(parents=True)  # an existing version from an earlier run is kept
     (root / "7" / "saved_model.pb").write_bytes(b"old")
@@ -34,8 +34,10 @@ def test_versions_are_published_atomically_and_increase(tmp_path, tiny_model, im
     assert sorted(p.name for p in root.iterdir()) == ["3", "7", "8"]  # no staging folder left
     assert (root / "7" / "saved_model.pb").read_bytes() == b"old"
     # keep=2 prunes every older version once the new one is in place.
+    capsys.readouterr()
     second = export.export_for_serving(tiny_model, CLASSES, 32, root, top_k=2, keep=2)
     assert second.name == "9" and export.versions(root) == [8, 9]
+    assert f"Removed version(s) 3, 7 of {root} (export.keep=2)" in capsys.readouterr().out
 
 
 def test_failed_export_publishes_nothing(tmp_path, tiny_model):
