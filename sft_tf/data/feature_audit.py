@@ -111,7 +111,8 @@ def outlier_scores(features: np.ndarray) -> np.ndarray | None:
         return None
     from cleanlab.outlier import OutOfDistribution
 
-    return OutOfDistribution().fit_score(features=np.asarray(features, np.float32))
+    # verbose=False: its "Fitting OOD estimator..." lines are noise among the audit's own.
+    return OutOfDistribution().fit_score(features=np.asarray(features, np.float32), verbose=False)
 
 
 def top_outliers(scores: np.ndarray | None, share: float = 0.01, most: int = 50) -> list[int]:
