@@ -121,11 +121,15 @@ def check_class_change(
 
 
 def prune_versions(model_root: str | Path, keep: int) -> list[int]:
-    """Deletes all but the newest `keep` versions (keep <= 0 keeps all); returns the deleted."""
+    """Deletes all but the newest `keep` versions (keep <= 0 keeps all), says which; returns
+    the deleted."""
     found = versions(model_root)
     doomed = found[:-keep] if keep > 0 else []
     for version in doomed:
         shutil.rmtree(Path(model_root) / str(version))
+    if doomed:
+        removed = ", ".join(map(str, doomed))
+        say(f"Removed version(s) {removed} of {model_root} (export.keep={keep})")
     return doomed
 
 
@@ -252,9 +256,7 @@ def export_for_serving(
         published = _publish(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    pruned = prune_versions(root, keep)
-    if pruned:
-        say(f"Removed version(s) {', '.join(map(str, pruned))} of {root} (export.keep={keep})")
+    prune_versions(root, keep)
     return published
 
 
