@@ -11,8 +11,10 @@ Commands:
              sft-tf evaluate --workdir=DIR | --model=saved_models/NAME --config=configs/NAME.py
   export     (re)export a finished workdir's model as a new version
              sft-tf export --workdir=DIR
-  predict    top-k class names and scores for image files, from an export only
-             sft-tf predict --model=saved_models/NAME [--version=N] [--json] IMAGE...
+  predict    top-k class names and scores for image files, from an export or a run's
+             newest one
+             sft-tf predict --model=saved_models/NAME [--version=N] | --workdir=DIR [--json]
+             IMAGE...
   demo       offline demo: pretrain, fine-tune, from-scratch baseline, export, predict
              sft-tf demo --config=configs/fashion_mnist.py --workdir=runs/demo
   benchmark  size, accuracy and batch-1 latency of an export's variants, measured here
@@ -25,5 +27,5 @@ Commands:
 A command's flags, main config fields and an example: sft-tf COMMAND --help.
 All flags: sft-tf --helpfull. Config fields and their meaning: sft_tf/config/schema.py.
 Exit status: 0 done, 1 a file could not be written (or predict/audit found a problem),
-2 bad input, 130 interrupted.
+2 bad input, 130 interrupted, 141 the reader of its output stopped (`| head`).
 """
