@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from sft_tf.data.examples import Examples
 from sft_tf.errors import UserError
+from sft_tf.log import say
 
 # The config field that names each column, for the fix in error messages.
 COLUMN_SETTINGS = {
@@ -90,10 +91,14 @@ def load_csv(
     index = {role: _column(header, name, role, path, where) for role, name in wanted.items()}
     rows = _parse_rows(header, records, index, multi_label, delimiter, path, where)
     class_names = sorted({name for row in rows for name in row.labels})
+    every_row = rows
     if split:
-        every_row, rows = rows, _keep_split(rows, split, path, where)
-        if field.endswith(".train"):
+        rows = _keep_split(rows, split, path, where)
+    if field.endswith(".train"):  # the split the run's classes are trained from
+        if split:
             _check_every_class_trains(every_row, rows, split, path, where)
+        if not multi_label:
+            _warn_joined_labels(class_names, delimiter, field)
     folder = os.path.dirname(path)
     paths = [_resolve(folder, row.image) for row in rows]
     _check_images_exist(rows, paths, path, folder, where)
@@ -236,6 +241,17 @@ def _check_every_class_trains(
             f"{where}: label {names[0]!r} of row {first.number} (split {first.split!r}) of "
             f"{path} is on no row of split {split!r}{others}; a typo? Correct the label, or "
             "give the class training rows"
+        )
+
+
+def _warn_joined_labels(class_names: list[str], delimiter: str, field: str) -> None:
+    """Single-label labels that look like several classes joined with the delimiter."""
+    joined = [c for c in class_names if delimiter and delimiter in c]
+    if joined:
+        say(
+            f"Warning: {field}: {len(joined)} of {len(class_names)} labels join names "
+            f"with {delimiter!r} (e.g. {joined[0]!r}), and each such label is one class of its "
+            "own; if an image can show several classes, set config.data.multi_label=true"
         )
 
 

@@ -99,7 +99,6 @@ def load_examples(
             options.multi_label,
             options.label_delimiter,
         )
-        _warn_joined_labels(examples, field, options)
         return check_class_names(examples, field)
     if parsed.kind == "folder":
         examples = check_class_names(load_folder(parsed.path, spec, field), field)
@@ -124,18 +123,6 @@ def _missing_module(error: ImportError, name: str, spec: str, field: str) -> Use
         f"{field}={spec!r}: TFDS cannot read {name}: the Python module {module!r} is missing "
         f"(not a network problem); reinstall sft_tf (pip install -e .) or pip install {module}"
     )
-
-
-def _warn_joined_labels(examples: Examples, field: str, options: ReadOptions) -> None:
-    """Single-label CSV labels that look like several classes joined (training split only)."""
-    delimiter = options.label_delimiter
-    joined = [c for c in examples.class_names if delimiter and delimiter in c]
-    if joined and not options.multi_label and field.endswith(".train"):
-        say(
-            f"Warning: {field}: {len(joined)} of {len(examples.class_names)} labels join names "
-            f"with {delimiter!r} (e.g. {joined[0]!r}), and each such label is one class of its "
-            "own; if an image can show several classes, set config.data.multi_label=true"
-        )
 
 
 def _load_tfds(name: str, split: str, data_dir: str, spec: str, field: str) -> Examples:
