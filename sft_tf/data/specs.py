@@ -23,6 +23,7 @@ outside the class folders, links that loop.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 
 from sft_tf.errors import UserError
@@ -73,10 +74,7 @@ def parse_spec(spec: str, field: str = "spec") -> Spec:
     """
     kind, sep, rest = spec.partition(":")
     if not sep or kind not in SPEC_KINDS or not rest:
-        raise UserError(
-            f"{field}={spec!r} is not a dataset spec; use one of {SPEC_HELP} "
-            "(or split:FRACTION for data.validation)"
-        )
+        raise UserError(f"{field}={spec!r} is not a dataset spec; {_spec_hint(spec)}")
     if kind in ("folder", "tfrecord"):
         # The shell leaves ~ alone inside --config.data.train=folder:~/x; expand it here, once.
         return Spec(kind, os.path.expanduser(rest))
@@ -102,6 +100,21 @@ def parse_spec(spec: str, field: str = "spec") -> Spec:
     if split not in FASHION_MNIST_FILES:
         raise UserError(f"{field}={spec!r}: Fashion-MNIST split must be 'train' or 'test'")
     return Spec("fashion_mnist", os.path.expanduser(directory), split)
+
+
+def _spec_hint(spec: str) -> str:
+    """What to write instead: the kind a mistyped one is closest to, or the spec a bare local
+    folder or CSV file path was meant to be."""
+    kind, sep, rest = spec.partition(":")
+    close = difflib.get_close_matches(kind, SPEC_KINDS, n=1) if sep and rest else []
+    if close:
+        return f"did you mean {close[0]}:{rest}?"
+    path = os.path.expanduser(spec)
+    if os.path.isdir(path):
+        return f"a folder of class folders is folder:{spec}"
+    if spec.lower().endswith(".csv") or os.path.isfile(path):
+        return f"a CSV of image paths and labels is csv:{spec}"
+    return f"use one of {SPEC_HELP} (or split:FRACTION for data.validation)"
 
 
 def _csv_path_and_split(rest: str) -> tuple[str, str]:

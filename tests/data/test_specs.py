@@ -21,6 +21,22 @@ def test_parse_spec():
             specs.parse_spec(bad, field="config.data.train")
 
 
+def test_a_bare_path_or_a_mistyped_kind_gets_the_spec_it_meant(tmp_path):
+    (tmp_path / "labels.csv").write_text("image,label\n")
+    for given, meant in (
+        (str(tmp_path), f"a folder of class folders is folder:{tmp_path}"),
+        (f"{tmp_path}/labels.csv", f"a CSV of image paths and labels is csv:{tmp_path}/labels"),
+        ("flder:/data/train", "did you mean folder:/data/train?"),
+        ("tfrecrd:/data/*.tfrec", "did you mean tfrecord:/data/*.tfrec?"),
+        ("/no/such/folder", "use one of folder:PATH, tfds:NAME"),
+    ):
+        with pytest.raises(UserError) as bad:
+            specs.parse_spec(given, field="config.data.train")
+        message = str(bad.value)
+        assert message.startswith(f"config.data.train={given!r} is not a dataset spec; ")
+        assert meant in message and "\n" not in message, given
+
+
 def test_parse_more_specs():
     assert specs.parse_spec("tfds:tf_flowers") == specs.Spec("tfds", "tf_flowers", "train")
     assert specs.parse_spec("tfds:tf_flowers:train[:80%]") == specs.Spec(
