@@ -60,8 +60,7 @@ def _config(command: str):
 
 
 def _dispatch(command: str, args: list[str]) -> int:
-    # usage.preflight required --workdir where a verb needs one, and checked that train,
-    # pretrain, audit and demo can create it.
+    # usage.preflight required --workdir where needed, checked train/pretrain/audit/demo's.
     workdir, model, version = _WORKDIR.value, _MODEL.value, _VERSION.value
     verbs = {
         "train": lambda m: m.run(
@@ -69,7 +68,7 @@ def _dispatch(command: str, args: list[str]) -> int:
         ),
         "pretrain": lambda m: m.pretrain(_config(command), workdir),
         "evaluate": lambda m: m.main(workdir, model, version, lambda: _config(command)),
-        "export": lambda m: m.export_workdir(workdir),
+        "export": lambda m: m.export_workdir(workdir, _CONFIG.value),
         "predict": lambda m: m.main(args, model, workdir, version, _JSON.value),
         "audit": lambda m: m.audit(_config(command), workdir),
         "demo": lambda m: m.run(_config(command), workdir),
@@ -132,6 +131,7 @@ def run() -> None:
 def _parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing with one-line errors (exit 2) instead of tracebacks."""
     try:
+        argv = config_help.export_overrides(argv)  # export: DIR/config.json as the --config file
         spec = config_help.config_file_arg(argv)
         if spec is not None:  # ml_collections reports a broken file as a traceback
             files.check_config_file(spec)

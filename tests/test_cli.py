@@ -110,8 +110,16 @@ def test_evaluate_and_reexport(trained, image_folders):
         ).stdout
     )
     assert from_export["accuracy"] == metrics["accuracy"]
-    out = sft_tf("export", "--workdir=run", cwd=cwd).stdout
+    # A TFLite file the run was exported without (as a `train` rerun with
+    # --config.export.tflite=true suggests: tests/commands/test_usage.py).
+    config = (cwd / "run" / "config.json").read_text()
+    out = sft_tf("export", "--workdir=run", "--config.export.tflite=True", cwd=cwd).stdout
     assert "saved_models/tiny/2" in out
+    assert "This version's export settings: export.tflite=True (config.json is unchanged)" in out
+    version = cwd / "saved_models" / "tiny" / "2"
+    assert (version / "assets.extra" / "tflite" / "model.tflite").stat().st_size > 10_000
+    assert not (cwd / "saved_models" / "tiny" / "1" / "assets.extra" / "tflite").exists()
+    assert (cwd / "run" / "config.json").read_text() == config
     # The run now names its newest export: `predict --workdir=run` uses version 2.
     after = json.loads((cwd / "run" / "metrics.json").read_text())
     assert after == {**train_metrics, "export": "saved_models/tiny/2"}

@@ -10,7 +10,7 @@ Commands:
   evaluate   test-set metrics of a workdir's model, or of an export
              sft-tf evaluate --workdir=DIR | --model=saved_models/NAME --config=configs/NAME.py
   export     (re)export a finished workdir's model as a new version
-             sft-tf export --workdir=DIR
+             sft-tf export --workdir=DIR [--config.export.FIELD=VALUE ...]
   predict    top-k class names and scores for image files, from an export or a run's
              newest one
              sft-tf predict --model=saved_models/NAME [--version=N] | --workdir=DIR [--json]

@@ -4,32 +4,60 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ml_collections
+
 from sft_tf.errors import UserError
 from sft_tf.files import write_json_atomic
 from sft_tf.lock import WorkdirLock
 from sft_tf.log import say
+from sft_tf.serving import onnx_export
 from sft_tf.training import outcome, trained
 from sft_tf.training.inputs import load_target_splits
 from sft_tf.training.outcome import export_model, saved_metrics, served
 
 
-def export_workdir(workdir: str | Path) -> Path:
+def export_workdir(workdir: str | Path, settings: ml_collections.ConfigDict | None = None) -> Path:
     """(Re)exports a workdir's model as the next version under its export root.
 
     Works on a finished run and on an interrupted one, whose newest checkpoint (epoch end or
     `runtime.checkpoint_every_steps`) is what gets exported (`trained.load_trained`). Refused
     while another process works in the workdir.
+
+    Args:
+      workdir: the run.
+      settings: the run's config with the command line's `--config.name` and
+        `--config.export.*` overrides (`config.flags.export_overrides`); its name and export
+        fields are this version's. None: the run's own.
     """
     lock = WorkdirLock()
     try:
         lock.acquire(workdir, create=False)
-        return _export_workdir(workdir)
+        return _export_workdir(workdir, settings)
     finally:
         lock.release()
 
 
-def _export_workdir(workdir: str | Path) -> Path:
+def _apply_settings(config: ml_collections.ConfigDict, settings) -> None:
+    """This version's name and export fields; config.json keeps the run's."""
+    if settings is None:
+        return
+    before = _export_fields(config)
+    config.name = settings.name
+    config.export.update(settings.export.to_dict())
+    changed = [f"{k}={v!r}" for k, v in _export_fields(config).items() if v != before[k]]
+    if changed:
+        say(f"This version's export settings: {', '.join(changed)} (config.json is unchanged)")
+    if config.export.onnx and config.export.dir:
+        onnx_export.check_installed("config.export.onnx=true")
+
+
+def _export_fields(config: ml_collections.ConfigDict) -> dict:
+    return {"name": config.name, **{f"export.{k}": v for k, v in config.export.items()}}
+
+
+def _export_workdir(workdir: str | Path, settings) -> Path:
     config, model, class_names = trained.load_trained(workdir)
+    _apply_settings(config, settings)
     if not config.export.dir:
         raise UserError(
             "config.export.dir is empty in this workdir's config.json; nothing to export to"

@@ -73,7 +73,7 @@ def _run(config, workdir: Path, lock: WorkdirLock, restart: bool, allow_change: 
     # --- State: a fresh run, an interrupted one to resume, or a finished one ------------------
     resumed = None if restart else state_lib.check_resume(workdir, config, allow_change)
     if resumed is not None and resumed.complete:
-        state_lib.announce_finished_run(workdir)
+        state_lib.announce_finished_run(workdir, config)
         return resumed.metrics
     keras.utils.set_random_seed(config.seed)
     inputs.describe_splits("Data:", train=train, validation=validation, test=test)

@@ -95,9 +95,16 @@ VERBS: dict[str, Verb] = {
     ),
     "export": Verb(
         "(re)export a finished workdir's model as a new version",
-        "sft-tf export --workdir=DIR",
+        "sft-tf export --workdir=DIR [--config.export.FIELD=VALUE ...]",
         ("workdir",),
-        example="sft-tf export --workdir=runs/pets",
+        (
+            ("export.tflite", "also a TFLite model, e.g. for a run trained without one"),
+            ("export.tflite_quantization", "float16, dynamic_range or int8"),
+            ("export.onnx", "also an ONNX model"),
+            ("export.dir", "another export root for this version"),
+        ),
+        "sft-tf export --workdir=runs/pets --config.export.tflite=true "
+        "--config.export.tflite_quantization=int8",
         required=("workdir",),
     ),
     "predict": Verb(
@@ -149,9 +156,10 @@ def command_help(command: str, flag_help: Mapping[str, str]) -> str:
     if verb.fields:
         defaults = schema.base_config()
         lines += ["", "Most used config fields (--config.FIELD=VALUE; default in brackets):"]
+        width = max(24, *(len(field) + 2 for field, _ in verb.fields))
         for field, meaning in verb.fields:
             section, name = field.split(".")
-            lines.append(f"  {field:<24}{meaning} [{defaults[section][name]!r}]")
+            lines.append(f"  {field:<{width}}{meaning} [{defaults[section][name]!r}]")
         lines.append("  All fields and their meaning: sft_tf/config/schema.py")
     if verb.example:
         lines += ["", "Example:", f"  {verb.example}"]
@@ -173,6 +181,8 @@ def preflight(
         if not flag(name):
             raise UserError(f"`sft-tf {command}` needs --{name}")
     _check_what_is_read(command, flag, args)
+    if command == "export" and config is not None:  # the run's config with export overrides
+        values.check_values(config, command)
     if config is None or command not in ("train", "audit", "pretrain", "demo"):
         return
     fields = ["data.train", "data.validation", "data.test"]
@@ -229,7 +239,7 @@ def finished_train(command: str, flag: Callable[[str], object], config) -> bool:
         lock.release()
     if finished is None:
         return False
-    state_lib.announce_finished_run(workdir)
+    state_lib.announce_finished_run(workdir, config)
     return True
 
 

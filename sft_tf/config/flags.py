@@ -5,22 +5,75 @@ fields the schema leaves unset."""
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 
 from ml_collections.config_flags import config_path  # the path walker the flags use
 
-from sft_tf.config import schema
+from sft_tf.config import files, schema
 from sft_tf.errors import UserError
+from sft_tf.training.layout import CONFIG_FILE
+from sft_tf.training.state import EXPORT_FIELDS
+
+RUN_CONFIG = Path(__file__).with_name("run_config.py")  # a run's config.json as a --config file
 
 
 def config_file_arg(argv: list[str]) -> str | None:
     """The value of --config (before absl parses the flags; the last one wins), if given."""
+    return _flag_arg(argv, "config")
+
+
+def _flag_arg(argv: list[str], name: str) -> str | None:
     value = None
     for i, arg in enumerate(argv):
-        if arg.startswith("--config="):
-            value = arg[len("--config=") :]
-        elif arg == "--config" and i + 1 < len(argv):
+        if arg.startswith(f"--{name}="):
+            value = arg[len(f"--{name}=") :]
+        elif arg == f"--{name}" and i + 1 < len(argv):
             value = argv[i + 1]
     return value
+
+
+def export_overrides(argv: list[str]) -> list[str]:
+    """`sft-tf export --workdir=DIR --config.export.FIELD=VALUE ...`: export settings for the
+    new version that differ from the run's (a TFLite or ONNX file it was trained without,
+    another export.dir or config.name). Returns argv with `--config=run_config.py:DIR` put
+    before the overrides, so they are parsed against DIR/config.json; argv itself when the
+    command is not `export` or has no overrides. DIR/config.json is not changed.
+
+    Raises:
+      UserError: a --config file given to export, an override of a field that decides what
+        was trained (or export.calibrate, fitted when training ends), a mistyped field, or
+        no run in DIR.
+    """
+    if len(argv) < 2 or argv[1] != "export":
+        return argv
+    if config_file_arg(argv) is not None:
+        raise UserError(
+            "`sft-tf export` reads the run's config from --workdir (DIR/config.json); drop "
+            "--config and set what differs with --config.export.FIELD=VALUE"
+        )
+    fields = [a[len("--config.") :].split("=")[0] for a in argv if a.startswith("--config.")]
+    if not fields:
+        return argv
+    unknown = unknown_config_field(argv)
+    if unknown:
+        raise UserError(unknown)
+    for field in fields:
+        if field == "export.calibrate":
+            raise UserError(
+                "config.export.calibrate cannot change at export: the temperature is fitted on "
+                "validation data when training ends; `sft-tf train --restart` with it trains again"
+            )
+        if not field.startswith(EXPORT_FIELDS):
+            raise UserError(
+                f"config.{field} cannot change at export: it is part of what the run trained; "
+                "`sft-tf export` takes config.name and config.export.* overrides, and "
+                "`sft-tf train --restart` trains again with other values"
+            )
+    workdir = _flag_arg(argv, "workdir")
+    if not workdir:
+        raise UserError("`sft-tf export` needs --workdir")
+    files.load(Path(workdir) / CONFIG_FILE)  # a UserError naming it when DIR holds no run
+    return [*argv[:2], f"--config={RUN_CONFIG}:{workdir}", *argv[2:]]
 
 
 def unknown_config_field(argv: list[str]) -> str | None:

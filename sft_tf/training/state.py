@@ -46,6 +46,9 @@ RESUME_FREE = (
     # it on a resume would give a model neither run would have trained.
     "phase2.cache_frozen",  # the same training either way (within float rounding)
 )
+# The fields `sft-tf export --workdir=DIR` may set for the version it writes (the rest of
+# DIR/config.json is what was trained); export.calibrate is not one: it is fitted in training.
+EXPORT_FIELDS = ("name", "export.")
 
 
 @dataclasses.dataclass
@@ -226,8 +229,11 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def config_changes(workdir: Path, config: ml_collections.ConfigDict) -> list[str]:
-    """The training-relevant fields in which `config` differs from the run in `workdir`."""
+def config_changes(
+    workdir: Path, config: ml_collections.ConfigDict, only: tuple[str, ...] = ()
+) -> list[str]:
+    """The training-relevant fields in which `config` differs from the run in `workdir`; with
+    `only`, the fields starting with one of those prefixes instead."""
     path = Path(workdir) / CONFIG_FILE
     try:
         saved = _flatten(json.loads(path.read_text()))
@@ -244,7 +250,8 @@ def config_changes(workdir: Path, config: ml_collections.ConfigDict) -> list[str
     return [
         f"{key} ({saved.get(key)!r} -> {current.get(key)!r})"
         for key in sorted(set(saved) | set(current))
-        if saved.get(key) != current.get(key) and not key.startswith(RESUME_FREE)
+        if saved.get(key) != current.get(key)
+        and (key.startswith(only) if only else not key.startswith(RESUME_FREE))
     ]
 
 
@@ -265,9 +272,22 @@ def finished_run(workdir: Path, config: ml_collections.ConfigDict) -> RunState |
     return state
 
 
-def announce_finished_run(workdir: str | Path) -> None:
-    """What `train` says when its workdir holds the complete run it was asked for."""
+def announce_finished_run(workdir: str | Path, config: ml_collections.ConfigDict) -> None:
+    """What `train` says when its workdir holds the complete run it was asked for; and, when
+    `config` asks for other export settings than the run was exported with, how to get them
+    (a finished run is not exported again by `train`)."""
     say(f"{workdir} holds a complete run (--restart trains again); its metrics are kept")
+    changed = config_changes(Path(workdir), config, only=EXPORT_FIELDS)
+    if not changed:
+        return
+    flat = _flatten(config_files.to_dict(config))
+    keys = [c.split(" (")[0] for c in changed]
+    if "export.calibrate" in keys:  # the temperature is fitted on validation when training ends
+        fix = "export.calibrate takes effect when training ends: --restart trains again with it"
+    else:
+        overrides = " ".join(f"--config.{key}={flat[key]}" for key in keys)
+        fix = f"a new version with these: sft-tf export --workdir={workdir} {overrides}"
+    say(f"It was exported with other settings ({'; '.join(changed)}); {fix}")
 
 
 def _refuse_changed_finished_run(workdir: Path, config: ml_collections.ConfigDict) -> None:

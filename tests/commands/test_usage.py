@@ -102,6 +102,21 @@ def test_top_level_help_points_to_command_help():
         (["evaluate"], "`sft-tf evaluate` needs --workdir or --model"),
         (["benchmark", "--model={w}"], "w: no integer version folders with a SavedModel"),
         (["export", "--workdir={w}"], "w/config.json not found; is this a workdir written by"),
+        (
+            ["export", "--workdir={w}", "--config.export.tflite=true"],
+            "w/config.json not found; is this a workdir written by",
+        ),
+        # `export` takes the run's config; only where and what it exports can differ.
+        (["export", "--workdir={w}", TINY], "drop --config and set what differs with --config"),
+        (
+            ["export", "--workdir={w}", "--config.data.test=folder:/x"],
+            "config.data.test cannot change at export: it is part of what the run trained",
+        ),
+        (
+            ["export", "--workdir={w}", "--config.export.calibrate=true"],
+            "config.export.calibrate cannot change at export: the temperature is fitted",
+        ),
+        (["export", "--workdir={w}", "--config.export.tflit=1"], "did you mean config.export.t"),
         (["predict", "--workdir={w}", "a.png"], "w/metrics.json not found; pass --model="),
     ],
 )
@@ -112,6 +127,25 @@ def test_errors_that_need_no_tensorflow_come_before_it(args, message, tmp_path):
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert result.stdout.strip() == "TF-ABSENT"
     assert not workdir.exists()
+
+
+def test_export_overrides_are_checked_before_tensorflow(tmp_path):
+    """`sft-tf export --workdir=DIR --config.export.X=V`: typed and range-checked against the
+    run's own config (DIR/config.json, a real run's), one line each, nothing written."""
+    run = tmp_path / "run"
+    shutil.copytree(REPO / "tests" / "fixtures" / "legacy_run_v0" / "run", run)
+    before = snapshot(run)
+    for arg, message in (
+        ("--config.export.tflite=maybe", "flag --config.export.tflite=maybe: ('Non-boolean"),
+        ("--config.export.tflite_quantization=int4", "tflite_quantization='int4' must be"),
+        ("--config.export.top_k=0", "config.export.top_k=0 must be >= 1"),
+        ("--config.export.dir=/dev/null/models", "/dev/null is not a directory"),
+    ):
+        result = _run("export", f"--workdir={run}", arg)
+        assert result.returncode == 2, arg
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, arg
+        assert result.stdout.strip() == "TF-ABSENT"
+    assert snapshot(run) == before
 
 
 def test_preflight_checks_local_paths_only(tmp_path):
@@ -147,10 +181,19 @@ def test_rerunning_a_finished_train_answers_before_tensorflow(tmp_path):
         f"--workdir={run}",
     ]
     before = snapshot(run)
-    done = _run(*args, "--config.export.top_k=2")  # an export field: the same run
+    done = _run(*args)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         f"{run} holds a complete run (--restart trains again); its metrics are kept",
+        "TF-ABSENT",
+    ]
+    # Export fields: the same run, not exported again; it says how to get them.
+    other = _run(*args, "--config.export.top_k=2", "--config.export.tflite=true")
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.splitlines()[1:] == [
+        "It was exported with other settings (export.tflite (False -> True); export.top_k "
+        f"(5 -> 2)); a new version with these: sft-tf export --workdir={run} "
+        "--config.export.tflite=True --config.export.top_k=2",
         "TF-ABSENT",
     ]
     changed = _run(*args, "--config.phase2.epochs=3")

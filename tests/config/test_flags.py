@@ -41,3 +41,26 @@ def test_none_for_a_field_that_needs_a_value_is_refused():
     # Not a field at all: left for the flag parser, which names the closest field.
     kept, unset = config_flags.split_unsets(["--config.model.alpah=None"])
     assert kept == ["--config.model.alpah=None"] and unset == []
+
+
+def test_export_overrides_are_parsed_against_the_runs_own_config(tmp_path):
+    """`sft-tf export --workdir=DIR --config.export.X=V`: DIR/config.json is the --config
+    file, put before the overrides (ml_collections reads them in that order)."""
+    from sft_tf.config import files, run_config
+
+    files.save(tiny_config(), tmp_path / "config.json")
+    argv = ["sft-tf", "export", f"--workdir={tmp_path}", "--config.export.onnx=true"]
+    given = list(argv)
+    assert config_flags.export_overrides(argv) == [
+        *argv[:2],
+        f"--config={config_flags.RUN_CONFIG}:{tmp_path}",
+        *argv[2:],
+    ]
+    assert argv == given
+    assert run_config.get_config(str(tmp_path)) == files.load(tmp_path / "config.json")
+    # Nothing to parse: argv as it was, for export without overrides and for other commands.
+    assert config_flags.export_overrides(argv[:3]) == argv[:3]
+    train = ["sft-tf", "train", "--config=configs/tiny.py", "--config.export.onnx=true"]
+    assert config_flags.export_overrides(train) == train
+    with pytest.raises(UserError, match="config.name and config.export.\\* overrides"):
+        config_flags.export_overrides([*argv, "--config.model.image_size=64"])
