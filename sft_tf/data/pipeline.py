@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from sft_tf.data import augment as augment_lib
 from sft_tf.data import balance as balance_lib
-from sft_tf.data.caches import training_shuffle_buffer
+from sft_tf.data.caches import DISK_GROUP, training_shuffle_buffer
 from sft_tf.data.decode import decode_image, resize
 from sft_tf.data.examples import Examples, encoded_images
 from sft_tf.errors import UserError
@@ -152,10 +152,14 @@ def _epoch_examples(
         else:
             ds = encoded_images(examples).map(look_up_label)
             ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        # Cache decoded, resized pixels: later epochs skip reading and decoding entirely.
+        if cache == "memory":
+            return ds.cache()
         if cache != "off":
-            # Cache decoded, resized pixels: later epochs skip reading and decoding entirely.
-            # A file cache when the split would not fit in memory (`caches.cache_plan`).
-            ds = ds.cache() if cache == "memory" else ds.cache(cache)
+            # A file cache when the split would not fit in memory (`caches.cache_plan`), in
+            # groups of examples: until the file is complete TF's writer keeps an index entry
+            # per cached tensor in memory (`caches.DISK_GROUP`).
+            ds = ds.batch(DISK_GROUP).cache(cache).unbatch()
         return ds
 
     if sources is None:

@@ -7,6 +7,7 @@ import tensorflow as tf
 from sft_tf.data import augment as augment_lib
 from sft_tf.data import caches, pipeline
 from sft_tf.data import sources as sources_lib
+from sft_tf.data.examples import Examples
 from sft_tf.errors import UserError
 
 
@@ -93,3 +94,27 @@ def test_disk_cache_and_no_cache_give_the_same_pixels(image_folders, tmp_path, c
     ds = pipeline.build_dataset(examples, 24, 2, True, cache=plan, memory_budget_mb=0)
     labels = np.concatenate([y for _, y in ds.take(len(examples) // 2)])
     assert sorted(labels.tolist()) == sorted(examples.labels.tolist())
+
+
+def test_disk_cache_in_groups_keeps_every_example_in_order(tmp_path):
+    """The disk cache holds groups of `caches.DISK_GROUP` examples (a bounded writer index):
+    two full groups and a partial one read back as the uncached examples, in order."""
+    count = 2 * caches.DISK_GROUP + 37
+    rng = np.random.default_rng(0)
+    examples = Examples(
+        ("a", "b", "c"),
+        (np.arange(count) % 3).astype(np.int32),
+        pixels=rng.integers(0, 256, (count, 8, 8, 3), dtype=np.uint8),
+        origin="pixels",
+    )
+    plan = caches.cache_plan(examples, 8, "disk", 0, str(tmp_path), "train")
+
+    def read(cache):
+        batches = list(pipeline.build_dataset(examples, 8, 100, False, cache=cache))
+        return [np.concatenate([b[i] for b in batches]) for i in (0, 1)]
+
+    reference = read("off")
+    for _ in range(2):  # writes the cache file, then reads it
+        for got, want in zip(read(plan), reference, strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert len(reference[1]) == count and list(tmp_path.glob("train-*.index"))
