@@ -152,15 +152,7 @@ def _epoch_examples(
         else:
             ds = encoded_images(examples).map(look_up_label)
             ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-        # Cache decoded, resized pixels: later epochs skip reading and decoding entirely.
-        if cache == "memory":
-            return ds.cache()
-        if cache != "off":
-            # A file cache when the split would not fit in memory (`caches.cache_plan`), in
-            # groups of examples: until the file is complete TF's writer keeps an index entry
-            # per cached tensor in memory (`caches.DISK_GROUP`).
-            ds = ds.batch(DISK_GROUP).cache(cache).unbatch()
-        return ds
+        return _cached(ds, cache)
 
     if sources is None:
         ds = decoded()
@@ -175,6 +167,18 @@ def _epoch_examples(
     # Shuffle before batching so every batch mixes classes.
     buffer = training_shuffle_buffer(examples, image_size, cache, memory_budget_mb, batch_size)
     return lambda epoch: ds.shuffle(buffer, seed=epoch_seed(seed, epoch))
+
+
+def _cached(ds: tf.data.Dataset, cache: str) -> tf.data.Dataset:
+    """Decoded, resized pixels cached: later epochs skip reading and decoding entirely."""
+    if cache == "memory":
+        return ds.cache()
+    if cache == "off":
+        return ds
+    # A file cache when the split would not fit in memory (`caches.cache_plan`), in groups of
+    # examples: until the file is complete TF's writer keeps an index entry per cached tensor
+    # in memory (`caches.DISK_GROUP`).
+    return ds.batch(DISK_GROUP).cache(cache).unbatch()
 
 
 def _evaluation_batches(ds: tf.data.Dataset, batch_size: int, num_classes: int):
