@@ -123,6 +123,10 @@ def test_evaluate_and_reexport(trained, image_folders):
     # The run now names its newest export: `predict --workdir=run` uses version 2.
     after = json.loads((cwd / "run" / "metrics.json").read_text())
     assert after == {**train_metrics, "export": "saved_models/tiny/2"}
+    nowhere = sft_tf("export", "--workdir=run", "--config.export.dir=", cwd=cwd, check=False)
+    assert nowhere.returncode == 2 and nowhere.stderr.count("\n") == 1
+    assert "config.export.dir is empty, so there is nowhere to export to" in nowhere.stderr
+    assert json.loads((cwd / "run" / "metrics.json").read_text()) == after
 
 
 def test_none_unsets_a_field_the_config_file_sets(trained, image_folders):

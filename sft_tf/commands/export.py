@@ -60,7 +60,8 @@ def _export_workdir(workdir: str | Path, settings) -> Path:
     _apply_settings(config, settings)
     if not config.export.dir:
         raise UserError(
-            "config.export.dir is empty in this workdir's config.json; nothing to export to"
+            "config.export.dir is empty, so there is nowhere to export to; give one with "
+            "--config.export.dir=saved_models"
         )
     metrics = saved_metrics(workdir)
     train = validation = test = None
