@@ -12,8 +12,10 @@ from sft_tf.lock import WorkdirLock
 from sft_tf.log import say
 from sft_tf.serving import onnx_export
 from sft_tf.training import outcome, trained
+from sft_tf.training import state as state_lib
 from sft_tf.training.inputs import load_target_splits
 from sft_tf.training.outcome import export_model, saved_metrics, served
+from sft_tf.training.state import EXPORT_FIELDS
 
 
 def export_workdir(workdir: str | Path, settings: ml_collections.ConfigDict | None = None) -> Path:
@@ -37,27 +39,23 @@ def export_workdir(workdir: str | Path, settings: ml_collections.ConfigDict | No
         lock.release()
 
 
-def _apply_settings(config: ml_collections.ConfigDict, settings) -> None:
+def _apply_settings(workdir: str | Path, config: ml_collections.ConfigDict, settings) -> None:
     """This version's name and export fields; config.json keeps the run's."""
     if settings is None:
         return
-    before = _export_fields(config)
+    changed = state_lib.config_differences(Path(workdir), settings, only=EXPORT_FIELDS)
     config.name = settings.name
     config.export.update(settings.export.to_dict())
-    changed = [f"{k}={v!r}" for k, v in _export_fields(config).items() if v != before[k]]
     if changed:
-        say(f"This version's export settings: {', '.join(changed)} (config.json is unchanged)")
+        listed = ", ".join(f"{key}={new!r}" for key, _, new in changed)
+        say(f"This version's export settings: {listed} (config.json is unchanged)")
     if config.export.onnx and config.export.dir:
         onnx_export.check_installed("config.export.onnx=true")
 
 
-def _export_fields(config: ml_collections.ConfigDict) -> dict:
-    return {"name": config.name, **{f"export.{k}": v for k, v in config.export.items()}}
-
-
 def _export_workdir(workdir: str | Path, settings) -> Path:
     config, model, class_names = trained.load_trained(workdir)
-    _apply_settings(config, settings)
+    _apply_settings(workdir, config, settings)
     if not config.export.dir:
         raise UserError(
             "config.export.dir is empty, so there is nowhere to export to; give one with "

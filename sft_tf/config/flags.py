@@ -9,9 +9,8 @@ from pathlib import Path
 
 from ml_collections.config_flags import config_path  # the path walker the flags use
 
-from sft_tf.config import files, schema
+from sft_tf.config import schema
 from sft_tf.errors import UserError
-from sft_tf.training.layout import CONFIG_FILE
 from sft_tf.training.state import EXPORT_FIELDS
 
 RUN_CONFIG = Path(__file__).with_name("run_config.py")  # a run's config.json as a --config file
@@ -42,7 +41,7 @@ def export_overrides(argv: list[str]) -> list[str]:
     Raises:
       UserError: a --config file given to export, an override of a field that decides what
         was trained (or export.calibrate, fitted when training ends), a mistyped field, or
-        no run in DIR.
+        no --workdir.
     """
     if len(argv) < 2 or argv[1] != "export":
         return argv
@@ -72,7 +71,7 @@ def export_overrides(argv: list[str]) -> list[str]:
     workdir = _flag_arg(argv, "workdir")
     if not workdir:
         raise UserError("`sft-tf export` needs --workdir")
-    files.load(Path(workdir) / CONFIG_FILE)  # a UserError naming it when DIR holds no run
+    # No run in DIR: loading this --config file (files.check_config_file) says so.
     return [*argv[:2], f"--config={RUN_CONFIG}:{workdir}", *argv[2:]]
 
 

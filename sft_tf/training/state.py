@@ -19,6 +19,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import ml_collections
 
@@ -229,11 +230,24 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def config_changes(
+def config_changes(workdir: Path, config: ml_collections.ConfigDict) -> list[str]:
+    """The training-relevant fields in which `config` differs from the run in `workdir`."""
+    return [
+        _described(*difference)
+        for difference in config_differences(workdir, config)
+        if not difference[0].startswith(RESUME_FREE)
+    ]
+
+
+def _described(key: str, old: Any, new: Any) -> str:
+    return f"{key} ({old!r} -> {new!r})"
+
+
+def config_differences(
     workdir: Path, config: ml_collections.ConfigDict, only: tuple[str, ...] = ()
-) -> list[str]:
-    """The training-relevant fields in which `config` differs from the run in `workdir`; with
-    `only`, the fields starting with one of those prefixes instead."""
+) -> list[tuple[str, Any, Any]]:
+    """(field, the run's value, `config`'s value) for every field in which they differ, in
+    field order; with `only`, just the fields starting with one of those prefixes."""
     path = Path(workdir) / CONFIG_FILE
     try:
         saved = _flatten(json.loads(path.read_text()))
@@ -248,10 +262,9 @@ def config_changes(
     defaults = _flatten(config_files.to_dict(schema.base_config()))
     saved = {**{k: defaults[k] for k in current.keys() - saved.keys() if k in defaults}, **saved}
     return [
-        f"{key} ({saved.get(key)!r} -> {current.get(key)!r})"
+        (key, saved.get(key), current.get(key))
         for key in sorted(set(saved) | set(current))
-        if saved.get(key) != current.get(key)
-        and (key.startswith(only) if only else not key.startswith(RESUME_FREE))
+        if saved.get(key) != current.get(key) and key.startswith(only or ("",))
     ]
 
 
@@ -277,17 +290,16 @@ def announce_finished_run(workdir: str | Path, config: ml_collections.ConfigDict
     `config` asks for other export settings than the run was exported with, how to get them
     (a finished run is not exported again by `train`)."""
     say(f"{workdir} holds a complete run (--restart trains again); its metrics are kept")
-    changed = config_changes(Path(workdir), config, only=EXPORT_FIELDS)
+    changed = config_differences(Path(workdir), config, only=EXPORT_FIELDS)
     if not changed:
         return
-    flat = _flatten(config_files.to_dict(config))
-    keys = [c.split(" (")[0] for c in changed]
-    if "export.calibrate" in keys:  # the temperature is fitted on validation when training ends
+    if any(key == "export.calibrate" for key, _, _ in changed):  # fitted when training ends
         fix = "export.calibrate takes effect when training ends: --restart trains again with it"
     else:
-        overrides = " ".join(f"--config.{key}={flat[key]}" for key in keys)
+        overrides = " ".join(f"--config.{key}={new}" for key, _, new in changed)
         fix = f"a new version with these: sft-tf export --workdir={workdir} {overrides}"
-    say(f"It was exported with other settings ({'; '.join(changed)}); {fix}")
+    listed = "; ".join(_described(*difference) for difference in changed)
+    say(f"It was exported with other settings ({listed}); {fix}")
 
 
 def _refuse_changed_finished_run(workdir: Path, config: ml_collections.ConfigDict) -> None:
