@@ -131,14 +131,14 @@ def run() -> None:
 def _parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing with one-line errors (exit 2) instead of tracebacks."""
     try:
-        argv = config_help.export_overrides(argv)  # export: DIR/config.json as the --config file
+        argv = config_help.export_overrides(config_help.prepare_argv(argv))  # ~, --config=NAME
         spec = config_help.config_file_arg(argv)
         if spec is not None:  # ml_collections reports a broken file as a traceback
             files.check_config_file(spec)
         argv, unset = config_help.split_unsets(argv)  # --config.a.b=None
         rest = flags.FLAGS(argv)
-        if _CONFIG.value is not None:
-            config_help.apply_unsets(_CONFIG.value, unset)
+        if _CONFIG.value is not None:  # `=None` overrides applied, `~` in path fields expanded
+            config_help.finish_config(_CONFIG.value, unset)
         return rest
     except UserError as e:
         message = str(e)

@@ -16,6 +16,49 @@ def test_help_lists_every_command(tmp_path):
         assert f"\n  {command} " in out
 
 
+def test_home_in_paths_and_a_packaged_config_from_another_folder(tmp_path, image_folders):
+    """`--workdir=~/runs/t` and `export.dir=~/models` land in $HOME, not in a folder named `~`
+    of the current one; `--config=tiny` is the packaged configs/tiny.py, from any folder."""
+    home, cwd = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    cwd.mkdir()
+    args = [
+        "train",
+        "--config=tiny",
+        f"--config.data.train=folder:{image_folders['train']}",
+        "--config.phase2.epochs=0",
+        "--workdir=~/runs/t",
+        "--config.export.dir=~/models",
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "HOME": str(home)}
+    result = subprocess.run(
+        [sys.executable, "-m", "sft_tf", *args], capture_output=True, text=True, cwd=cwd, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert not (cwd / "~").exists()
+    config = json.loads((home / "runs" / "t" / "config.json").read_text())
+    assert config["export"]["dir"] == f"{home}/models"
+    assert (home / "models" / "tiny" / "1" / "saved_model.pb").is_file()
+
+
+def test_a_typo_in_a_config_file_stops_before_anything_is_written(tmp_path):
+    (tmp_path / "typo.py").write_text(
+        "from sft_tf import config_lib\n"
+        "def get_config():\n"
+        "    c = config_lib.base_config()\n"
+        "    c.data.augmnet = 'flip'\n"
+        "    return c\n"
+    )
+    args = ["train", "--config=typo.py", "--workdir=run", "--config.data.train=folder:/tmp"]
+    result = sft_tf(*args, cwd=tmp_path, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        "sft-tf: error: --config=typo.py: typo.py sets config.data.augmnet, which is not a "
+        "config field (did you mean config.data.augment?); fix the file\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["typo.py"]
+
+
 def _train_args(image_folders) -> tuple[str, ...]:
     return tuple(
         tiny_train_args(

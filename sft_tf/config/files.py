@@ -62,12 +62,16 @@ def check_config_file(spec: str) -> None:
     """
     path, _, argument = spec.partition(":")
     field = f"--config={spec}"
+    if os.path.isdir(path):
+        names = sorted(n for n in os.listdir(path) if n.endswith(".py") and n[0] not in "._")
+        listed = f": {', '.join(names)}" if names else " (it has no .py files)"
+        raise UserError(f"{field}: {path} is a folder; give one of its config files{listed}")
     if not os.path.isfile(path):
         folder = os.path.dirname(path) or "."
         names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
         close = difflib.get_close_matches(os.path.basename(path), names, n=1)
         hint = f"did you mean {os.path.join(os.path.dirname(path), close[0])}?" if close else ""
-        fix = hint or "give the path of a configs/*.py file"
+        fix = hint or f"give the path of a config file or a packaged name ({packaged_names()})"
         raise UserError(f"{field}: no such file {path}; {fix}")
     try:
         code = compile(Path(path).read_bytes(), path, "exec")
@@ -98,6 +102,59 @@ def check_config_file(spec: str) -> None:
             f"{field}: get_config() in {path} returned {type(result).__name__}, not a "
             "ConfigDict; end it with `return config`"
         )
+    unknown = unknown_fields(result, base_config())
+    if unknown:
+        raise UserError(f"{field}: {path} sets {unknown}; fix the file")
+
+
+def unknown_fields(
+    config: ml_collections.ConfigDict, schema: ml_collections.ConfigDict, prefix: str = "config."
+) -> str | None:
+    """The first field of `config` the schema does not have, with the closest real name.
+
+    A config file starts from the unlocked `base_config()`, so `c.phase2.epoch = 7` adds a
+    field nobody reads instead of failing: the run would train with the default and record
+    the stray key in config.json. Checking the result against a fresh schema catches it
+    whatever line of the file set it.
+    """
+    for key in config:
+        if key not in schema:
+            close = difflib.get_close_matches(key, list(schema.keys()), n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            return f"{prefix}{key}, which is not a config field{hint}"
+        value, default = config[key], schema[key]
+        if isinstance(value, ml_collections.ConfigDict) and isinstance(
+            default, ml_collections.ConfigDict
+        ):
+            found = unknown_fields(value, default, f"{prefix}{key}.")
+            if found:
+                return found
+    return None
+
+
+# Configs shipped inside the package, so `--config=tiny` works from any folder; the repo's
+# top-level configs/ is a link to this folder, so `--config=configs/tiny.py` keeps working.
+PACKAGED = Path(__file__).resolve().parent.parent / "configs"
+
+
+def packaged_names() -> str:
+    """The packaged config names, comma separated (for messages)."""
+    return ", ".join(sorted(p.stem for p in PACKAGED.glob("[!_]*.py")))
+
+
+def resolve_config_spec(spec: str) -> str:
+    """`--config`'s value with a packaged config's name (`tiny`, `tiny.py`) or a
+    `configs/NAME.py` path given outside the repo turned into that file's path; anything that
+    names an existing file or folder, or no packaged config, is returned unchanged. `~` is
+    expanded. The `:ARGUMENT` tail (passed to get_config) is kept."""
+    path, colon, argument = spec.partition(":")
+    path = os.path.expanduser(path)
+    if not os.path.exists(path):
+        name = Path(path).name if Path(path).parent in (Path("."), Path("configs")) else ""
+        packaged = PACKAGED / (name if name.endswith(".py") else f"{name}.py")
+        if name and packaged.is_file():
+            path = str(packaged)
+    return f"{path}{colon}{argument}"
 
 
 def digest(*parts: ml_collections.ConfigDict | int | str) -> str:

@@ -5,15 +5,67 @@ fields the schema leaves unset."""
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 
 from ml_collections.config_flags import config_path  # the path walker the flags use
 
-from sft_tf.config import schema
+from sft_tf.config import files, schema
 from sft_tf.errors import UserError
 from sft_tf.training.state import EXPORT_FIELDS
 
 RUN_CONFIG = Path(__file__).with_name("run_config.py")  # a run's config.json as a --config file
+
+
+# Flags and config fields that hold a local path. The shell expands `~` only at the start of
+# a word, so `--workdir=~/runs/t` reaches us as is; taken literally it would create a folder
+# named `~` in the current one. Data specs expand it themselves (`data.specs`).
+PATH_FLAGS = ("workdir", "model", "config")
+PATH_FIELDS = (
+    "model.weights",
+    "data.tfds_data_dir",
+    "data.exclude",
+    "data.cache_dir",
+    "export.dir",
+)
+
+
+def prepare_argv(argv: list[str]) -> list[str]:
+    """argv as the flag parser should see it: `~` expanded in the path flags, and --config's
+    packaged names (`--config=tiny`) resolved to their files.
+
+    Raises:
+      UserError: --config given more than once (the flags library would report its own
+        internals: the second file's overrides defined twice).
+    """
+    configs = [a for a in argv if a.startswith("--config=") or a == "--config"]
+    if len(configs) > 1:
+        raise UserError(
+            f"--config is given {len(configs)} times; give one config file and change its "
+            "fields with --config.FIELD=VALUE"
+        )
+    out = list(argv)
+    for i, arg in enumerate(out):
+        name, eq, value = arg[2:].partition("=")
+        if arg.startswith("--") and eq and name in PATH_FLAGS:
+            value = files.resolve_config_spec(value) if name == "config" else _home(value)
+            out[i] = f"--{name}={value}"
+        elif arg.startswith("--") and not eq and name in PATH_FLAGS and i + 1 < len(out):
+            nxt = out[i + 1]
+            out[i + 1] = files.resolve_config_spec(nxt) if name == "config" else _home(nxt)
+    return out
+
+
+def _home(value: str) -> str:
+    return os.path.expanduser(value) if value.startswith("~") else value
+
+
+def expand_paths(config) -> None:
+    """Expands a leading `~` in the config's path fields (set by a file or an override)."""
+    for path in PATH_FIELDS:
+        value = config_path.get_value(path, config)
+        if value and value.startswith("~"):
+            config_path.set_value(path, config, os.path.expanduser(value))
 
 
 def config_file_arg(argv: list[str]) -> str | None:
@@ -102,7 +154,7 @@ def split_unsets(argv: list[str]) -> tuple[list[str], list[str]]:
     config file may set them; `=None` on the command line unsets them again. ml_collections
     parses an override by the field's type, so it would read "None" as a broken number (or,
     for a text field, as the text "None"): the CLI sets these fields to None itself after
-    parsing (`apply_unsets`). As with any flag, the last override of a field wins.
+    parsing (`finish_config`). As with any flag, the last override of a field wins.
 
     Raises:
       UserError: `=None` as the last override of a field that must have a value.
@@ -143,7 +195,9 @@ def _default(defaults, path: str):
         return _NO_FIELD
 
 
-def apply_unsets(config, unset: list[str]) -> None:
-    """Sets each field `split_unsets` took out of argv to None (in the parsed `config`)."""
+def finish_config(config, unset: list[str]) -> None:
+    """After parsing: sets each field `split_unsets` took out of argv to None, and expands a
+    leading `~` in the path fields (whether a config file or an override set them)."""
     for path in unset:
         config_path.set_value(path, config, None)
+    expand_paths(config)

@@ -50,6 +50,11 @@ def validate(config: ml_collections.ConfigDict, command: str = "train") -> None:
     """
     if command == "train":
         _warn_random_base(config)
+        if not config.export.dir:
+            say(
+                "Note: config.export.dir is empty, so this run exports no model; "
+                "`sft-tf export --workdir=DIR --config.export.dir=saved_models` exports it later"
+            )
     command = "train" if command == "demo" else command
     values_lib.check_values(config, command)  # also run by the CLI before TensorFlow loads
     _check_data(config.data, command)

@@ -38,7 +38,8 @@ def check_values(config: ml_collections.ConfigDict, command: str) -> None:
       config: a config built on `base_config()`.
       command: the command about to run ("demo" checks as "train").
     """
-    _check_numbers(to_dict(config))
+    numbers = to_dict(config)
+    _check_numbers(numbers, finite_only=True)  # a NaN passes comparisons: before the ranges
     if not _NAME_RE.match(config.name):
         _fail(
             f"config.name={config.name!r} must be a folder name (letters, digits, _ . -); "
@@ -51,6 +52,8 @@ def check_values(config: ml_collections.ConfigDict, command: str) -> None:
         _check_pretrain(config.pretrain)
     _check_export(config.export, config.data, command)
     _check_runtime(config.runtime)
+    # After the fields' own ranges, so `phase1.epochs=10**20` is told its real limit (10000).
+    _check_numbers(numbers, finite_only=False)
 
 
 def check_spec(field: str, value: str, required: bool) -> None:
@@ -225,16 +228,19 @@ def _check_runtime(r: ml_collections.ConfigDict) -> None:
         )
 
 
-def _check_numbers(values: Mapping[str, Any], prefix: str = "config.") -> None:
-    """Every float field finite, every int field within int32 (TensorFlow's step counters and
-    seeds): NaN or a 20-digit epoch count otherwise passes the range checks and fails later."""
+def _check_numbers(values: Mapping[str, Any], finite_only: bool, prefix: str = "config.") -> None:
+    """Every float field finite, and unless `finite_only` every int field within int32
+    (TensorFlow's step counters and seeds): NaN or a 20-digit count in a field without a range
+    of its own would otherwise fail later, inside TensorFlow."""
     for key, value in values.items():
         field = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            _check_numbers(value, f"{field}.")
+            _check_numbers(value, finite_only, f"{field}.")
         elif isinstance(value, float) and not math.isfinite(value):
             _fail(f"{field}={value} must be a finite number")
-        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**31:
+        elif finite_only or isinstance(value, bool) or not isinstance(value, int):
+            continue
+        elif abs(value) >= 2**31:
             _fail(f"{field}={value} is too large (the limit is {2**31 - 1})")
 
 

@@ -31,7 +31,7 @@ def test_none_unsets_optional_fields_and_the_last_override_wins():
     ]
     config = tiny_config(data__examples_per_class=4)
     assert config.model.alpha == 0.35
-    config_flags.apply_unsets(config, unset)
+    config_flags.finish_config(config, unset)
     assert config.model.alpha is None and config.data.examples_per_class is None
 
 
@@ -64,3 +64,25 @@ def test_export_overrides_are_parsed_against_the_runs_own_config(tmp_path):
     assert config_flags.export_overrides(train) == train
     with pytest.raises(UserError, match="config.name and config.export.\\* overrides"):
         config_flags.export_overrides([*argv, "--config.model.image_size=64"])
+
+
+def test_home_is_expanded_in_path_flags_and_fields(monkeypatch, tmp_path):
+    """The shell leaves `~` alone after `=`: taken literally it would make a folder named `~`."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    argv = ["sft-tf", "train", "--workdir=~/runs/t", "--model", "~/m", "--config=tiny"]
+    prepared = config_flags.prepare_argv(argv)
+    assert prepared[2:5] == [f"--workdir={tmp_path}/runs/t", "--model", f"{tmp_path}/m"]
+    assert prepared[5].endswith("sft_tf/configs/tiny.py")
+    config = tiny_config(export__dir="~/models", model__weights="~/w.h5", data__cache_dir="/c~")
+    config_flags.finish_config(config, [])
+    assert config.export.dir == f"{tmp_path}/models"
+    assert config.model.weights == f"{tmp_path}/w.h5"
+    assert config.data.cache_dir == "/c~"  # only a leading ~ means home
+    for path in config_flags.PATH_FIELDS:  # each names a real text field
+        section, name = path.split(".")
+        assert isinstance(config[section][name], str)
+
+
+def test_config_given_twice_is_one_line():
+    with pytest.raises(UserError, match=r"^--config is given 2 times; give one config file"):
+        config_flags.prepare_argv(["sft-tf", "train", "--config=tiny", "--config", "folder"])

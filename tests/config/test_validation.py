@@ -120,3 +120,17 @@ def test_a_random_frozen_base_is_warned_about(capsys):
     config.phase2.unfreeze_blocks, config.phase2.batchnorm = -1, "train"
     validation.validate(config, "train")
     assert capsys.readouterr().out == ""
+
+
+def test_an_empty_export_dir_is_said_before_training(capsys):
+    """export.dir="" skips the export: a run that ends with no model must say so up front."""
+    config = tiny_config(model__weights="", export__dir="")
+    config.phase2.unfreeze_blocks, config.phase2.batchnorm = -1, "train"
+    validation.validate(config, "train")
+    assert capsys.readouterr().out == (
+        "Note: config.export.dir is empty, so this run exports no model; `sft-tf export "
+        "--workdir=DIR --config.export.dir=saved_models` exports it later\n"
+    )
+    validation.validate(config, "demo")  # the demo's scratch baseline is not exported on purpose
+    validation.validate(tiny_config(model__weights="", export__dir="saved_models"), "audit")
+    assert capsys.readouterr().out == ""

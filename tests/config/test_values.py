@@ -15,8 +15,9 @@ from tests.helpers import REPO, load_config
     [
         ("phase1.learning_rate", float("nan"), "must be a finite number"),
         ("phase2.l2sp", float("inf"), "must be a finite number"),
-        ("phase2.epochs", 10**20, "is too large"),
-        ("seed", 2**40, "is too large"),
+        # A field with its own range is told that range, not int32's.
+        ("phase2.epochs", 10**20, "must be between 0 and 10000"),
+        ("seed", 2**40, r"is too large \(the limit is 2147483647\)"),
         ("phase1.epochs", 10_001, "must be between 0 and 10000"),
         ("model.image_size", 100_000, "is above 1024"),
     ],

@@ -54,7 +54,7 @@ CASES = {
     "negative epochs": (["--config.phase2.epochs=-1"], "config.phase2.epochs=-1 must be between 0"),
     "20-digit epochs": (
         ["--config.phase1.epochs=99999999999999999999"],
-        "config.phase1.epochs=99999999999999999999 is too large",
+        "config.phase1.epochs=99999999999999999999 must be between 0 and 10000",
     ),
     "NaN learning rate": (
         ["--config.phase2.learning_rate=nan"],
