@@ -12,17 +12,22 @@ import importlib.util
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from sft_tf.config import files as config_files
 from sft_tf.model import classifier, unfreeze
+from sft_tf.training.checkpoints import RunCheckpoints
+from sft_tf.training.state import RunState
 
 RED = (220, 30, 30)
 
@@ -351,3 +356,49 @@ def snapshot(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def checkpoint_model(seed: int = 0) -> keras.Model:
+    """A tiny compiled Keras model with Dropout, whose seed state a checkpoint keeps too."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.1), keras.layers.Dense(3)])
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def three_saves(workdir) -> list[np.ndarray]:
+    """Checkpoints of one model in `workdir`, saved as a run saves them after epochs 1, 2
+    and 3 with other weights each time; returns those kernels."""
+    model = checkpoint_model()
+    saver = RunCheckpoints(workdir, model)
+    saver.track(model)
+    kernels = []
+    for epoch in (1, 2, 3):
+        model.layers[-1].kernel.assign(np.full((4, 3), epoch, np.float32))
+        kernels.append(model.layers[-1].kernel.numpy())
+        saver.save(RunState(phase="phase1", epochs_done=epoch))
+    return kernels
+
+
+def restored_kernel(workdir, name: str) -> np.ndarray:
+    """The Dense kernel of a fresh model after restoring checkpoint `name` of `three_saves`."""
+    model = checkpoint_model(seed=1)
+    saver = RunCheckpoints(workdir, model)
+    saver.track(model)
+    saver.restore(name)
+    return model.layers[-1].kernel.numpy()
+
+
+LEGACY_RUN = REPO / "tests" / "fixtures" / "legacy_run_v0" / "run"
+
+
+def legacy_run_copy(tmp_path):
+    """The committed record of a run an earlier sft_tf left after a kill in phase 2, and its
+    config. Its checkpoint's bytes are not committed: a small readable one stands in (only its
+    readability matters here)."""
+    shutil.copytree(LEGACY_RUN, tmp_path / "run")
+    stand_in = tf.train.Checkpoint(weights=[tf.Variable([1.0, 2.0])])
+    stand_in.write(str(tmp_path / "run" / "checkpoints" / "ckpt-1"))
+    config_json = tmp_path / "run" / "config.json"
+    config_json.write_text(config_json.read_text().replace("@IMAGES@", "/data"))
+    return tmp_path / "run", config_files.load(config_json)

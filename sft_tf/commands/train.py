@@ -22,6 +22,7 @@ from sft_tf.distribute import workers
 from sft_tf.lock import WorkdirLock
 from sft_tf.training import callbacks as callbacks_lib
 from sft_tf.training import inputs, outcome, phases, recipe, runtime
+from sft_tf.training import resume
 from sft_tf.training import state as state_lib
 from sft_tf.training.checkpoints import RunCheckpoints
 from sft_tf.training.layout import CONFIG_FILE, LABELS_FILE
@@ -71,7 +72,7 @@ def _run(config, workdir: Path, lock: WorkdirLock, restart: bool, allow_change: 
     train, validation, test = _load_inputs(config)
 
     # --- State: a fresh run, an interrupted one to resume, or a finished one ------------------
-    resumed = None if restart else state_lib.check_resume(workdir, config, allow_change)
+    resumed = None if restart else resume.check_resume(workdir, config, allow_change)
     if resumed is not None and resumed.complete:
         state_lib.announce_finished_run(workdir, config)
         return resumed.metrics

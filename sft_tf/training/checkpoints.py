@@ -3,7 +3,7 @@
 `checkpoints/ckpt-N` holds the weights, the current phase's optimizer and the layers' random
 state, written at every epoch end and every `runtime.checkpoint_every_steps` steps; the newest
 two are kept, each with `ckpt-N.state.json`, the `RunState` that describes it
-(`sft_tf.training.state` reads them back and chooses which to resume from).
+(`sft_tf.training.resume` reads them back and chooses which to resume from).
 
 Keras's BackupAndRestore is not used: it deletes its backup at the end of every fit() (and a
 two-phase run calls fit twice), and replays an interrupted epoch from batch 0 silently.
@@ -11,35 +11,14 @@ two-phase run calls fit twice), and replays an interrupted epoch from batch 0 si
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import keras
 import tensorflow as tf
 
 from sft_tf.files import write_json_atomic
-
-if TYPE_CHECKING:
-    from sft_tf.training.state import RunState
-
-CHECKPOINT_DIR = "checkpoints"
-
-
-def _numbers(directory: Path) -> list[int]:
-    """The numbers of the checkpoints in `directory` (ckpt-N.index), newest first."""
-    found = (re.fullmatch(r"ckpt-(\d+)\.index", p.name) for p in directory.glob("ckpt-*.index"))
-    return sorted((int(m.group(1)) for m in found if m), reverse=True)
-
-
-def kept(directory: Path) -> list[str]:
-    """The names of the checkpoints in `directory`, newest first ([] when there is none)."""
-    return [f"ckpt-{n}" for n in _numbers(directory)] if directory.is_dir() else []
-
-
-def record_path(directory: Path, name: str) -> Path:
-    """The copy of state.json written with checkpoint `name`: where the run was when it was."""
-    return directory / f"{name}.state.json"
+from sft_tf.training.layout import CHECKPOINT_DIR, checkpoint_numbers, record_path
+from sft_tf.training.state import RunState
 
 
 def unreadable(prefix: Path) -> str | None:
@@ -113,13 +92,13 @@ class RunCheckpoints:
         """Writes a checkpoint, then `state` (which from then on names it) beside it and as
         state.json, then drops the checkpoints past `keep`."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        numbers = _numbers(self.directory)
+        numbers = checkpoint_numbers(self.directory)
         name = f"ckpt-{(numbers[0] if numbers else 0) + 1}"
         self.checkpoint.write(str(self.directory / name))
         state.checkpoint = name
         write_json_atomic(record_path(self.directory, name), state.to_dict())
         state.save(self.workdir)
-        for number in _numbers(self.directory)[self.keep :]:
+        for number in checkpoint_numbers(self.directory)[self.keep :]:
             for path in self.directory.glob(f"ckpt-{number}.*"):
                 path.unlink(missing_ok=True)
 

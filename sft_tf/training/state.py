@@ -3,9 +3,10 @@
 A run can be killed at any moment and rerun with the same command. Each checkpoint
 (`sft_tf.training.checkpoints`) is written with a copy of the state that describes it,
 `checkpoints/ckpt-N.state.json`, and then `state.json` itself, so state.json never names a
-checkpoint that is not on disk. A resume (`resume_point`) verifies the checkpoint state.json
-names and, when it cannot be read, goes back to an older kept checkpoint and its record; it
-never restarts a phase silently.
+checkpoint that is not on disk. A resume (`sft_tf.training.resume`) verifies the checkpoint
+state.json names and, when it cannot be read, goes back to an older kept checkpoint and its
+record; it never restarts a phase silently. This module loads no TensorFlow: the CLI asks it
+whether a run is finished before TensorFlow's import.
 
 A resumed run continues exactly where the checkpoint left off: the checkpoint holds the
 weights, the optimizer (its step count drives the learning-rate schedule) and the random state
@@ -29,9 +30,8 @@ from sft_tf.errors import UserError
 from sft_tf.files import write_json_atomic, write_text_atomic
 from sft_tf.lock import LOCK_FILE, WorkdirLock
 from sft_tf.log import say
-from sft_tf.training.layout import CONFIG_FILE
+from sft_tf.training.layout import CONFIG_FILE, STATE_FILE
 
-STATE_FILE = "state.json"
 HISTORY_CSV = "history.csv"
 PHASES = ("phase1", "phase2", "trained")
 # Config fields that do not change what is trained: a resumed run may differ in these.
@@ -139,7 +139,7 @@ class RunState:
         return where
 
 
-def _read(path: Path) -> tuple[RunState | None, str | None]:
+def read_record(path: Path) -> tuple[RunState | None, str | None]:
     """(record, None), or (None, why it cannot be used); (None, None) when there is no file."""
     if not path.is_file():
         return None, None
@@ -147,57 +147,6 @@ def _read(path: Path) -> tuple[RunState | None, str | None]:
         return RunState.from_dict(json.loads(path.read_text())), None
     except (OSError, UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
         return None, f"{path.name} cannot be read ({e})"
-
-
-def resume_point(workdir: Path) -> RunState | None:
-    """Where an interrupted run in `workdir` got to, its checkpoint verified readable.
-
-    state.json names the checkpoint it describes. When that checkpoint is missing or cannot
-    be read, the run goes back to the newest kept checkpoint that can, with the record written
-    beside it, and says so. A state.json written before checkpoints were named describes the
-    newest checkpoint in tf.train.CheckpointManager's index file.
-
-    Returns:
-      The record to resume from, or None when `workdir` holds no run.
-
-    Raises:
-      UserError: there is a run, but no checkpoint of it can be restored.
-    """
-    # Imported here: the rest of this module loads without TensorFlow (`finished_run`).
-    from sft_tf.training import checkpoints as checkpoints_lib
-
-    workdir = Path(workdir)
-    directory = workdir / checkpoints_lib.CHECKPOINT_DIR
-    state, problem = _read(workdir / STATE_FILE)
-    if state is not None and state.complete:
-        return state
-    names = checkpoints_lib.kept(directory)
-    if state is None and problem is None and not names:
-        return None  # nothing was saved yet: a fresh start loses nothing
-    candidates = []
-    if state is not None:
-        state.checkpoint = state.checkpoint or checkpoints_lib.legacy_checkpoint(directory)
-        candidates.append(state)
-    for name in names:
-        record, _ = _read(checkpoints_lib.record_path(directory, name))
-        if record is not None and record not in candidates:
-            candidates.append(record)
-    failures = [problem] if problem else []
-    for candidate in candidates:
-        name = candidate.checkpoint
-        reason = checkpoints_lib.unreadable(directory / name) if name else "no checkpoint named"
-        if reason is None:
-            if failures:
-                say(
-                    f"Warning: {'; '.join(failures)}. Resuming from checkpoint {name} instead: "
-                    f"{candidate.describe()}"
-                )
-            return candidate
-        failures.append(f"checkpoint {name or '?'}: {reason}")
-    raise UserError(
-        f"cannot resume the run in {workdir}: {'; '.join(failures) or 'no checkpoint'}. Rerun "
-        "with --restart to move it aside and start over, or use a new --workdir"
-    )
 
 
 def write_history_csv(
@@ -278,10 +227,10 @@ def finished_run(workdir: Path, config: ml_collections.ConfigDict) -> RunState |
     Raises:
       UserError: the run is complete but was trained with another config.
     """
-    state, _ = _read(Path(workdir) / STATE_FILE)
+    state, _ = read_record(Path(workdir) / STATE_FILE)
     if state is None or not state.complete:
         return None
-    _refuse_changed_finished_run(workdir, config)
+    refuse_changed_finished_run(workdir, config)
     return state
 
 
@@ -302,7 +251,7 @@ def announce_finished_run(workdir: str | Path, config: ml_collections.ConfigDict
     say(f"It was exported with other settings ({listed}); {fix}")
 
 
-def _refuse_changed_finished_run(workdir: Path, config: ml_collections.ConfigDict) -> None:
+def refuse_changed_finished_run(workdir: Path, config: ml_collections.ConfigDict) -> None:
     changed = config_changes(workdir, config)
     if changed:
         raise UserError(
@@ -310,36 +259,6 @@ def _refuse_changed_finished_run(workdir: Path, config: ml_collections.ConfigDic
             f"{'; '.join(changed)}. Rerun with --restart to train again with this config (the "
             "finished run is moved aside), or use a new --workdir"
         )
-
-
-def check_resume(
-    workdir: Path, config: ml_collections.ConfigDict, allow_config_change: bool
-) -> RunState | None:
-    """The interrupted (or finished) run in `workdir` to continue from; None to start fresh.
-
-    Reads only (`--restart` moves the old run aside later, once every check has passed).
-
-    Raises:
-      UserError: the config differs from the run's in fields that affect training (for a
-        finished run always, for an interrupted one unless allowed), or the run's checkpoints
-        cannot be restored.
-    """
-    state = resume_point(workdir)
-    if state is None:
-        return None
-    if state.complete:
-        _refuse_changed_finished_run(workdir, config)
-        return state
-    changed = config_changes(workdir, config)
-    if changed:
-        if not allow_config_change:
-            raise UserError(
-                f"the config differs from the interrupted run in {workdir}: "
-                f"{'; '.join(changed)}. Rerun with the same config, add --allow_config_change "
-                "to continue anyway, or --restart to start over"
-            )
-        say(f"Resuming with a changed config (--allow_config_change): {'; '.join(changed)}")
-    return state
 
 
 def move_aside(workdir: Path, lock: WorkdirLock) -> None:

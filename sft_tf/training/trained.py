@@ -2,7 +2,7 @@
 
 A finished run's weights are `model.weights.h5`, written once when training ends. An
 interrupted run's are its newest readable checkpoint, the one a resume would continue from
-(`state.resume_point`): written at every epoch end and every
+(`resume.resume_point`): written at every epoch end and every
 `runtime.checkpoint_every_steps` steps, so nothing trained before the interruption is lost.
 The weights file is not rewritten at every epoch end: Keras's `save_weights` took 0.6 s for
 MobileNetV2 alpha 0.35 (2 MB, 262 arrays; the checkpoint of the same model 0.2-0.4 s),
@@ -23,9 +23,9 @@ from sft_tf.config import files as config_files
 from sft_tf.errors import UserError
 from sft_tf.log import say
 from sft_tf.training import recipe
-from sft_tf.training import state as state_lib
 from sft_tf.training.checkpoints import RunCheckpoints
 from sft_tf.training.layout import CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE
+from sft_tf.training.resume import resume_point
 
 
 def load_trained(workdir: str | Path) -> tuple[ml_collections.ConfigDict, keras.Model, list[str]]:
@@ -53,7 +53,7 @@ def load_trained(workdir: str | Path) -> tuple[ml_collections.ConfigDict, keras.
 def _load_weights(workdir: Path, model: keras.Model) -> None:
     weights = workdir / WEIGHTS_FILE
     try:
-        point = state_lib.resume_point(workdir)  # a finished run's record, or the newest
+        point = resume_point(workdir)  # a finished run's record, or the newest
     except UserError as e:  # an interrupted run whose checkpoints are all damaged
         if not weights.is_file():
             raise UserError(f"no weights of the run in {workdir} can be read: {e}") from None
