@@ -10,9 +10,14 @@ Signatures (dynamic batch dimension):
   serving_images      images: uint8 [None, None, None, 3]   pixels of any size
   serving_tf_example  examples: string [None]   serialized tf.train.Example, image/encoded
 each returning probabilities [None, C] float32, classes [None, k] string (top-k class names),
-class_ids [None, k] int32 and scores [None, k] float32. A multi-label model's probabilities are
-independent sigmoids, and it also returns predicted [None, C] int32: 1 where a label's
-probability reaches that label's threshold (tuned on validation, listed in the manifest).
+class_ids [None, k] int32, scores [None, k] float32 and error [None] string. A multi-label
+model's probabilities are independent sigmoids, and it also returns predicted [None, C] int32: 1
+where a label's probability reaches that label's threshold (tuned on validation, listed in the
+manifest). `error` is "" for every answered row; an encoded image with more pixels than the
+export's limit (data.max_image_pixels, width x height read from its header; in the manifest as
+max_image_pixels) is not decoded, and its row holds the reason in `error`, "" classes, class
+ids -1 and zero probabilities and scores, while the batch's other rows are answered as usual.
+(Exports written before `error` existed lack it and decode any size.)
 
 Inside each version: assets/labels.txt (class names, a SavedModel asset), assets.extra/
 sft_tf.json (the manifest: what was trained and how well) and assets.extra/
@@ -35,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from sft_tf import __version__
+from sft_tf.config.schema import DEFAULT_MAX_IMAGE_PIXELS
 from sft_tf.errors import UserError
 from sft_tf.log import say
 from sft_tf.serving import signatures, variants
@@ -134,9 +140,19 @@ def prune_versions(model_root: str | Path, keep: int) -> list[int]:
 
 
 def _manifest(
-    described: dict | None, class_names, image_size, resize_method, top_k, tflite, worst, thresholds
+    described: dict | None,
+    class_names,
+    image_size,
+    tflite,
+    worst,
+    *,
+    top_k,
+    resize_method,
+    thresholds,
+    max_image_pixels,
 ) -> dict:
-    """assets.extra/sft_tf.json: what the caller described, and what the export itself is."""
+    """assets.extra/sft_tf.json: what the caller described, and what the export itself is
+    (the serving settings as keywords, as `export_for_serving` collects them)."""
     return {
         **(described or {}),
         "class_names": list(class_names),
@@ -150,6 +166,8 @@ def _manifest(
         "image_size": image_size,
         "resize_method": resize_method,
         "input_dtype": "uint8 pixels 0..255; preprocessing is inside the model",
+        # Encoded images with more pixels (width x height) are refused, row by row, undecoded.
+        "max_image_pixels": max_image_pixels,
         "signatures": list(SIGNATURES),
         "top_k": min(top_k, len(class_names)),
         "tflite": f"{TFLITE_DIR}/model.tflite ({tflite})" if tflite else None,
@@ -181,6 +199,7 @@ def export_for_serving(
     representative: np.ndarray | None = None,
     evaluation: Callable[[], Iterable] | None = None,
     max_accuracy_drop: float = 0.01,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> Path:
     """Writes the next version of a SavedModel for TF Serving, verified before it appears.
 
@@ -206,6 +225,9 @@ def export_for_serving(
       evaluation: a function giving (uint8 pixels, labels) batches of the evaluation split:
         every variant is scored on them before publishing (None: no accuracy guard).
       max_accuracy_drop: the accuracy a variant may lose against the SavedModel.
+      max_image_pixels: the bytes signatures refuse an image with more pixels than this
+        (width x height, from its header) without decoding it: the run's data.max_image_pixels,
+        so that serving refuses what training refused.
 
     Returns:
       The published version folder.
@@ -224,15 +246,15 @@ def export_for_serving(
     # A hidden, non-integer name: TF Serving ignores it while it is being written.
     staging = root / f"{STAGING_PREFIX}{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
+    # What the signatures are traced with and the manifest records.
+    serving = {
+        "top_k": top_k,
+        "resize_method": resize_method,
+        "thresholds": thresholds,
+        "max_image_pixels": max_image_pixels,
+    }
     try:
-        say(f"Exporting to {root}: writing the SavedModel (tracing its serving signatures)")
-        signatures.write_savedmodel(
-            staging, model, class_names, image_size, top_k, resize_method, thresholds, encoded
-        )
-        say(f"  checking the reloaded SavedModel against the model on {len(encoded)} images")
-        # Loaded once (3 s on ResNet50) for the parity check and the variants' scoring.
-        loaded = tf.saved_model.load(str(staging))
-        worst = verify_export(staging, model, image_size, encoded, resize_method, loaded)
+        loaded, worst = _write_checked(staging, model, class_names, image_size, encoded, serving)
         measured = variants.write_variants(
             staging,
             model,
@@ -248,9 +270,7 @@ def export_for_serving(
             max_accuracy_drop=max_accuracy_drop,
             loaded=loaded,
         )
-        info = _manifest(
-            manifest, class_names, image_size, resize_method, top_k, tflite, worst, thresholds
-        )
+        info = _manifest(manifest, class_names, image_size, tflite, worst, **serving)
         info.update(measured)
         (staging / MANIFEST_FILE).write_text(json.dumps(info, indent=2) + "\n")
         published = _publish(staging, root)
@@ -258,6 +278,20 @@ def export_for_serving(
         shutil.rmtree(staging, ignore_errors=True)
     prune_versions(root, keep)
     return published
+
+
+def _write_checked(
+    staging: Path, model, class_names, image_size: int, encoded, serving: dict
+) -> tuple[object, float]:
+    """Writes the SavedModel into `staging` and checks it reloaded against the model (the
+    pixel limit's refusal included): (the loaded SavedModel, the max abs difference)."""
+    say(f"Exporting to {staging.parent}: writing the SavedModel (tracing its serving signatures)")
+    signatures.write_savedmodel(staging, model, class_names, image_size, encoded, **serving)
+    say(f"  checking the reloaded SavedModel against the model on {len(encoded)} images")
+    # Loaded once (3 s on ResNet50) for the parity check and the variants' scoring.
+    loaded = tf.saved_model.load(str(staging))
+    method, limit = serving["resize_method"], serving["max_image_pixels"]
+    return loaded, verify_export(staging, model, image_size, encoded, method, loaded, limit)
 
 
 def _publish(staging: Path, root: Path) -> Path:

@@ -1,6 +1,12 @@
 """The SavedModel's serving signatures (bytes, pixels, tf.train.Example in; probabilities,
-top-k names, ids and scores out, plus `predicted` for multi-label models) and TF Serving's
-warm-up records, written into an export's staging folder (`export.export_for_serving`).
+top-k names, ids and scores out, plus `predicted` for multi-label models and a per-row
+`error`) and TF Serving's warm-up records, written into an export's staging folder
+(`export.export_for_serving`).
+
+A serving call answers a whole batch with one set of tensors, and one refused image must not
+cost the others their answers: an encoded image over the export's pixel limit (width x height
+from its header) is never decoded; its row's `error` says why, its classes are "", its class
+ids -1 and its probabilities and scores 0. Every other row's `error` is "".
 """
 
 from __future__ import annotations
@@ -12,24 +18,77 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from sft_tf.config.schema import DEFAULT_MAX_IMAGE_PIXELS
 from sft_tf.data import decode
 from sft_tf.serving.layout import IMAGE_KEY, WARMUP_FILE
 
 BYTES_SPEC = tf.TensorSpec([None], tf.string, name="image_bytes")
 PIXELS_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
 EXAMPLES_SPEC = tf.TensorSpec([None], tf.string, name="examples")
+ERRORS_SPEC = tf.TensorSpec([None], tf.string, name="errors")
+
+# The `error` of a row whose image has too many pixels (tf.strings.format fills the {}s in:
+# width, height, their product, the limit). `sft-tf predict` says the same of such a file.
+TOO_MANY_PIXELS = (
+    "image is {} x {} = {} pixels, above this model's limit of {} pixels "
+    "(data.max_image_pixels when it was exported); downscale it before sending"
+)
 
 
-def _serving_outputs(probabilities: tf.Tensor, class_names, top_k: int, thresholds) -> dict:
+@tf.autograph.experimental.do_not_convert
+def pixel_limit_error(encoded: tf.Tensor, max_pixels: int) -> tf.Tensor:
+    """Why an encoded image is refused, from its header alone: a scalar tf.string, "" when its
+    width x height is within `max_pixels`, else TOO_MANY_PIXELS filled in.
+
+    Raises:
+      tf.errors.InvalidArgumentError (when run) on a JPEG whose header is corrupt, as decoding
+        it would (`decode.stored_size`).
+    """
+    height, width = decode.stored_size(encoded)
+    # No header holds 2^62 pixels (PNG's sides stop at 2^31): a higher limit, as good as none,
+    # still fits an int64.
+    limit = tf.constant(min(max_pixels, 2**62), tf.int64)
+    # Sides first: a forged header's sides can overflow their int64 product; two sides within
+    # the limit cannot.
+    over = (height > limit) | (width > limit) | (height * width > limit)
+    return tf.cond(
+        over,
+        lambda: tf.strings.format(TOO_MANY_PIXELS, [width, height, height * width, limit]),
+        lambda: tf.constant(""),
+    )
+
+
+def _decode_within_limit(
+    encoded: tf.Tensor, image_size: int, resize_method: str, max_pixels: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """(uint8 [S, S, 3], error) of one encoded image: decoded as in training, or, over the
+    pixel limit, black pixels that are never looked at and the reason."""
+    error = pixel_limit_error(encoded, max_pixels)
+    # tf.cond runs one branch only: the refused image's decode never runs, which is the point
+    # (a 90 KB PNG of 20000 x 20000 decodes to 1.2 GB of RGB).
+    image = tf.cond(
+        tf.equal(error, ""),
+        lambda: decode.decode_image(encoded, image_size, resize_method),
+        lambda: tf.zeros([image_size, image_size, 3], tf.uint8),
+    )
+    return image, error
+
+
+def _serving_outputs(
+    probabilities: tf.Tensor, errors: tf.Tensor, class_names, top_k: int, thresholds
+) -> dict:
+    """The signatures' outputs; a row with an error answers nothing (see the module's doc)."""
     scores, ids = tf.math.top_k(probabilities, k=top_k)
+    answered = tf.equal(errors, "")[:, None]
     outputs = {
-        "probabilities": probabilities,
-        "classes": class_names.lookup(tf.cast(ids, tf.int64)),
-        "class_ids": tf.cast(ids, tf.int32),
-        "scores": scores,
+        "probabilities": tf.where(answered, probabilities, 0.0),
+        "classes": tf.where(answered, class_names.lookup(tf.cast(ids, tf.int64)), ""),
+        "class_ids": tf.where(answered, tf.cast(ids, tf.int32), -1),
+        "scores": tf.where(answered, scores, 0.0),
+        "error": errors,
     }
     if thresholds is not None:
-        outputs["predicted"] = tf.cast(probabilities >= thresholds, tf.int32)
+        outputs["predicted"] = tf.where(answered, tf.cast(probabilities >= thresholds, tf.int32), 0)
     return outputs
 
 
@@ -57,9 +116,11 @@ def _serving_root(
     labels_path: str,
     resize_method: str = "resize",
     thresholds: Sequence[float] | None = None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ):
     """What the SavedModel holds (`_saved_root`) and its three signatures, each traced once:
-    (root, {signature name: concrete function})."""
+    (root, {signature name: concrete function}). Encoded images over `max_image_pixels` are
+    refused row by row (see the module's doc)."""
     names = _class_names_table(labels_path)
     k = min(top_k, len(class_names))
     cut = None if thresholds is None else tf.constant(thresholds, tf.float32)
@@ -72,23 +133,27 @@ def _serving_root(
     # same for its endpoints.
     sized = tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name="sized_images")
 
-    @tf.function(input_signature=[sized], autograph=False)
-    def classify(images):
-        return _serving_outputs(model(images, training=False), names, k, cut)
+    @tf.function(input_signature=[sized, ERRORS_SPEC], autograph=False)
+    def classify(images, errors):
+        return _serving_outputs(model(images, training=False), errors, names, k, cut)
 
     def from_pixels(images):
-        return classify(decode.resize(images, image_size, resize_method))
+        # Pixels arrive decoded: nothing to refuse, every row is answered.
+        none = tf.fill(tf.shape(images)[:1], "")
+        return classify(decode.resize(images, image_size, resize_method), none)
 
     @tf.function(input_signature=[BYTES_SPEC], autograph=False)
     def from_bytes(image_bytes):
         # The same decode-and-resize as the training pipeline: no train/serve skew.
-        return classify(
-            tf.map_fn(
-                lambda b: decode.decode_image(b, image_size, resize_method),
-                image_bytes,
-                fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
-            )
+        images, errors = tf.map_fn(
+            lambda b: _decode_within_limit(b, image_size, resize_method, max_image_pixels),
+            image_bytes,
+            fn_output_signature=(
+                tf.TensorSpec([image_size, image_size, 3], tf.uint8),
+                tf.TensorSpec([], tf.string),
+            ),
         )
+        return classify(images, errors)
 
     def from_examples(examples):
         features = tf.io.parse_example(examples, {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
@@ -147,14 +212,31 @@ def _warmup_records(encoded: Sequence[bytes], count: int = 3) -> list[bytes]:
 
 
 def write_savedmodel(
-    staging: Path, model, class_names, image_size, top_k, resize_method, thresholds, encoded
+    staging: Path,
+    model,
+    class_names,
+    image_size,
+    encoded,
+    *,
+    top_k,
+    resize_method,
+    thresholds,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> None:
-    """The SavedModel with its labels asset and TF Serving's warm-up records, in `staging`."""
+    """The SavedModel with its labels asset and TF Serving's warm-up records (of `encoded`,
+    real images), in `staging`."""
     with tempfile.TemporaryDirectory() as tmp:
         labels = Path(tmp) / "labels.txt"
         labels.write_text("\n".join(class_names) + "\n")
         root, traced = _serving_root(
-            model, class_names, image_size, top_k, str(labels), resize_method, thresholds
+            model,
+            class_names,
+            image_size,
+            top_k,
+            str(labels),
+            resize_method,
+            thresholds,
+            max_image_pixels,
         )
         # Serving never differentiates: not tracing the gradient functions of the graph's ops
         # saves about half of the write (7 s of 16 s on ResNet50, measured).

@@ -104,3 +104,26 @@ def test_a_large_phone_photo_is_scaled_then_turned_upright():
     upright = decode.decode_rgb(encoded, 32).numpy()
     assert upright.shape == (75, 50, 3)
     assert upright[:5].mean() < 20 < upright[-5:].mean()
+
+
+@pytest.mark.parametrize(
+    "fmt, mode, options, height, width",
+    [
+        ("PNG", "RGB", {}, 3, 70_000),  # IHDR: 4 bytes a side, big-endian
+        ("JPEG", "RGB", {}, 65_500, 2),  # the frame header, through extract_jpeg_shape
+        ("GIF", "P", {}, 2, 65_535),  # the logical screen: 2 bytes a side, little-endian
+        ("BMP", "RGB", {}, 2, 70_000),  # the info header: 4 bytes a side, signed
+        ("WEBP", "RGB", {}, 3, 16_383),  # VP8: 14 bits a side
+        ("WEBP", "RGB", {"lossless": True}, 16_383, 3),  # VP8L: 14-bit sides, packed
+        ("WEBP", "RGBA", {}, 2, 16_383),  # VP8X (alpha): 3 bytes a side
+    ],
+)
+def test_stored_size_reads_each_header_without_decoding(fmt, mode, options, height, width):
+    """Sides whose every header byte counts (what the serving signatures' pixel limit and the
+    scan's read), from files Pillow writes."""
+    encoded = helpers.pil_bytes(Image.new(mode, (width, height)), fmt, **options)
+    got = [int(v) for v in decode.stored_size(tf.constant(encoded))]
+    assert got == [height, width]
+    if fmt == "BMP":  # rows stored top-down: a negative height
+        flipped = encoded[:22] + (-height).to_bytes(4, "little", signed=True) + encoded[26:]
+        assert [int(v) for v in decode.stored_size(tf.constant(flipped))] == [height, width]

@@ -1,4 +1,5 @@
-"""Fixtures of the serving tests: a tiny model, real image files, one published export.
+"""Fixtures of the serving tests: a tiny model, real image files, one published export, and
+a real 20000 x 20000 PNG.
 
 Session-scoped: one export (~15 s) serves every serving test module; tests copy it before
 changing anything next to it."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from sft_tf.serving import export
 from tests.helpers import tiny_classifier, write_image
@@ -35,7 +37,23 @@ def images(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def published(tmp_path_factory, tiny_model, images):
+def pixel_limit():
+    """The published export's max_image_pixels: not the default, so that tests see the run's
+    own value recorded and applied, and cheap to exceed (1001 x 1000)."""
+    return 1_000_000
+
+
+@pytest.fixture(scope="session")
+def huge_png(tmp_path_factory):
+    """A real 20000 x 20000 PNG of one colour: 90 KB on disk, 1.2 GB once decoded to RGB."""
+    path = tmp_path_factory.mktemp("huge") / "huge.png"
+    # 1-bit: 50 MB in memory while Pillow writes it (~2 s); TF decodes it to 8-bit RGB.
+    Image.new("1", (20000, 20000), 1).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory, tiny_model, images, pixel_limit):
     root = tmp_path_factory.mktemp("published") / "tiny"
     path = export.export_for_serving(
         tiny_model,
@@ -45,5 +63,6 @@ def published(tmp_path_factory, tiny_model, images):
         top_k=2,
         check_images=[p.read_bytes() for p in images],
         manifest={"backbone": "MobileNetV2", "test_metrics": {"phase2": {"accuracy": 0.5}}},
+        max_image_pixels=pixel_limit,
     )
     return path

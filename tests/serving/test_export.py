@@ -13,12 +13,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from sft_tf.data import decode
 from sft_tf.errors import UserError
 from sft_tf.serving import export, layout, parity
 from sft_tf.serving import predict as predict_lib
-from tests.helpers import exif_jpeg
+from tests.helpers import exif_jpeg, pil_bytes
 
 CLASSES = ["cat", "dog", "fox"]
 
@@ -61,8 +62,9 @@ _FRESH_PROCESS = textwrap.dedent(
     out = {}
     for n in (1, len(instances)):
         result = serve(image_bytes=tf.constant(instances[:n]))
-        out[n] = {k: v.numpy().tolist() for k, v in result.items() if k != "classes"}
+        out[n] = {k: v.numpy().tolist() for k, v in result.items() if v.dtype != tf.string}
         out[n]["classes"] = [[c.decode() for c in row] for row in result["classes"].numpy()]
+        out[n]["error"] = [e.decode() for e in result["error"].numpy()]
     sig = serve.structured_input_signature[1]["image_bytes"]
     out["input"] = [sig.dtype.name, sig.shape.as_list()]
     # Serving needs TensorFlow alone: nothing of sft_tf was imported to load and call it.
@@ -96,6 +98,7 @@ def test_export_reloads_in_a_fresh_tensorflow_only_process(published, tiny_model
     )
     top1 = [CLASSES[i] for i in expected.argmax(-1)]
     assert [row[0] for row in batch["classes"]] == top1
+    assert batch["error"] == [""] * len(images)  # every image answered
     assert [row[0] for row in batch["class_ids"]] == expected.argmax(-1).tolist()
     # `sft-tf predict` (predict_files) tells a client the same thing.
     assert [r["classes"][0] for r in predict_lib.predict_files(path, map(str, images))] == top1
@@ -118,7 +121,7 @@ def test_saved_model_cli_lists_three_signatures_with_dynamic_batch(published):
         section = out.split(f"signature_def['{name}']")[1].split("signature_def[")[0]
         assert f"dtype: {dtype}" in section
         assert "shape: (-1" in section  # dynamic batch
-        for output in ("probabilities", "classes", "class_ids", "scores"):
+        for output in ("probabilities", "classes", "class_ids", "scores", "error"):
             assert f"outputs['{output}']" in section
 
 
@@ -153,7 +156,7 @@ def test_tf_example_signature_matches_bytes(published, images):
     )
 
 
-def test_labels_asset_manifest_and_warmup_records(published, images):
+def test_labels_asset_manifest_and_warmup_records(published, images, pixel_limit):
     from tensorflow_serving.apis import prediction_log_pb2
 
     assert (published / "assets" / "labels.txt").read_text().split() == CLASSES
@@ -164,6 +167,7 @@ def test_labels_asset_manifest_and_warmup_records(published, images):
     assert manifest["test_metrics"]["phase2"]["accuracy"] == 0.5
     assert manifest["versions"]["tensorflow"] == tf.__version__
     assert manifest["parity_max_abs_diff"] <= parity.PARITY_TOLERANCE
+    assert manifest["max_image_pixels"] == pixel_limit  # the run's value, not the default
     records = list(tf.data.TFRecordDataset(str(published / layout.WARMUP_FILE)).as_numpy_iterator())
     assert 1 <= len(records) <= 3
     loaded = tf.saved_model.load(str(published))
@@ -175,6 +179,109 @@ def test_labels_asset_manifest_and_warmup_records(published, images):
         encoded = tf.make_ndarray(request.inputs["image_bytes"])
         assert encoded.tolist() == [images[i].read_bytes()]
         loaded.signatures["serving_default"](image_bytes=tf.constant(encoded))
+
+
+def too_many_pixels(width: int, height: int, limit: int) -> str:
+    """The `error` an export answers for an image over its pixel limit."""
+    return (
+        f"image is {width} x {height} = {width * height} pixels, above this model's limit of "
+        f"{limit} pixels (data.max_image_pixels when it was exported); downscale it before sending"
+    )
+
+
+_REFUSED_IN_A_FRESH_PROCESS = textwrap.dedent(
+    """
+    import base64, json, resource, sys
+    import numpy as np
+    import tensorflow as tf
+    export_dir, files = sys.argv[1], sys.argv[2:]
+    sig = tf.saved_model.load(export_dir).signatures
+    # A TF Serving REST body, decoded the way the server decodes {"b64": ...}.
+    body = json.dumps({"instances": [{"b64": base64.b64encode(open(f, "rb").read()).decode()}
+                                     for f in files]})
+    instances = [base64.b64decode(i["b64"]) for i in json.loads(body)["instances"]]
+
+    def example(encoded):
+        feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded]))
+        features = tf.train.Features(feature={"image/encoded": feature})
+        return tf.train.Example(features=features).SerializeToString()
+
+    def lists(out):  # strings as text, numbers as numbers: what TF Serving's JSON shows
+        return {k: (np.char.decode(v.numpy().astype(bytes)) if v.dtype == tf.string
+                    else v.numpy()).tolist() for k, v in out.items()}
+
+    alone = [lists(sig["serving_default"](image_bytes=tf.constant([b]))) for b in instances[::2]]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB: the peak so far
+    out = {"default": lists(sig["serving_default"](image_bytes=tf.constant(instances)))}
+    out["tf_example"] = lists(
+        sig["serving_tf_example"](examples=tf.constant([example(b) for b in instances]))
+    )
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    pixels = tf.zeros([2, 40, 40, 3], tf.uint8)
+    out["images_error"] = lists(sig["serving_images"](images=pixels))["error"]
+    print(json.dumps({**out, "alone": alone, "grown_mb": grown / 1024}))
+    """
+)
+
+
+def test_an_oversized_image_gets_an_error_row_and_the_batch_is_answered(
+    published, images, huge_png, pixel_limit
+):
+    """TF Serving answers a batch with one set of tensors: the 20000 x 20000 PNG between two
+    good images is refused in its own row from its header, never decoded (the process's peak
+    memory stays flat: decoding it takes 1.2 GB), and the good rows are answered as alone."""
+    files = [images[0], huge_png, images[1]]
+    result = subprocess.run(
+        [sys.executable, "-c", _REFUSED_IN_A_FRESH_PROCESS, str(published), *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["grown_mb"] < 200, f"peak memory grew {out['grown_mb']:.0f} MB: it was decoded"
+    for name in ("default", "tf_example"):
+        got = out[name]
+        assert got["error"] == ["", too_many_pixels(20000, 20000, pixel_limit), ""], name
+        assert got["classes"][1] == ["", ""] and got["class_ids"][1] == [-1, -1]
+        assert got["scores"][1] == [0.0, 0.0] and got["probabilities"][1] == [0.0] * 3
+        for row, alone in zip((0, 2), out["alone"]):
+            assert got["classes"][row] == alone["classes"][0] and alone["error"] == [""]
+            assert got["classes"][row][0] in CLASSES
+            np.testing.assert_allclose(
+                got["probabilities"][row], alone["probabilities"][0], atol=1e-5
+            )
+    assert out["images_error"] == ["", ""]  # pixels come decoded: every row answered
+
+
+def _each_format(width: int, height: int) -> dict[str, bytes]:
+    """One-colour images of this size in every format and header layout the export reads,
+    written by Pillow."""
+    rgb = Image.new("RGB", (width, height), (200, 40, 40))
+    return {
+        "jpeg": pil_bytes(rgb, "JPEG"),
+        "cmyk jpeg": pil_bytes(rgb.convert("CMYK"), "JPEG"),
+        "png": pil_bytes(rgb, "PNG"),
+        "gif": pil_bytes(rgb, "GIF"),
+        "bmp": pil_bytes(rgb, "BMP"),
+        "webp VP8": pil_bytes(rgb, "WEBP"),
+        "webp VP8L": pil_bytes(rgb, "WEBP", lossless=True),
+        # (Pillow writes an opaque RGBA image as plain VP8: this one is see-through.)
+        "webp VP8X": pil_bytes(Image.new("RGBA", (width, height), (200, 40, 40, 128)), "WEBP"),
+    }
+
+
+def test_every_format_over_the_limit_is_refused_and_at_the_limit_answered(published, pixel_limit):
+    over, at = _each_format(1001, 1000), _each_format(1000, 1000)  # the limit is 1000 x 1000
+    assert pixel_limit == 1000 * 1000
+    serve = tf.saved_model.load(str(published)).signatures["serving_default"]
+    out = serve(image_bytes=tf.constant([*over.values(), *at.values()]))
+    errors = [e.decode() for e in out["error"].numpy()]
+    refused = too_many_pixels(1001, 1000, pixel_limit)
+    assert dict(zip(over, errors[: len(over)])) == {name: refused for name in over}
+    assert dict(zip(at, errors[len(over) :])) == {name: "" for name in at}
+    ids = out["class_ids"].numpy()
+    assert (ids[: len(over)] == -1).all() and (ids[len(over) :] >= 0).all()
 
 
 _KILLED_EXPORT = textwrap.dedent(

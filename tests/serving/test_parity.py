@@ -29,3 +29,16 @@ def test_large_jpegs_serve_as_the_model_sees_them(published, tiny_model):
     ]
     worst = parity.verify_export(published, tiny_model, 32, large)
     assert worst <= parity.PARITY_TOLERANCE
+
+
+def test_verify_export_catches_an_export_that_does_not_refuse_over_the_limit(
+    published, tiny_model, images, pixel_limit
+):
+    """The published export refuses over its own limit: checked against a lower one, the
+    image over that lower limit is answered (tried, and failed, as a decode) and the check
+    stops the export."""
+    encoded = [p.read_bytes() for p in images]
+    worst = parity.verify_export(published, tiny_model, 32, encoded, max_image_pixels=pixel_limit)
+    assert worst <= parity.PARITY_TOLERANCE
+    with pytest.raises(RuntimeError, match=r"serving_default does not refuse an image over 1000 "):
+        parity.verify_export(published, tiny_model, 32, encoded, max_image_pixels=1000)

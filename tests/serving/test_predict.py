@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from sft_tf.config.schema import DEFAULT_MAX_IMAGE_PIXELS
 from sft_tf.errors import UserError
-from sft_tf.serving import export
+from sft_tf.serving import export, layout
 from sft_tf.serving import predict as predict_lib
 from tests.helpers import sft_tf
 
@@ -99,3 +105,109 @@ def test_load_signature_reports_a_version_without_saved_model_pb(tmp_path, publi
     with pytest.raises(UserError, match="has no serving_bogus signature"):
         predict_lib.load_signature(published, "serving_bogus")
     assert predict_lib.load_signature(published, "serving_images") is not None
+
+
+def _measured_cli(cwd, *args) -> tuple[int, str, str, float]:
+    """The real CLI in a subprocess: (exit status, stdout, stderr, its peak RSS in MB)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(cwd / "out.txt", "w") as out, open(cwd / "err.txt", "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sft_tf", *args], cwd=cwd, env=env, stdout=out, stderr=err
+        )
+        deadline = time.time() + 300
+        # wait4, not wait: it also gives the child's own resource usage, peak memory included.
+        while not (waited := os.wait4(proc.pid, os.WNOHANG))[0]:
+            if time.time() > deadline:
+                proc.kill()
+                raise AssertionError(f"sft-tf {args[0]} took over 300 s")
+            time.sleep(0.05)
+    proc.returncode = os.waitstatus_to_exitcode(waited[1])
+    stdout, stderr = (cwd / "out.txt").read_text(), (cwd / "err.txt").read_text()
+    return proc.returncode, stdout, stderr, waited[2].ru_maxrss / 1024
+
+
+def test_cli_predict_names_an_oversized_file_without_decoding_it(
+    tmp_path, published, images, huge_png, pixel_limit
+):
+    shutil.copy(huge_png, tmp_path / "huge.png")
+    good = str(images[1])
+    status, stdout, stderr, peak = _measured_cli(
+        tmp_path, "predict", f"--model={published.parent}", good, "huge.png"
+    )
+    assert status == 1, stderr
+    (row,) = stdout.splitlines()  # the other image is predicted
+    assert row.startswith(good) and row.split()[1] in CLASSES
+    # The line says what the export itself answers for that image.
+    serve = predict_lib.load_signature(published)
+    answer = serve(image_bytes=tf.constant([huge_png.read_bytes()]))["error"].numpy()[0].decode()
+    assert stderr.splitlines() == [f"sft-tf: huge.png: {answer}"]
+    assert answer.startswith(f"image is 20000 x 20000 = 400000000 pixels, above this model's "
+                             f"limit of {pixel_limit} pixels")  # fmt: skip
+    # Decoding it would take 1.2 GB at least; the same command without it is the baseline.
+    baseline = _measured_cli(tmp_path, "predict", f"--model={published.parent}", good)[3]
+    assert peak - baseline < 200, f"peak RSS {peak:.0f} MB vs {baseline:.0f} MB: it was decoded"
+
+
+def test_predict_reports_the_rows_the_export_refuses(tmp_path, published, images, huge_png):
+    """A file the export's graph refuses in its row (here a manifest that claims a higher
+    limit than the graph's, so predict sends it) is reported as a bad file, its batch
+    answered."""
+    copy = tmp_path / "tiny" / "1"
+    shutil.copytree(published, copy)
+    manifest = json.loads((copy / layout.MANIFEST_FILE).read_text())
+    (copy / layout.MANIFEST_FILE).write_text(json.dumps({**manifest, "max_image_pixels": 10**12}))
+    paths = [str(images[0]), str(huge_png), str(images[1])]
+    results = predict_lib.predict_files(copy, paths)
+    assert results[1]["file"] == str(huge_png) and set(results[1]) == {"file", "error"}
+    assert results[1]["error"].startswith("image is 20000 x 20000 = 400000000 pixels")
+    alone = predict_lib.predict_files(published, [paths[0], paths[2]])
+    for got, expected in zip([results[0], results[2]], alone):
+        assert got["classes"] == expected["classes"] and got["classes"][0] in CLASSES
+        np.testing.assert_allclose(got["scores"], expected["scores"], atol=2e-4)
+
+
+def _write_export_from_before_the_limit(folder) -> None:
+    """An export as sft-tf wrote them before the pixel limit: serving_default with the four
+    old outputs (no `error`), decoding any size in full; a manifest without max_image_pixels."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve(image_bytes):
+        def mean_colour(encoded):
+            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            return tf.reduce_mean(tf.cast(image, tf.float32), axis=[0, 1])
+
+        colour = tf.map_fn(mean_colour, image_bytes, fn_output_signature=tf.float32)
+        probabilities = tf.nn.softmax(colour / 50.0)
+        scores, ids = tf.math.top_k(probabilities, k=2)
+        classes = tf.gather(tf.constant(CLASSES), ids)
+        return {
+            "probabilities": probabilities,
+            "classes": classes,
+            "class_ids": ids,
+            "scores": scores,
+        }
+
+    module = tf.Module()
+    module.serve = serve
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": serve})
+    (folder / layout.LABELS_FILE).parent.mkdir(exist_ok=True)
+    (folder / layout.LABELS_FILE).write_text("\n".join(CLASSES) + "\n")
+    (folder / layout.MANIFEST_FILE).parent.mkdir(exist_ok=True)
+    (folder / layout.MANIFEST_FILE).write_text(json.dumps({"class_names": CLASSES}))
+
+
+def test_an_export_from_before_the_limit_predicts_and_refuses_at_the_default(
+    tmp_path, images, huge_png
+):
+    old = tmp_path / "old" / "1"
+    _write_export_from_before_the_limit(old)
+    assert predict_lib.pixel_limit(old) == DEFAULT_MAX_IMAGE_PIXELS
+    good, huge = predict_lib.predict_files(old, [str(images[0]), str(huge_png)])
+    assert good["classes"][0] in CLASSES and len(good["scores"]) == 2
+    # Its graph would decode the PNG in full (1.2 GB): it is never sent.
+    assert huge == {
+        "file": str(huge_png),
+        "error": "image is 20000 x 20000 = 400000000 pixels, above this model's limit of "
+        f"{DEFAULT_MAX_IMAGE_PIXELS} pixels (data.max_image_pixels when it was exported); "
+        "downscale it before sending",
+    }
