@@ -2,14 +2,16 @@
 
 Built on `scan_lib.scan_images` (every image decoded once): examples per class, undecodable files
 with reasons, grayscale/alpha/CMYK counts, the image size range, exact duplicates (same encoded
-bytes, or same pixels for in-memory data) within a split and across splits, and the class
-imbalance ratio. `sft-tf audit` prints and writes it all; `sft-tf train` runs the same scan up
-front, because finding undecodable files needs the decode anyway, and stops on the problems.
+bytes, or same pixels for in-memory data) within a split and across splits, files listed under
+two classes (links), and the class imbalance ratio. `sft-tf audit` prints and writes it all;
+`sft-tf train` runs the same scan up front, because finding undecodable files needs the decode
+anyway, and stops on the problems.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Mapping
 
 import numpy as np
@@ -25,6 +27,8 @@ LEAKAGE_FAILS = (("train", "validation"), ("train", "test"), ("validation", "tes
 LEAKAGE_POLICIES = ("fail", "warn", "drop")
 # Duplicate groups and leaked pairs listed in full per split (the counts are always exact).
 MAX_LISTED = 50
+# Largest over smallest training class from which `train` warns about class imbalance.
+IMBALANCE_WARNING = 10.0
 
 
 def _duplicate_groups(
@@ -40,11 +44,66 @@ def _duplicate_groups(
     ]
 
 
+def same_file_classes(examples: examples_lib.Examples) -> list[dict]:
+    """Files of a single-label split listed under two classes: one file (same device and
+    inode, so file links, hard links and folder links alike) reached as two examples of
+    different classes, which training would learn both ways. Local files only; a file that
+    cannot be read is the scan's to report.
+
+    Returns:
+      [{"file": its real path, "a": first example's path, "class_a", "b", "class_b"}]: each
+      later example of another class than the first one reaching the file.
+    """
+    if examples.paths is None or examples.multi_label:
+        return []
+    first: dict[tuple[int, int], int] = {}
+    found = []
+    for i, path in enumerate(examples.paths):
+        if "://" in path:  # buckets have no links
+            continue
+        try:
+            stat = os.stat(path)  # follows links: a link and its target are one file
+        except OSError:  # missing: the scan reports it
+            continue
+        j = first.setdefault((stat.st_dev, stat.st_ino), i)
+        if examples.labels[j] != examples.labels[i]:
+            found.append(
+                {
+                    "file": os.path.realpath(path),
+                    "a": str(examples.paths[j]),
+                    "class_a": examples.label_names(j),
+                    "b": str(path),
+                    "class_b": examples.label_names(i),
+                }
+            )
+    return found
+
+
+def imbalance_warning(examples: examples_lib.Examples, threshold: float) -> str:
+    """A warning when the largest class has `threshold` times the examples of the smallest or
+    more (accuracy then rewards answering the large class), else "". Single-label only: a
+    multi-label set's labels are common or rare by nature, and each is scored on its own."""
+    counts = examples.counts()
+    if examples.multi_label or len(counts) < 2 or not counts.min():
+        return ""
+    big, small = int(np.argmax(counts)), int(np.argmin(counts))
+    ratio = counts[big] / counts[small]
+    if ratio < threshold:
+        return ""
+    names = examples.class_names
+    return (
+        f"Warning: the training split is imbalanced: class {names[big]!r} has {counts[big]} "
+        f"images, {ratio:.0f} times the {counts[small]} of class {names[small]!r}, so accuracy "
+        f"can look good while {names[small]!r} is never predicted"
+    )
+
+
 def split_summary(examples: examples_lib.Examples, scan: scan_lib.ImageScan) -> dict:
     """The audit of one split (JSON-able)."""
     ok = scan.ok
     counts = examples.take(np.flatnonzero(ok)).counts()
     duplicates = _duplicate_groups(examples, scan)
+    same_file = same_file_classes(examples)
     nonzero = counts[counts > 0]
     return {
         "origin": examples.origin,
@@ -71,6 +130,8 @@ def split_summary(examples: examples_lib.Examples, scan: scan_lib.ImageScan) -> 
         "duplicate_groups": len(duplicates),
         "duplicate_images": sum(len(g) - 1 for g in duplicates),
         "duplicates": duplicates[:MAX_LISTED],
+        "same_file_count": len(same_file),
+        "same_file_classes": same_file[:MAX_LISTED],
     }
 
 
@@ -168,7 +229,8 @@ def audit(
 
 
 def problems(report: dict, on_leakage: str = "fail") -> list[str]:
-    """What makes the data unfit to train or to score on: empty class, one class, leakage."""
+    """What makes the data unfit to train or to score on: empty class, one class, a file
+    under two classes, leakage."""
     found = []
     for name, s in report["splits"].items():
         # A multi-label test set may lack a rare label (its scores then say so); training on a
@@ -176,6 +238,16 @@ def problems(report: dict, on_leakage: str = "fail") -> list[str]:
         if s["empty_classes"] and (name == "train" or not s.get("multi_label")):
             found.append(
                 f"{name}: no decodable images for class(es) {s['empty_classes']} ({s['origin']})"
+            )
+        if s.get("same_file_count"):
+            same, count = s["same_file_classes"][0], s["same_file_count"]
+            real = f", both {same['file']}" if same["file"] not in (same["a"], same["b"]) else ""
+            found.append(
+                f"{name}: {same['b']} (class {same['class_b']!r}) is the same file as "
+                f"{same['a']} (class {same['class_a']!r}{real})"
+                + (f" ({count} files listed under two classes)" if count > 1 else "")
+                + "; an image has one class: keep it in one (delete the link or hard link, or "
+                "the CSV row, of the wrong class)"
             )
         if name == "train" and len(s["per_class"]) < 2 and not s.get("multi_label"):
             found.append(
@@ -221,6 +293,11 @@ def describe(report: dict) -> list[str]:
         lines.append("  per class: " + ", ".join(f"{k} {v}" for k, v in s["per_class"].items()))
         for bad in s["bad_files"]:
             lines.append(f"  bad file {bad['where']}: {bad['reason']}")
+        for same in s.get("same_file_classes", []):
+            lines.append(
+                f"  one file under two classes: {same['a']} ({same['class_a']}) = "
+                f"{same['b']} ({same['class_b']})"
+            )
         for group in s["duplicates"]:
             lines.append(
                 "  same image: " + ", ".join(f"{d['where']} ({d['class']})" for d in group)

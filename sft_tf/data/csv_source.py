@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import io
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -65,6 +66,12 @@ def load_csv(
     Class names are the sorted labels of every row of the file, whatever its split, so that
     the splits of one CSV share one class list.
 
+    An image on several rows (the same path once resolved against the CSV's folder): single-
+    label, different labels anywhere in the file are an error, and repeats within the split
+    are kept once with a warning. Multi-label, its rows in the split are merged into one
+    example with every label they list (one row per image and label reads as meant), with a
+    warning. The same image in rows of two splits is the leakage check's to report.
+
     Args:
       path: the CSV file, local or gs://, UTF-8 (with or without a BOM), header row first.
       split: keep only rows whose split cell is this value ("" keeps every row).
@@ -72,14 +79,17 @@ def load_csv(
       field: the config field the spec came from, for messages.
       columns: header names of the image, label and split columns.
       multi_label: whether a label cell lists several classes separated by `delimiter`.
-      delimiter: separates the classes of a label cell in multi-label mode.
+      delimiter: separates the classes of a label cell in multi-label mode; in single-label
+        mode a label holding it is one class, with a warning (an error when one row alone has
+        that label: most likely classes joined by mistake).
 
     Returns:
       `Examples` with paths; labels are int32 [N] class ids, or uint8 [N, C] multi-hot
       vectors in multi-label mode.
 
     Raises:
-      UserError: the file, a column, a label, an image path or the split is missing or wrong.
+      UserError: the file, a column, a label, an image path or the split is missing or wrong,
+        or an image has two labels in a single-label file.
     """
     if multi_label and not delimiter:
         raise ValueError("multi-label CSVs need a non-empty label delimiter")
@@ -90,16 +100,20 @@ def load_csv(
         wanted["split"] = columns.split
     index = {role: _column(header, name, role, path, where) for role, name in wanted.items()}
     rows = _parse_rows(header, records, index, multi_label, delimiter, path, where)
+    folder = os.path.dirname(path)
+    if not multi_label:
+        _check_one_label_per_image(rows, folder, path, where)
+        _check_lone_joined_labels(rows, delimiter, path, where)
     class_names = sorted({name for row in rows for name in row.labels})
     every_row = rows
     if split:
         rows = _keep_split(rows, split, path, where)
     if field.endswith(".train"):  # the split the run's classes are trained from
         if split:
-            _check_every_class_trains(every_row, rows, split, path, where)
+            _check_every_class_trains(every_row, rows, split, path, where, delimiter, multi_label)
         if not multi_label:
             _warn_joined_labels(class_names, delimiter, field)
-    folder = os.path.dirname(path)
+    rows = _once_per_image(rows, folder, path, field, multi_label)
     paths = [_resolve(folder, row.image) for row in rows]
     _check_images_exist(rows, paths, path, folder, where)
     return Examples(
@@ -214,6 +228,82 @@ def _raise_for_rows(numbers: list[int], detail: str, fix: str, path: str, where:
     raise UserError(f"{where}: row {numbers[0]} of {path} {detail}{others}; {fix}")
 
 
+def _image_key(folder: str, image: str) -> str:
+    """What two rows naming one image share: its path resolved against the CSV's folder, with
+    ./ and .. folded (URLs as they are)."""
+    resolved = _resolve(folder, image)
+    return resolved if "://" in resolved else os.path.normpath(resolved)
+
+
+def _check_one_label_per_image(rows: list[_Row], folder: str, path: str, where: str) -> None:
+    """Raises UserError naming the first two rows that give one image different labels."""
+    first: dict[str, _Row] = {}
+    conflicts = []
+    for row in rows:
+        earlier = first.setdefault(_image_key(folder, row.image), row)
+        if earlier.labels != row.labels:
+            conflicts.append((earlier, row))
+    if not conflicts:
+        return
+    a, b = conflicts[0]
+    others = f" ({len(conflicts)} such rows in all)" if len(conflicts) > 1 else ""
+    raise UserError(
+        f"{where}: rows {a.number} and {b.number} of {path} give the image {b.image!r} two "
+        f"labels, {a.labels[0]!r} and {b.labels[0]!r}{others}; an image has one class: "
+        "correct or delete one of the rows, or set config.data.multi_label=true if an image can "
+        "show several classes"
+    )
+
+
+def _check_lone_joined_labels(rows: list[_Row], delimiter: str, path: str, where: str) -> None:
+    """Raises UserError for a single-label label that joins names with the delimiter and is on
+    one row only: a class of one image, most likely several classes joined by mistake (it
+    would then be missing from the other splits, or from the validation hold-out)."""
+    if not delimiter:
+        return
+    counts = Counter(row.labels[0] for row in rows)
+    lone = [row for row in rows if delimiter in row.labels[0] and counts[row.labels[0]] == 1]
+    if lone:
+        row = lone[0]
+        others = f" ({len(lone)} such rows in all)" if len(lone) > 1 else ""
+        raise UserError(
+            f"{where}: row {row.number} of {path} has the label {row.labels[0]!r}, which joins "
+            f"names with {delimiter!r}; single-label, that is a class of its own with this one "
+            f"image{others}: give the row one class, or set config.data.multi_label=true if an "
+            "image can show several classes"
+        )
+
+
+def _once_per_image(
+    rows: list[_Row], folder: str, path: str, field: str, multi_label: bool
+) -> list[_Row]:
+    """One row per image, at its first row: repeats dropped (single-label: the labels agree,
+    `_check_one_label_per_image`), multi-label rows merged into the union of their labels;
+    a warning counts them."""
+    merged: dict[str, _Row] = {}
+    repeats = []
+    for row in rows:
+        key = _image_key(folder, row.image)
+        first = merged.setdefault(key, row)
+        if first is not row:
+            repeats.append((first, row))
+            labels = tuple(dict.fromkeys(first.labels + row.labels))
+            merged[key] = dataclasses.replace(first, labels=labels)
+    if not repeats:
+        return rows
+    a, b = repeats[0]
+    if multi_label:
+        added = sum(1 for first, row in repeats if set(row.labels) - set(first.labels))
+        how = f"with the labels of all its rows ({added} of these rows add labels)"
+    else:
+        how = "with its one label"
+    say(
+        f"Warning: {field}: {len(repeats)} row(s) of {path} list an image again (e.g. row "
+        f"{b.number}: {b.image!r}, first on row {a.number}); each image is kept once, {how}"
+    )
+    return list(merged.values())
+
+
 def _keep_split(rows: list[_Row], split: str, path: str, where: str) -> list[_Row]:
     """The rows whose split cell is `split`; UserError listing the values present if none."""
     kept = [row for row in rows if row.split == split]
@@ -227,20 +317,32 @@ def _keep_split(rows: list[_Row], split: str, path: str, where: str) -> list[_Ro
 
 
 def _check_every_class_trains(
-    every_row: list[_Row], kept: list[_Row], split: str, path: str, where: str
+    every_row: list[_Row],
+    kept: list[_Row],
+    split: str,
+    path: str,
+    where: str,
+    delimiter: str,
+    multi_label: bool,
 ) -> None:
     """UserError when a label of the file's other splits never occurs in the training rows: a
-    class nothing trains on, most often a mistyped label in a test or validation row."""
+    class nothing trains on, most often a mistyped label in a test or validation row (or, in
+    a single-label file, classes joined with the delimiter)."""
     trained = {name for row in kept for name in row.labels}
     strays = [row for row in every_row if set(row.labels) - trained]
     if strays:
         first = strays[0]
         names = sorted(set(first.labels) - trained)
         others = f" ({len(strays)} rows in all)" if len(strays) > 1 else ""
+        fix = "a typo? Correct the label, or give the class training rows"
+        if not multi_label and delimiter and delimiter in names[0]:
+            fix = (
+                f"it joins names with {delimiter!r}: set config.data.multi_label=true if an "
+                "image can show several classes, or correct the label"
+            )
         raise UserError(
             f"{where}: label {names[0]!r} of row {first.number} (split {first.split!r}) of "
-            f"{path} is on no row of split {split!r}{others}; a typo? Correct the label, or "
-            "give the class training rows"
+            f"{path} is on no row of split {split!r}{others}; {fix}"
         )
 
 

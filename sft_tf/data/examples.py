@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from sft_tf.errors import UserError
+from sft_tf.log import say
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,34 +182,53 @@ def check_class_names(examples: Examples, field: str) -> Examples:
     return examples
 
 
-def holdout(train: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:
+def holdout(
+    train: Examples, fraction: float, seed: int, field: str = "validation"
+) -> tuple[Examples, Examples]:
     """Splits off a seeded, stratified validation set: the same seed gives the same split.
 
+    Each class gives round(fraction x its examples), at least one, never all: a class of one
+    example stays in training only, and a warning names it. Multi-label: that share of all the
+    examples (label sets do not partition them); the warning names labels none held out shows.
+
     Args:
-      train: the training examples.
-      fraction: share of each class held out (at least one example of a class with two);
-        multi-label data: share of all examples.
-      seed: the run's seed.
+      train: the training examples; fraction: the share held out; seed: the run's seed.
+      field: the config field of the split: spec, for messages.
 
     Returns:
       (remaining training examples, held-out validation examples); no example is in both.
+
+    Raises:
+      UserError: nothing can be held out (every class has one example).
     """
     rng = np.random.default_rng(seed)
     if train.multi_label:
-        # Label sets do not partition the examples: a seeded share of all of them.
-        count = min(len(train) - 1, max(1, round(fraction * len(train))))
-        held = [rng.permutation(len(train))[:count]]
+        groups = [np.arange(len(train))]
     else:
-        held = []
-        for label in range(len(train.class_names)):
-            members = np.flatnonzero(train.has(label))
-            count = min(len(members) - 1, max(1, round(fraction * len(members))))
-            held.append(rng.permutation(members)[: max(count, 0)])
+        groups = [np.flatnonzero(train.has(c)) for c in range(len(train.class_names))]
+    held = []
+    for members in groups:
+        count = min(len(members) - 1, max(1, round(fraction * len(members))))
+        held.append(rng.permutation(members)[: max(count, 0)])
     held_out = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    where = f"{field}='split:{fraction}'"
+    if not len(held_out):
+        raise UserError(
+            f"{where} holds out nothing: each class of {train.origin} has one example, kept "
+            "for training; add examples, or give a validation set of its own"
+        )
     keep = np.setdiff1d(np.arange(len(train)), held_out)
     validation = dataclasses.replace(
         train.take(held_out), origin=f"split:{fraction} of {train.origin}"
     )
+    unseen = [repr(n) for n, c in zip(train.class_names, validation.counts()) if c == 0]
+    if unseen:
+        what = "positive of label(s)" if train.multi_label else "image of class(es)"
+        say(
+            f"Warning: {where} holds out no {what} {', '.join(unseen)}: too few examples to "
+            "spare one, so they stay in training only and the validation scores say nothing "
+            "about them; add examples, or give a validation set of its own"
+        )
     return train.take(keep), validation
 
 
@@ -259,15 +279,25 @@ def select_classes(examples: Examples, classes: Sequence[str], field: str) -> Ex
     )
 
 
-def sample_per_class(examples: Examples, per_class: int | None, seed: int) -> Examples:
+def sample_per_class(
+    examples: Examples, per_class: int | None, seed: int, field: str = "examples_per_class"
+) -> Examples:
     """Seeded few-shot sampling: up to `per_class` examples of each class (None keeps all).
 
+    A class with fewer keeps all of its examples, and a warning names it with its count.
     Multi-label data: labels are visited rarest first and examples added until each label has
     `per_class` positives among those kept (or all it has); an example kept for one label
-    counts for every label it shows.
+    counts for every label it shows. field: the config field of `per_class`, for the warning.
     """
     if per_class is None:
         return examples
+    short = [f"{n} {c}" for n, c in zip(examples.class_names, examples.counts()) if c < per_class]
+    if short:
+        kind = "label(s) have fewer positive" if examples.multi_label else "class(es) have fewer"
+        say(
+            f"Warning: {field}={per_class}, but {len(short)} {kind} images than that, so all "
+            f"of theirs are kept: {', '.join(short)}"
+        )
     rng = np.random.default_rng(seed)
     if examples.multi_label:
         return examples.take(_sample_per_label(examples, per_class, rng))
@@ -352,11 +382,7 @@ def decoded_images(examples: Examples, indices, image_size: int, method: str) ->
 
 # Feature keys of TF Model Garden's image classification records.
 TFRECORD_IMAGE = "image/encoded"
-
-
 TFRECORD_LABEL = "image/class/label"
-
-
 TFRECORD_TEXT = "image/class/text"
 
 

@@ -1,9 +1,11 @@
 """`folder:` datasets: one sub-folder per class, listed once per real folder, saying what it
-leaves out (hidden files, extensions TF cannot decode, folder links that loop).
+leaves out (hidden files, extensions TF cannot decode, folder links that loop or that lead out
+of their class folder into the rest of the split).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -15,32 +17,113 @@ from sft_tf.data.examples import Examples
 from sft_tf.errors import UserError
 
 
-def _walk_files(folder: str, hidden: bool, notes: list[str]) -> Iterator[tuple[str, bool]]:
+@dataclasses.dataclass(frozen=True)
+class _Fence:
+    """Where the folder links below one top folder of a split may lead (local folders only).
+
+    A link inside a class folder that led up to the split root or into another class folder
+    would list that class's images a second time under this one: trained with the wrong label.
+
+    Attributes:
+      root: the split root's real path.
+      own: the real path of the top folder being listed (a class folder, or a hidden one).
+      name: that folder's name in the split root.
+      classes: real path -> name of every class folder of the split.
+    """
+
+    root: str
+    own: str
+    name: str
+    classes: dict[str, str]
+
+    def refuses(self, real: str) -> str:
+        """Where a folder link to `real` leads if it must not be followed, else "".
+
+        Followed: links within the folder itself (loops and second ways in are noted by the
+        walk) and links to folders outside the split root that do not hold the folder.
+        """
+        if _within(real, self.own):
+            return ""
+        if real == self.root:
+            return "up to the split root"
+        if _within(self.root, real):
+            return "to a folder above the split root"
+        if _within(self.own, real):
+            return "to a folder that holds its own folder"
+        for folder, name in self.classes.items():
+            if _within(real, folder):
+                return f"into class folder {name!r}"
+        if _within(real, self.root):
+            return "to a folder of the split root outside its class folders"
+        return ""
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether the real path `path` is `folder` or below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _images_below(folder: str, skip: str, limit: int = 1000) -> str:
+    """How many images listing `folder` would find ("12 image(s)"), not following links and
+    leaving out `skip` (listed anyway); past `limit` folders it stops counting (a link to /
+    must not walk the disk)."""
+    count = 0
+    for visited, (here, dirs, files) in enumerate(os.walk(folder)):
+        if visited == limit:
+            return f"the images of over {limit} folders"
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not _within(f"{here}/{d}", skip)]
+        extensions = (os.path.splitext(f)[1].lower() for f in files if not f.startswith("."))
+        count += sum(1 for e in extensions if e in IMAGE_EXTENSIONS)
+    return f"{count} image(s)"
+
+
+def _refused_link(path: str, real: str, seen: set[str], fence: _Fence) -> str:
+    """The note for a folder link the walk does not follow, or "" to follow it."""
+    where = fence.refuses(real)
+    if where:
+        found = _images_below(real, fence.own)
+        what = "counted as hidden" if fence.name.startswith(".") else f"labelled {fence.name!r}"
+        return (
+            f"Warning: skipped a folder link that leads {where}: {path} -> {real} (following "
+            f"it, {found} there would have been {what}); only links within a class "
+            "folder or to folders outside the split root are followed"
+        )
+    if real not in seen:
+        return ""
+    above = os.path.realpath(os.path.dirname(path))
+    what = "loops" if _within(above, real) else "leads to a folder already listed"
+    return f"Ignored a folder link that {what}: {path} -> {real}"
+
+
+def _walk_files(
+    folder: str, hidden: bool, notes: list[str], fence: _Fence | None
+) -> Iterator[tuple[str, bool]]:
     """(path, hidden) of every file below `folder`, following folder links but never twice.
 
     tf.io.gfile.walk follows a link back to a parent round and round until the path is too long
     (a class listed 41 times over). Here each real folder is listed once: first every folder
     reached without a link, under its own path, then what links add; each link left out adds a
-    line to `notes`. gs:// has no links. A file is hidden when its name or a folder between it
-    and `folder` starts with "." (.DS_Store, .thumbnails/, .Trash/).
+    line to `notes`. Links out of the folder into the rest of the split are not followed
+    (`_Fence`). gs:// has no links. A file is hidden when its name or a folder between it and
+    `folder` starts with "." (.DS_Store, .thumbnails/, .Trash/).
 
     Args:
       folder: a local or gs:// folder.
       hidden: whether `folder` itself is hidden.
       notes: gets a printable line for each folder link or folder left out.
+      fence: where links may lead; None for gs://.
     """
-    local = "://" not in folder
-    seen = {os.path.realpath(folder)} if local else set()
+    local = fence is not None
+    seen = {fence.own} if local else set()
     pending = [(folder, hidden)]
     links = []  # (path, hidden) of folder links: followed once no plain folder is left
     while pending or links:
         if not pending:
             path, is_hidden = links.pop(0)
-            real, above = os.path.realpath(path), os.path.realpath(os.path.dirname(path))
-            if real in seen:
-                loops = above == real or above.startswith(real.rstrip(os.sep) + os.sep)
-                what = "loops" if loops else "leads to a folder already listed"
-                notes.append(f"Ignored a folder link that {what}: {path} -> {real}")
+            real = os.path.realpath(path)
+            note = _refused_link(path, real, seen, fence)
+            if note:
+                notes.append(note)
             else:
                 seen.add(real)
                 pending.append((path, is_hidden))
@@ -80,38 +163,71 @@ def _ignored_summary(hidden: int, extensions: Counter, outside: int = 0) -> str:
     return "; ".join(parts)
 
 
+def _fences(root: str, names: list[str]) -> dict[str, _Fence | None]:
+    """Each top folder's `_Fence` (None on gs://, which has no links)."""
+    if "://" in root:
+        return dict.fromkeys(names)
+    real_root = os.path.realpath(root)
+    reals = {name: os.path.realpath(os.path.join(root, name)) for name in names}
+    classes = {real: name for name, real in reals.items() if not name.startswith(".")}
+    return {name: _Fence(real_root, reals[name], name, classes) for name in names}
+
+
+def _class_files(folder: str, fence: _Fence | None, notes: list[str]):
+    """The image paths below a class folder (sorted), and how many hidden files and files of
+    each other extension it holds."""
+    found, hidden, extensions = [], 0, Counter()
+    for path, is_hidden in _walk_files(folder, False, notes, fence):
+        extension = os.path.splitext(path)[1].lower()
+        if is_hidden:
+            hidden += 1
+        elif extension in IMAGE_EXTENSIONS:
+            found.append(path)
+        else:
+            extensions[extension or "(no extension)"] += 1
+    return sorted(found), hidden, extensions
+
+
 def load_folder(root: str, spec: str, field: str) -> Examples:
+    """Lists a folder of class folders: every image below `root/<class>/` has that class.
+
+    Folder links are followed within a class folder and out of the split root, never up to
+    the root or into another class folder (`_Fence`): what is skipped, and why, is in the
+    notes. A file reached under two classes (a file link, a hard link) is listed under both;
+    the audit makes that a problem.
+
+    Raises:
+      UserError: `root` is no folder, has no class folders, is a dataset's root of split
+        folders, or a class folder has no images.
+    """
     if not tf.io.gfile.isdir(root):
         raise UserError(f"{field}={spec!r}: {root} is not a directory")
     # tf.io.gfile rather than os: the same code lists gs:// buckets for TPUs.
-    class_names, notes = [], []
+    folders, notes = [], []
     hidden = outside = 0
     for name in sorted(name.rstrip("/") for name in tf.io.gfile.listdir(root)):
-        path = os.path.join(root, name)
-        if not tf.io.gfile.isdir(path):
-            if name.startswith("."):
-                hidden += 1
-            else:
-                outside += 1
+        if tf.io.gfile.isdir(os.path.join(root, name)):
+            folders.append(name)
         elif name.startswith("."):
-            # Not a class (.Trash, .git): its files are counted, never labelled.
-            hidden += sum(1 for _ in _walk_files(path, True, notes))
+            hidden += 1
         else:
-            class_names.append(name)
+            outside += 1
+    class_names = [name for name in folders if not name.startswith(".")]
     if not class_names:
         raise UserError(f"{field}={spec!r}: {root} has no class sub-folders (one per class)")
     _check_not_a_dataset_root(root, spec, field, class_names)
+    fences = _fences(root, folders)
+    for name in folders:
+        if name.startswith("."):
+            # Not a class (.Trash, .git): its files are counted, never labelled.
+            hidden += sum(
+                1 for _ in _walk_files(os.path.join(root, name), True, notes, fences[name])
+            )
     paths, labels, extensions = [], [], Counter()
     for label, name in enumerate(class_names):
-        found, class_hidden, class_extensions = [], 0, Counter()
-        for path, is_hidden in _walk_files(os.path.join(root, name), False, notes):
-            extension = os.path.splitext(path)[1].lower()
-            if is_hidden:
-                class_hidden += 1
-            elif extension in IMAGE_EXTENSIONS:
-                found.append(path)
-            else:
-                class_extensions[extension or "(no extension)"] += 1
+        found, class_hidden, class_extensions = _class_files(
+            os.path.join(root, name), fences[name], notes
+        )
         if not found:
             ignored = _ignored_summary(class_hidden, class_extensions)
             raise UserError(
@@ -120,7 +236,7 @@ def load_folder(root: str, spec: str, field: str) -> Examples:
                 + (f"; ignored there: {ignored}" if ignored else "")
                 + "); add some or remove the folder"
             )
-        paths += sorted(found)
+        paths += found
         labels += [label] * len(found)
         hidden += class_hidden
         extensions += class_extensions

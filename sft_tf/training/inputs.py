@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from sft_tf.data import audit as audit_lib
 from sft_tf.data import augment as augment_lib
 from sft_tf.data import balance as balance_lib
 from sft_tf.data import caches, csv_source, exclude, pipeline, specs
@@ -80,12 +81,35 @@ def list_target_splits(config: ml_collections.ConfigDict) -> dict[str, examples_
             listed[name] = kept = exclude.without(split, excluded)
             if len(kept) < len(split):
                 say(f"  {name}: left out {len(split) - len(kept)} image(s) listed in {d.exclude}")
+                _check_exclusion_left(split, kept, f"config.data.{name}", d.exclude)
     for name in ("validation", "test"):
         if name in listed:
             examples_lib.check_same_classes(
                 listed["train"].class_names, listed[name], f"config.data.{name}"
             )
     return listed
+
+
+def _check_exclusion_left(
+    split: examples_lib.Examples, kept: examples_lib.Examples, field: str, listing: str
+) -> None:
+    """UserError when data.exclude leaves a split, or a class of it, without images (said
+    here: later it would read as undecodable images or a batch too large)."""
+    counts = zip(split.class_names, split.counts(), kept.counts())
+    emptied = [f"{name!r} ({had})" for name, had, left in counts if had and not left]
+    if split.multi_label and not field.endswith(".train"):
+        emptied = []  # a multi-label test set may lack a label (the audit's rule)
+    if len(kept) and not emptied:
+        return
+    what = (
+        f"all {len(split)} images of {field}"
+        if not len(kept)
+        else f"every image of class(es) {', '.join(emptied)} of {field}"
+    )
+    raise UserError(
+        f"config.data.exclude={listing!r} leaves out {what} ({split.origin}); remove those "
+        "lines from the file, or check that it lists the images you meant"
+    )
 
 
 def sample_and_hold_out(
@@ -99,13 +123,17 @@ def sample_and_hold_out(
     d = config.data
     splits = dict(splits)
     splits["train"] = examples_lib.sample_per_class(
-        splits["train"], d.examples_per_class, config.seed
+        splits["train"], d.examples_per_class, config.seed, "config.data.examples_per_class"
     )
     if d.validation.startswith("split:"):
         fraction = float(specs.parse_spec(d.validation, "config.data.validation").split)
         splits["train"], splits["validation"] = examples_lib.holdout(
-            splits["train"], fraction, config.seed
+            splits["train"], fraction, config.seed, "config.data.validation"
         )
+    warning = audit_lib.imbalance_warning(splits["train"], audit_lib.IMBALANCE_WARNING)
+    if warning:
+        evened = d.class_weighting != "none" or d.resample != "none"
+        say(warning + ("" if evened else "; config.data.class_weighting=balanced evens it out"))
     return splits
 
 
@@ -138,8 +166,8 @@ def make_dataset(
     """The pipeline for `examples` as `config.data` says.
 
     one_hot: labels as the trainers' loss takes them (False: int labels, for evaluation).
-    class_weights: per-class training weights (`_class_weights`, from the whole training split
-    even when `examples` is one worker's shard). resample: `data.resample`. Both only apply
+    class_weights: per-class training weights (`training_class_weights`, from the whole training
+    split even when `examples` is one worker's shard). resample: `data.resample`. Both only apply
     when `training`. stream: `start`, `until_epoch`, `epoch_batches` and `sources` of
     `pipeline.build_dataset`.
     """
@@ -281,6 +309,11 @@ def describe_split(name: str, examples: examples_lib.Examples) -> str:
 
 def check_batch_fits(examples: examples_lib.Examples, batch_size: int, field: str) -> None:
     """Training needs one whole batch: say so before anything is written."""
+    if not len(examples):  # the steps before say what emptied it; this is the last guard
+        raise UserError(
+            f"{field} has no images left after exclusion, screening, sampling and hold-out; "
+            "the lines above say what each step removed"
+        )
     if len(examples) < batch_size:
         raise UserError(
             f"config.data.global_batch_size={batch_size} is larger than {field} "

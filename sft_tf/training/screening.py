@@ -110,7 +110,28 @@ def _drop_leaked(splits, scans, near) -> dict[str, examples_lib.Examples]:
                 f"Dropped {len(leaked[name])} {name} image(s) that are also in a later split "
                 "(validation, test), identical or near-duplicates (data.on_leakage=drop)"
             )
+    if "train" in kept and leaked["train"]:
+        _check_drop_left(splits["train"].take(np.flatnonzero(scans["train"].ok)), kept["train"])
     return kept
+
+
+def _check_drop_left(before: examples_lib.Examples, after: examples_lib.Examples) -> None:
+    """UserError when data.on_leakage=drop took every training image, or every one of a class
+    (instead of a batch-size message later, or a class trained on nothing)."""
+    counts = zip(before.class_names, before.counts(), after.counts())
+    emptied = [f"{name!r} ({had})" for name, had, left in counts if had and not left]
+    if len(after) and not emptied:
+        return
+    what = (
+        f"all {len(before)} decodable training images"
+        if not len(after)
+        else f"every training image of class(es) {', '.join(emptied)}"
+    )
+    raise UserError(
+        f"config.data.on_leakage='drop' removed {what}: each is identical to, or a near-"
+        "duplicate of, a validation or test image; check that the training and the "
+        "validation/test specs are not the same data, or set config.data.on_leakage=warn"
+    )
 
 
 def keeps_decoded(

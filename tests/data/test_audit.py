@@ -1,6 +1,7 @@
 """The dataset audit on real folders: counts, bad files, odd formats, duplicates, leakage, CLI."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -123,3 +124,88 @@ def test_audit_command_writes_json_and_exit_status(tmp_path):
     assert leaky.returncode == 1, leaky.stderr
     assert "PROBLEM" in leaky.stdout and "also in train" in leaky.stdout
     assert json.loads((tmp_path / "leaky" / "audit.json").read_text())["problems"]
+
+
+def test_one_file_under_two_classes_is_a_problem_that_stops_training(tmp_path):
+    """A file link (or hard link) in another class folder trains one image both ways."""
+    from sft_tf.errors import UserError
+    from sft_tf.training import screening
+
+    root = tmp_path / "train"
+    helpers.write_pngs(root / "circle", 3)
+    helpers.write_pngs(root / "square", 2)
+    os.symlink("../circle/1.png", root / "square" / "linked.png")
+    os.link(root / "circle" / "2.png", root / "square" / "hard.png")
+    examples, scan = _scan(f"folder:{root}")
+    assert examples.counts().tolist() == [3, 4]
+
+    report = audit_lib.audit({"train": examples}, {"train": scan})
+
+    problem = (
+        f"train: {root}/square/hard.png (class 'square') is the same file as {root}/circle/2.png "
+        "(class 'circle') (2 files listed under two classes); an image has one class: keep it "
+        "in one (delete the link or hard link, or the CSV row, of the wrong class)"
+    )
+    assert report["problems"] == [problem]
+    summary = report["splits"]["train"]
+    assert summary["same_file_count"] == 2
+    assert {s["b"] for s in summary["same_file_classes"]} == {
+        f"{root}/square/hard.png",
+        f"{root}/square/linked.png",
+    }
+    assert (
+        f"  one file under two classes: {root}/circle/1.png (circle) = {root}/square/linked.png "
+        "(square)"
+    ) in audit_lib.describe(report)
+    with pytest.raises(UserError) as error:
+        screening.screen_splits({"train": examples}, "skip", scan_lib.DEFAULT_MAX_IMAGE_PIXELS)
+    assert str(error.value) == f"the data is not usable: {problem}"
+    # Copies are not links: the exact-duplicate groups list them, and training goes on.
+    os.remove(root / "square" / "linked.png")
+    os.remove(root / "square" / "hard.png")
+    shutil.copy(root / "circle" / "1.png", root / "square" / "copy.png")
+    examples, scan = _scan(f"folder:{root}")
+    assert audit_lib.audit({"train": examples}, {"train": scan})["problems"] == []
+
+
+def test_imbalance_warning_names_both_classes_and_the_ratio():
+    labels = np.asarray([0] * 30 + [1] * 3 + [2] * 4, np.int32)
+    examples = examples_lib.Examples(("big", "small", "mid"), labels, origin="x")
+    assert audit_lib.imbalance_warning(examples, 10.0) == (
+        "Warning: the training split is imbalanced: class 'big' has 30 images, 10 times the 3 "
+        "of class 'small', so accuracy can look good while 'small' is never predicted"
+    )
+    assert audit_lib.imbalance_warning(examples, 10.5) == ""
+    multi = examples_lib.Examples(("a", "b"), np.asarray([[1, 0]] * 30 + [[1, 1]], np.uint8))
+    assert audit_lib.imbalance_warning(multi, 10.0) == ""  # labels are scored one by one
+
+
+def test_audit_command_skips_relabelling_links_and_fails_on_a_file_under_two_classes(tmp_path):
+    """The real CLI: the link to the root is skipped with a warning (the counts stay right),
+    the file link across classes is a PROBLEM, and the exit status is 1. The link would have
+    added dog's 5 images (its 4 and the linked one) and fox's 4."""
+    root = tmp_path / "train"
+    helpers.make_image_folder(root, per_class=4)
+    os.symlink("..", root / "cat" / "loop")
+    os.symlink("../cat/001.png", root / "dog" / "linked.png")
+    result = sft_tf(
+        "audit",
+        f"--config={REPO / 'configs' / 'tiny.py'}",
+        f"--config.data.train=folder:{root}",
+        "--workdir=audit",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert (
+        f"Warning: skipped a folder link that leads up to the split root: {root}/cat/loop -> "
+        f"{os.path.realpath(root)} (following it, 9 image(s) there would have been labelled "
+        "'cat')"
+    ) in result.stdout
+    assert (
+        f"PROBLEM train: {root}/dog/linked.png (class 'dog') is the same file as "
+        f"{root}/cat/001.png (class 'cat')"
+    ) in result.stdout
+    report = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    assert report["splits"]["train"]["per_class"] == {"cat": 4, "dog": 4 + 1, "fox": 4}
+    assert report["splits"]["train"]["same_file_count"] == 1

@@ -174,7 +174,12 @@ def test_empty_cells_name_the_spreadsheet_row(dataset):
 
 def test_multi_label_cells_become_multi_hot(dataset):
     image = "my images/été/chat 1.png"
-    rows = [["image", "label"], [image, "dog; cat"], [image, " fox ;;fox"], [image, "cat"]]
+    rows = [
+        ["image", "label"],
+        [image, "dog; cat"],
+        ["my images/été/renard 3.png", " fox ;;fox"],
+        ["my images/été/chat 4.png", "cat"],
+    ]
     path = _write_csv(dataset / "multi.csv", rows)
     examples = _load(path, multi_label=True, delimiter=";")
     assert examples.class_names == ("cat", "dog", "fox")
@@ -192,3 +197,81 @@ def test_bom_and_whitespace_around_names_and_cells(dataset):
     examples = _load(str(path))
     assert examples.class_names == ("cat",)
     assert examples.paths.tolist() == [str(dataset / "my images" / "été" / "chat 4.png")]
+
+
+def test_an_image_with_two_labels_names_both_rows(dataset):
+    """Single-label: the same image (./ and all) on two rows with different labels."""
+    rows = [
+        ["image", "label", "split"],
+        ["my images/été/chat 1.png", "cat", "train"],
+        ["my images/été/chien 2.png", "dog", "train"],
+        ["./my images/été/chat 1.png", "dog", "test"],  # another split: still one image
+        ["my images/été/renard 3.png", "fox", "train"],
+        ["my images/été/renard 3.png", "cat", "train"],
+    ]
+    path = _write_csv(dataset / "twice.csv", rows)
+    with pytest.raises(UserError) as error:
+        _load(path, "train")
+    assert str(error.value) == (
+        f"{FIELD}='csv:{path}:train': rows 2 and 4 of {path} give the image "
+        "'./my images/été/chat 1.png' two labels, 'cat' and 'dog' (2 such rows in all); an "
+        "image has one class: correct or delete one of the rows, or set "
+        "config.data.multi_label=true if an image can show several classes"
+    )
+    # Multi-label, the rows of one image are one example with all their labels.
+    examples = _load(path, "train", multi_label=True)
+    assert examples.labels.tolist() == [[1, 0, 0], [0, 1, 0], [1, 0, 1]]
+    assert [p.rsplit("/", 1)[1] for p in examples.paths] == [
+        "chat 1.png",
+        "chien 2.png",
+        "renard 3.png",
+    ]
+
+
+def test_repeated_rows_are_kept_once_with_a_warning(dataset, capsys):
+    rows = [
+        ["image", "label"],
+        ["my images/été/chat 1.png", "cat"],
+        ["my images/été/chien 2.png", "dog"],
+        ["my images/./été/chat 1.png", "cat"],
+        ["my images/été/chien 2.png", "dog"],
+        ["my images/été/chien 2.png", "dog"],
+    ]
+    path = _write_csv(dataset / "repeats.csv", rows)
+    examples = _load(path)
+    assert examples.labels.tolist() == [0, 1] and len(set(examples.paths)) == 2
+    assert capsys.readouterr().out == (
+        f"Warning: {FIELD}: 3 row(s) of {path} list an image again (e.g. row 4: 'my images/./"
+        "été/chat 1.png', first on row 2); each image is kept once, with its one label\n"
+    )
+    rows[4][1] = "dog|cat"
+    examples = _load(_write_csv(dataset / "tags.csv", rows), multi_label=True)
+    assert examples.labels.tolist() == [[1, 0], [1, 1]]
+    assert "with the labels of all its rows (1 of these rows add labels)" in capsys.readouterr().out
+
+
+def test_one_row_joining_labels_in_a_single_label_csv_names_the_row(dataset):
+    """'cat|dog' on one row would be a class of one image: missing from the other splits and
+    from any hold-out, it used to surface as "no decodable images for class"."""
+    rows = [
+        ["image", "label", "split"],
+        ["my images/été/chat 1.png", "cat", "train"],
+        ["my images/été/chien 2.png", "dog", "train"],
+        ["my images/été/renard 3.png", "cat|dog", "train"],
+        ["my images/été/chat 4.png", "cat", "test"],
+    ]
+    path = _write_csv(dataset / "joined.csv", rows)
+    for split in ("train", "test"):
+        with pytest.raises(UserError) as error:
+            _load(path, split)
+        assert str(error.value).endswith(
+            f"row 4 of {path} has the label 'cat|dog', which joins names with '|'; single-label, "
+            "that is a class of its own with this one image: give the row one class, or set "
+            "config.data.multi_label=true if an image can show several classes"
+        )
+    assert _load(path, "train", multi_label=True).class_names == ("cat", "dog")
+    # On test rows only (two of them), it is a class no training row has: said as joined.
+    rows[3][2] = "test"
+    rows[4][1] = "cat|dog"
+    with pytest.raises(UserError, match=r"split 'train' \(2 rows in all\); it joins names with"):
+        _load(_write_csv(dataset / "joined_test.csv", rows), "train")

@@ -6,7 +6,7 @@ import pytest
 from sft_tf.data import examples as examples_lib
 from sft_tf.data import sources as sources_lib
 from sft_tf.errors import UserError
-from tests.helpers import colour_png, write_image, write_records
+from tests.helpers import colour_png, write_image, write_pngs, write_records
 
 
 def test_select_classes_by_name_and_id_renumbers_in_given_order(fashion_dir):
@@ -102,4 +102,53 @@ def test_multi_label_few_shot_keeps_n_positives_per_label_and_subsets_keep_label
     assert not set(train.paths) & set(validation.paths)
     assert examples.label_names(0) == "|".join(
         np.asarray(examples.class_names)[examples.labels[0] > 0]
+    )
+
+
+def test_holdout_keeps_a_lone_image_in_training_and_says_validation_lacks_its_class(
+    tmp_path, capsys
+):
+    """20 vs 1 images: split:0.2 holds out 4 of the first class and none of the second."""
+    write_pngs(tmp_path / "many", 20)
+    write_pngs(tmp_path / "one", 1)
+    train = sources_lib.load_examples(f"folder:{tmp_path}")
+    capsys.readouterr()
+    rest, validation = examples_lib.holdout(train, 0.2, seed=0, field="config.data.validation")
+    assert rest.counts().tolist() == [16, 1] and validation.counts().tolist() == [4, 0]
+    assert capsys.readouterr().out == (
+        "Warning: config.data.validation='split:0.2' holds out no image of class(es) 'one': too "
+        "few examples to spare one, so they stay in training only and the validation scores "
+        "say nothing about them; add examples, or give a validation set of its own\n"
+    )
+    again, _ = examples_lib.holdout(train, 0.2, seed=0)
+    assert again.paths.tolist() == rest.paths.tolist()  # seeded
+    lone = train.take(np.asarray([0, 20]))  # one image of each class: nothing to hold out
+    with pytest.raises(UserError, match=r"'split:0.2' holds out nothing: each class of folder:"):
+        examples_lib.holdout(lone, 0.2, seed=0, field="config.data.validation")
+
+
+def test_holdout_of_multi_label_data_names_labels_with_no_positive_held_out(capsys):
+    examples = _multi_hot([[0]] * 20 + [[0, 3]])
+    _, validation = examples_lib.holdout(examples, 0.25, seed=0)
+    assert validation.counts()[3] == 0
+    out = capsys.readouterr().out
+    assert "'split:0.25' holds out no positive of label(s) 'b', 'c', 'd': too few" in out
+
+
+def test_sampling_more_than_a_class_has_keeps_them_all_and_names_the_class(tmp_path, capsys):
+    for name, count in (("cat", 6), ("dog", 2), ("fox", 3)):
+        write_pngs(tmp_path / name, count)
+    train = sources_lib.load_examples(f"folder:{tmp_path}")
+    capsys.readouterr()
+    few = examples_lib.sample_per_class(train, 4, 0, "config.data.examples_per_class")
+    assert few.counts().tolist() == [4, 2, 3]
+    assert capsys.readouterr().out == (
+        "Warning: config.data.examples_per_class=4, but 2 class(es) have fewer images than "
+        "that, so all of theirs are kept: dog 2, fox 3\n"
+    )
+    examples_lib.sample_per_class(train, 2, 0)
+    assert capsys.readouterr().out == ""
+    examples_lib.sample_per_class(_multi_hot([[0], [0, 1], [0]], ("a", "b")), 2, 0)
+    assert "1 label(s) have fewer positive images than that, so all of theirs are kept: b 1" in (
+        capsys.readouterr().out
     )

@@ -139,3 +139,41 @@ def test_ignored_files_are_counted_by_reason(tmp_path, capsys):
     (root / "dog" / "only.tif").write_bytes(tiff)
     with pytest.raises(UserError, match=r"dog has no images .*ignored there: unsupported exten"):
         sources_lib.load_examples(f"folder:{root}")
+
+
+def test_folder_links_out_of_their_class_folder_are_skipped_and_counted(tmp_path, capsys):
+    """A link from one class folder to the root or another class would relabel images."""
+    root = tmp_path / "train"
+    for name, count in (("circle", 3), ("square", 4), ("triangle", 5)):
+        write_pngs(root / name, count)
+    write_pngs(tmp_path / "extra", 2)
+    os.symlink("..", root / "circle" / "loop")  # up to the split root: square, triangle
+    os.symlink("../triangle", root / "square" / "tri")  # into another class
+    os.symlink(tmp_path, root / "triangle" / "up")  # above the root (and back into it)
+    os.symlink(tmp_path / "extra", root / "square" / "extra")  # outside the root: followed
+    write_pngs(root / ".cache", 1)
+    os.symlink("../square", root / ".cache" / "sq")  # hidden: never labelled, never recounted
+
+    examples = sources_lib.load_examples(f"folder:{root}")
+
+    assert examples.counts().tolist() == [3, 4 + 2, 5]
+    for path, label in zip(examples.paths, examples.labels):
+        name = examples.class_names[label]
+        assert os.path.realpath(path).startswith(str(root / name) + "/") or "/extra/" in path
+    real = os.path.realpath
+    tail = "; only links within a class folder or to folders outside the split root are followed"
+    assert [n for n in examples.notes if n.startswith("Warning")] == [
+        f"Warning: skipped a folder link that leads into class folder 'square': {root}/.cache/sq"
+        f" -> {real(root / 'square')} (following it, 4 image(s) there would have been counted "
+        "as hidden)" + tail,
+        f"Warning: skipped a folder link that leads up to the split root: {root}/circle/loop -> "
+        f"{real(root)} (following it, 9 image(s) there would have been labelled 'circle')" + tail,
+        f"Warning: skipped a folder link that leads into class folder 'triangle': {root}/square/"
+        f"tri -> {real(root / 'triangle')} (following it, 5 image(s) there would have been "
+        "labelled 'square')" + tail,
+        # tmp_path holds extra/ (2) and the root's other classes (3 + 4).
+        f"Warning: skipped a folder link that leads to a folder above the split root: {root}/"
+        f"triangle/up -> {real(tmp_path)} (following it, 9 image(s) there would have been "
+        "labelled 'triangle')" + tail,
+    ]
+    assert set(examples.notes) <= set(capsys.readouterr().out.splitlines())

@@ -97,3 +97,32 @@ def test_only_what_the_memory_cache_would_hold_is_kept(messy, fashion_dir):
     # In-memory pixels need no decoding.
     in_memory = sources.load_examples(f"fashion_mnist:test:{fashion_dir}")
     assert screening.decoded_to_keep(config)(in_memory) is None
+
+
+def test_a_leakage_drop_that_empties_training_or_a_class_names_the_step(tmp_path):
+    """data.on_leakage=drop with test the same images as train: said as what it is, not as a
+    batch larger than an empty split (or, for one class, a class trained on nothing)."""
+    from sft_tf.errors import UserError
+    from tests.helpers import make_image_folder
+
+    train = make_image_folder(tmp_path / "train", per_class=2)
+    limit = scan_lib.DEFAULT_MAX_IMAGE_PIXELS
+    splits = {"train": sources.load_examples(f"folder:{train}")}
+    splits["test"] = sources.load_examples(f"folder:{train}")
+    with pytest.raises(UserError) as error:
+        screening.screen_splits(splits, "skip", limit, "drop")
+    assert str(error.value) == (
+        "config.data.on_leakage='drop' removed all 6 decodable training images: each is "
+        "identical to, or a near-duplicate of, a validation or test image; check that the "
+        "training and the validation/test specs are not the same data, or set "
+        "config.data.on_leakage=warn"
+    )
+    # Only the test folder's cats repeat training images: the cat class is emptied.
+    test = make_image_folder(tmp_path / "test", per_class=2, seed=5)
+    shutil.rmtree(test / "cat")
+    shutil.copytree(train / "cat", test / "cat")
+    splits["test"] = sources.load_examples(f"folder:{test}")
+    with pytest.raises(UserError, match=r"removed every training image of class\(es\) 'cat' \(2\)"):
+        screening.screen_splits(splits, "skip", limit, "drop")
+    kept = screening.screen_splits(splits, "skip", limit, "warn")
+    assert kept["train"].counts().tolist() == [2, 2, 2]
