@@ -21,11 +21,12 @@ from sft_tf.config import files as config_files
 from sft_tf.distribute import workers
 from sft_tf.lock import WorkdirLock
 from sft_tf.training import callbacks as callbacks_lib
-from sft_tf.training import inputs, outcome, phases, recipe, runtime
-from sft_tf.training import resume
+from sft_tf.training import inputs, outcome, phases, recipe, resume, runtime
 from sft_tf.training import state as state_lib
 from sft_tf.training.checkpoints import RunCheckpoints
+from sft_tf.training.finish import finish
 from sft_tf.training.layout import CONFIG_FILE, LABELS_FILE
+from sft_tf.training.run import Run
 
 
 def run(
@@ -92,7 +93,7 @@ def _run(config, workdir: Path, lock: WorkdirLock, restart: bool, allow_change: 
     state = resumed or state_lib.RunState(
         metrics={"classes": list(train.class_names), "train_examples": len(train)}
     )
-    training = phases.Run(
+    training = Run(
         config=config,
         workdir=workdir,
         strategy=strategy,
@@ -104,14 +105,14 @@ def _run(config, workdir: Path, lock: WorkdirLock, restart: bool, allow_change: 
         model=model,
         checkpoints=RunCheckpoints(workdir, model),
         state=state,
-        started=state_lib.RunState.from_dict(state.to_dict()),
+        started=state.snapshot(),
     )
 
     # --- Phase 1 (the head on a frozen base), phase 2 (the top blocks open, a lower rate) ------
     _train_phases(config, training)
 
     # --- Outcome: calibrate, evaluate, report, export ------------------------------------------
-    return outcome.finish(training)
+    return finish(training)
 
 
 def _load_inputs(config) -> tuple:
@@ -123,7 +124,7 @@ def _load_inputs(config) -> tuple:
     return train, validation, test
 
 
-def _train_phases(config, training: phases.Run) -> None:
+def _train_phases(config, training: Run) -> None:
     if config.phase1.epochs and training.started.phase == "phase1":
         with timing.stage("phase 1"):
             phases.train_phase1(training)

@@ -93,8 +93,7 @@ class ProgressSaver(keras.callbacks.Callback):
         self.epoch = 0
 
     def _save(self, epochs_done: int, step: int) -> None:
-        self.state.phase = self.state.checkpoint_phase = self.phase
-        self.state.epochs_done, self.state.mid_epoch_step = epochs_done, step
+        self.state.in_phase(self.phase, epochs_done, step)
         self.checkpoints.save(self.state)
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -95,7 +95,7 @@ class RunCheckpoints:
         numbers = checkpoint_numbers(self.directory)
         name = f"ckpt-{(numbers[0] if numbers else 0) + 1}"
         self.checkpoint.write(str(self.directory / name))
-        state.checkpoint = name
+        state.at_checkpoint(name)
         write_json_atomic(record_path(self.directory, name), state.to_dict())
         state.save(self.workdir)
         for number in checkpoint_numbers(self.directory)[self.keep :]:

@@ -1,34 +1,27 @@
-"""What a run produces after training: test metrics, the temperature, the evaluation report,
-the export, metrics.json.
+"""What a trained model produces, for `train` and the commands that read a run (evaluate,
+export, pretrain): test metrics, thresholds, the temperature, the evaluation report, the
+export. The end of a `train` run itself, which strings these together, is
+`sft_tf.training.finish`.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import keras
 import ml_collections
 import numpy as np
 
-from sft_tf import timing
 from sft_tf.config.files import digest
 from sft_tf.data import examples as examples_lib
 from sft_tf.distribute import workers
 from sft_tf.evaluation import metrics as metrics_lib
 from sft_tf.evaluation import multilabel as multilabel_lib
-from sft_tf.files import save_weights_atomic, write_json_atomic
 from sft_tf.log import say
 from sft_tf.model import classifier
-from sft_tf.serving import export, variants
-from sft_tf.training import callbacks as callbacks_lib
+from sft_tf.serving import export
 from sft_tf.training.inputs import make_dataset
-from sft_tf.training.layout import WEIGHTS_FILE
-
-if TYPE_CHECKING:
-    from sft_tf.training.phases import Run
 
 
 def predict(model, config, examples: examples_lib.Examples, dataset=None) -> np.ndarray:
@@ -260,6 +253,7 @@ def export_model(
         thresholds=thresholds,
         onnx=config.export.onnx,
         max_accuracy_drop=config.export.max_accuracy_drop,
+        max_image_pixels=config.data.max_image_pixels,
         **_variant_inputs(config, evaluation, train),
     )
     say(f"Exported {path}")
@@ -270,104 +264,3 @@ def export_model(
             f"{row['latency_ms_median']:.2f} ms (p95 {row['latency_ms_p95']:.2f})"
         )
     return path
-
-
-def evaluate_test(run: Run) -> dict | None:
-    """The test metrics of the run's model now (None without a test split); a multi-label
-    model's at thresholds tuned on the validation split now."""
-    if run.test is None:
-        return None
-    with timing.stage("test evaluations"):
-        thresholds = tune_thresholds(run.model, run.config, run.validation)
-        probabilities = predict(run.model, run.config, run.test, run.pipelines.test_ds)
-        # Kept for the end of the run while the weights stay as they are (`Run.test_predictions`).
-        run.test_predictions, run.test_thresholds = probabilities, thresholds
-        return test_metrics(
-            run.model,
-            run.config,
-            run.test,
-            run.class_names,
-            thresholds=thresholds,
-            probabilities=probabilities,
-        )
-
-
-def finish(run: Run) -> dict:
-    """After training: calibration, the final weights, report, export, metrics.json; marks the
-    run complete. Returns the metrics."""
-    config, workdir, metrics = run.config, run.workdir, run.state.metrics
-    chief = workers.is_chief(run.strategy)
-    callbacks_lib.note_position("evaluation and export, after training")
-    if config.export.calibrate and run.validation is not None:
-        metrics["calibration"] = calibrate(run.model, config, run.validation)
-    model = served(run.model, metrics)
-    if run.test_predictions is not None:  # tuned for these weights by the last evaluation
-        thresholds = run.test_thresholds
-    else:
-        thresholds = tune_thresholds(run.model, config, run.validation)
-    if thresholds is not None:
-        metrics["thresholds"] = {n: round(float(t), 4) for n, t in zip(run.class_names, thresholds)}
-    save_weights_atomic(run.model, workdir / WEIGHTS_FILE)
-    # Workers that stayed in sync print the same digest (the multi-worker test compares them).
-    say(f"Final weights sha256 {workers.weights_digest(run.model.weights)}")
-    write_json_atomic(workdir / "history.json", run.state.history)
-    for phase in ("phase1", "phase2"):
-        if phase in metrics and metrics[phase]["test"]:
-            say(headline(metrics[phase]["test"], phase))
-    if run.test is not None and chief:
-        with timing.stage("report"):
-            _final_report(run, model, thresholds)
-    if config.export.dir:
-        # Every worker exports: the export's check runs model.predict, whose collectives all
-        # workers must join. Other workers export into their scratch dir, deleted below.
-        export_config = config
-        if not chief:
-            export_config = copy.deepcopy(config)
-            export_config.export.dir = str(workdir / "saved_models")
-        with timing.stage("export"):
-            path = export_model(
-                export_config,
-                model,
-                run.class_names,
-                metrics,
-                thresholds,
-                run.train,
-                run.validation,
-                run.test,
-            )
-        metrics["export"] = str(path)
-        report = workdir / "report" / "report.md"
-        if chief and report.is_file():
-            rows = export.read_manifest(path).get("variants", [])
-            with report.open("a") as f:
-                f.write(f"\n## Deployment variants ({path})\n\n{variants.table(rows)}\n")
-    metrics["timing"] = timing.current().summary()
-    say(timing.current().line())
-    write_json_atomic(workdir / "metrics.json", metrics)
-    run.state.complete = True
-    run.state.save(workdir)
-    workers.remove_scratch(workdir, run.strategy)
-    return metrics
-
-
-def _final_report(run: Run, model, thresholds) -> None:
-    """The evaluation report of the final model, with the curves of both phases."""
-    config, metrics = run.config, run.state.metrics
-    # The curves mark where phase 2 starts: after phase 1's epochs (fewer on early stopping).
-    phase1_epochs = metrics.get("phase1", {}).get("epochs_run", config.phase1.epochs)
-    switch = phase1_epochs if config.phase2.epochs else None
-    folder = run.workdir / "report"
-    # The last test evaluation's predictions are this model's unless a temperature wraps it.
-    known = run.test_predictions if model is run.model else None
-    write_report(
-        model,
-        config,
-        run.test,
-        folder,
-        run.state.history,
-        switch,
-        run.pipelines.test_ds,
-        thresholds,
-        probabilities=known,
-    )
-    say(f"Evaluation report: {folder / 'report.md'}")

@@ -2,75 +2,32 @@
 
 Each phase compiles its trainee, restores an interrupted run's checkpoint into it when the run
 stopped in that phase, and fits epoch after epoch from where it got to (a half-done epoch is a
-fit of its remaining steps). Everything a phase needs and changes travels in one `Run`.
+fit of its remaining steps). Everything a phase needs and changes travels in one `Run`
+(`sft_tf.training.run`); the record it advances changes only through `RunState`'s
+transitions.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
-from pathlib import Path
 
 import keras
-import ml_collections
-import numpy as np
-import tensorflow as tf
 
 from sft_tf import timing
 from sft_tf.data import augment as augment_lib
-from sft_tf.data.examples import Examples
 from sft_tf.distribute import strategy as strategy_lib
+from sft_tf.distribute import workers
 from sft_tf.evaluation import learning
 from sft_tf.log import say
 from sft_tf.model import classifier, unfreeze
-from sft_tf.training import cached_phase2, feature_store, head_cache, outcome, recipe
+from sft_tf.training import cached_phase2, feature_store, head_cache, recipe
 from sft_tf.training import callbacks as callbacks_lib
-from sft_tf.training.checkpoints import RunCheckpoints
-from sft_tf.training.inputs import (
-    Pipelines,
-    make_dataset,
-    sample_weights,
-    training_class_weights,
-)
-from sft_tf.training.state import RunState
+from sft_tf.training.finish import evaluate_test
+from sft_tf.training.inputs import make_dataset, sample_weights, training_class_weights
+from sft_tf.training.run import Run
 
 DIVERGED_HINT = "lower the learning rate, or use runtime.precision=float32 if mixed precision is on"
-
-
-@dataclasses.dataclass
-class Run:
-    """One training run: its config, data, model, checkpoints and the state they advance.
-
-    Attributes:
-      state: where the run is, advanced as it trains; started: where this process began.
-    """
-
-    config: ml_collections.ConfigDict
-    workdir: Path
-    strategy: tf.distribute.Strategy
-    compile_options: dict
-    train: Examples
-    validation: Examples | None
-    test: Examples | None
-    pipelines: Pipelines
-    model: keras.Model
-    checkpoints: RunCheckpoints
-    state: RunState
-    started: RunState
-    # The model's test-set probabilities from the last test evaluation, and a multi-label
-    # model's thresholds they were scored at; None once it trains again (the end of the run
-    # reuses them rather than predicting the same things twice).
-    test_predictions: np.ndarray | None = None
-    test_thresholds: np.ndarray | None = None
-
-    @property
-    def base(self) -> keras.Model:
-        return classifier.get_base(self.model)
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.train.class_names)
 
 
 def _callbacks(run: Run, phase: str, first_step: int) -> list[keras.callbacks.Callback]:
@@ -150,7 +107,7 @@ def _task(run: Run) -> dict:
 
 
 def _uses_head_cache(run: Run) -> bool:
-    multi_worker = getattr(run.strategy.extended, "_in_multi_worker_mode", lambda: False)()
+    multi_worker = workers.input_pipelines(run.strategy) > 1
     augment = augment_lib.parse_augment(run.config.data.augment)
     return head_cache.should_cache(run.config.phase1.cache_features, augment, multi_worker)
 
@@ -196,18 +153,17 @@ def train_phase1(run: Run) -> None:
         history = fit_head_on_features(
             run.config, run.model, trainee, run.train, run.validation, guard
         )
-        merge_history(run.state.history, history)
+        run.state.record_history(history.history)
     else:
         _fit_phase(run, "phase1", 0, p1.epochs)
     losses = run.state.history.get("loss", [])
-    run.state.metrics["phase1"] = {
+    results = {
         "epochs": p1.epochs,
         "epochs_run": len(losses),  # fewer than `epochs` after early stopping
-        "test": outcome.evaluate_test(run),
+        "test": evaluate_test(run),
     }
+    run.state.finish_phase("phase1", results, epochs_done=p1.epochs)
     check_learning(run, "phase1", losses)
-    run.state.phase, run.state.checkpoint_phase = "phase2", "phase1"
-    run.state.epochs_done, run.state.mid_epoch_step = p1.epochs, 0
     run.checkpoints.save(run.state)
 
 
@@ -263,15 +219,10 @@ def train_phase2(run: Run) -> None:
         batches = make_dataset(run.config, run.train, training=True, augment=False)
         used = unfreeze.recalibrate_batchnorm(run.model, batches, p2.recalibration_batches)
         say(f"Re-estimated BatchNorm statistics on {used} training batches")
-    run.state.metrics["phase2"] = {
-        "epochs": p2.epochs,
-        "open_blocks": opened,
-        "test": outcome.evaluate_test(run),
-    }
+    results = {"epochs": p2.epochs, "open_blocks": opened, "test": evaluate_test(run)}
+    run.state.finish_phase("phase2", results, epochs_done=p1.epochs + p2.epochs)
     phase1_epochs = run.state.metrics.get("phase1", {}).get("epochs_run", p1.epochs)
     check_learning(run, "phase2", run.state.history.get("loss", [])[phase1_epochs:])
-    run.state.phase = run.state.checkpoint_phase = "trained"
-    run.state.epochs_done, run.state.mid_epoch_step = p1.epochs + p2.epochs, 0
     run.checkpoints.save(run.state)
 
 
@@ -280,7 +231,7 @@ def finish_phase1_only(run: Run) -> None:
     if run.started.phase != "phase1" and run.started.checkpoint:  # trained by an earlier process
         run.checkpoints.restore(run.started.checkpoint, with_optimizer=False)
     if run.state.phase != "trained":
-        run.state.phase = "trained"
+        run.state.trained_without_phase2()
         run.state.save(run.workdir)
 
 
@@ -296,20 +247,13 @@ def check_learning(run: Run, phase: str, losses: list[float]) -> None:
         found.append(
             learning.accuracy_warning(phase, "validation", accuracy, run.validation.labels)
         )
-    warnings = run.state.metrics.setdefault("warnings", [])
-    if any(found) and not warnings:  # the advice once a run
+    if any(found) and not run.state.metrics.get("warnings"):  # the advice once a run
         m, p2 = run.config.model, run.config.phase2
         random_base = learning.random_frozen_base(m.weights, p2.unfreeze_blocks, p2.batchnorm)
         found.append(f"what to try: {learning.hint(random_base)}")
     for warning in filter(None, found):
         say(f"Warning: {warning}")
-        if warning not in warnings:
-            warnings.append(warning)
-
-
-def merge_history(history: dict, new: keras.callbacks.History) -> None:
-    for key, values in new.history.items():
-        history.setdefault(key, []).extend(float(v) for v in values)
+        run.state.warn(warning)
 
 
 def fit_head_on_features(
@@ -318,7 +262,7 @@ def fit_head_on_features(
     """Phase 1 on cached features: the frozen base runs once per image instead of every epoch.
 
     The feature batches come in the same seeded order as the image pipeline's, so the head gets
-    the same updates as it would from `fit` on images (tests/training/test_head_cache.py checks).
+    the same updates as from `fit` on images (tests/scenarios/test_input_pipeline.py checks).
     """
     batch = config.data.global_batch_size
     start = time.perf_counter()

@@ -117,16 +117,70 @@ class RunState:
             for i in range(rows)
         ]
 
+    # --- Transitions: the only ways a run's record changes -----------------------------------
+
     def record_epoch(self, logs: dict) -> None:
+        """An epoch's training and validation metrics, appended to the history."""
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
+
+    def record_history(self, history: dict[str, list[float]]) -> None:
+        """Several epochs' metrics at once (phase 1 on cached features fits in one go)."""
+        for key, values in history.items():
+            self.history.setdefault(key, []).extend(float(v) for v in values)
+
+    def in_phase(self, phase: str, epochs_done: int, step: int) -> None:
+        """`phase` is under way: `epochs_done` epochs finished and `step` steps of the next
+        (what a checkpoint written now holds, with this phase's optimizer)."""
+        self.phase = self.checkpoint_phase = phase
+        self.epochs_done, self.mid_epoch_step = epochs_done, step
+
+    def finish_phase(self, phase: str, results: dict, epochs_done: int) -> None:
+        """`phase` ended after `epochs_done` epochs of the run, with `results` (its epochs,
+        test metrics, ...): the run moves to the next phase, or to "trained" after phase 2.
+        The checkpoint written next holds phase 1's optimizer, which phase 2 does not restore."""
+        self.metrics[phase] = results
+        self.phase = "phase2" if phase == "phase1" else "trained"
+        self.checkpoint_phase = "phase1" if phase == "phase1" else "trained"
+        self.epochs_done, self.mid_epoch_step = epochs_done, 0
+
+    def trained_without_phase2(self) -> None:
+        """phase2.epochs=0: phase 1's last checkpoint is the trained model."""
+        self.phase = "trained"
+
+    def at_checkpoint(self, name: str) -> None:
+        """From now on this record describes checkpoint `name` (written just before)."""
+        self.checkpoint = name
+
+    def warn(self, warning: str) -> bool:
+        """Adds `warning` to metrics.json's "warnings" once; False if it was there already."""
+        warnings = self.metrics.setdefault("warnings", [])
+        if warning in warnings:
+            return False
+        warnings.append(warning)
+        return True
+
+    def mark_complete(self, metrics: dict) -> None:
+        """Training, evaluation and export are done; `metrics` is what metrics.json holds."""
+        self.metrics = metrics
+        self.complete = True
+
+    # --- Questions ----------------------------------------------------------------------------
+
+    def snapshot(self) -> RunStart:
+        """Where this process began: a frozen copy that training cannot move."""
+        return RunStart(
+            self.phase,
+            self.epochs_done,
+            self.mid_epoch_step,
+            self.checkpoint_phase,
+            self.checkpoint,
+        )
 
     def position(self, phase: str, first_epoch: int) -> tuple[int, int]:
         """Where `phase`, whose first epoch is `first_epoch`, starts: (epochs done, steps done
         of the next epoch). Its beginning unless this record is from the middle of it."""
-        if self.phase != phase or self.checkpoint is None:
-            return first_epoch, 0
-        return self.epochs_done, self.mid_epoch_step
+        return _position(self, phase, first_epoch)
 
     def restores_optimizer(self) -> bool:
         """Whether the checkpoint's optimizer belongs to the phase that resumes from it."""
@@ -137,6 +191,32 @@ class RunState:
         if self.mid_epoch_step:
             where += f" and step {self.mid_epoch_step} of the next"
         return where
+
+
+@dataclasses.dataclass(frozen=True)
+class RunStart:
+    """Where a process began the run (`RunState.snapshot`): which checkpoint to restore into
+    which phase, and where that phase continues. Frozen: the run's own record moves on."""
+
+    phase: str
+    epochs_done: int
+    mid_epoch_step: int
+    checkpoint_phase: str
+    checkpoint: str | None
+
+    def position(self, phase: str, first_epoch: int) -> tuple[int, int]:
+        """As `RunState.position`."""
+        return _position(self, phase, first_epoch)
+
+    def restores_optimizer(self) -> bool:
+        """Whether the checkpoint's optimizer belongs to the phase that resumes from it."""
+        return self.checkpoint_phase == self.phase
+
+
+def _position(record: RunState | RunStart, phase: str, first_epoch: int) -> tuple[int, int]:
+    if record.phase != phase or record.checkpoint is None:
+        return first_epoch, 0
+    return record.epochs_done, record.mid_epoch_step
 
 
 def read_record(path: Path) -> tuple[RunState | None, str | None]:

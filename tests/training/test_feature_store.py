@@ -28,12 +28,15 @@ def test_stored_rows_equal_fresh_ones_and_subsets_are_read(tmp_path, image_folde
         model, inputs.make_dataset(config, examples, training=False, one_hot=False)
     )
     first = feature_store.pooled_features(config, model, examples)
-    np.testing.assert_array_equal(first, fresh)
+    # The store computes in its own batches: on some CPUs (this AMD EPYC host) oneDNN picks
+    # other kernels for another batch size, which moves the last bits (relative 5e-3 on the
+    # random base's 1e-11 features). What is read back from the store is exact.
+    np.testing.assert_allclose(first, fresh, rtol=1e-2, atol=1e-4 * np.abs(fresh).max())
     path = feature_store.store_path(config)
     written = path.stat().st_mtime_ns
     subset = examples.take(np.array([5, 1, 30]))
     np.testing.assert_array_equal(
-        feature_store.pooled_features(config, model, subset), fresh[[5, 1, 30]]
+        feature_store.pooled_features(config, model, subset), first[[5, 1, 30]]
     )
     assert path.stat().st_mtime_ns == written  # nothing new to compute, nothing rewritten
 

@@ -89,7 +89,10 @@ def test_cached_phase2_ends_at_the_weights_of_phase2_on_images(
     moved = 0.0
     for before, a, b in zip(start, on_images.weights, on_cache.weights):
         moved = max(moved, float(np.abs(a.numpy() - before).max()))
-        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=2e-5, err_msg=a.path)
+        # Float rounding only: the cached activations were computed in other batches, and on
+        # some CPUs (an AMD EPYC host: one of 18,816 weights off by 4.6e-5) oneDNN's kernels
+        # for another batch size round differently; still 10x below how far training moved.
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-4, err_msg=a.path)
     assert moved > 1e-3  # the opened blocks and head really trained
 
 
@@ -109,7 +112,10 @@ def test_the_flip_probe_picks_the_image_pipelines_mirrored_images(fashion):
         stream((0, 0), 1), images(["flip"]), images([])
     ):
         np.testing.assert_array_equal(y.numpy(), y_flipped.numpy())
-        np.testing.assert_allclose(x.numpy(), cut.lower.predict(flipped, verbose=0), atol=1e-5)
+        # Float rounding of other batch kernels on some CPUs (1.4e-5 on an AMD EPYC host),
+        # still below the 1e-4 that tells a mirrored image from one passed as it is.
+        expected = cut.lower.predict(flipped, verbose=0)
+        np.testing.assert_allclose(x.numpy(), expected, atol=5e-5)
         as_is = cut.lower.predict(plain, verbose=0)
         mirrored += int((np.abs(x.numpy() - as_is).reshape(BATCH, -1).max(1) > 1e-4).sum())
     assert mirrored > 0  # some images were mirrored, not all passed through as they are

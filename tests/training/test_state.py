@@ -1,5 +1,7 @@
 """RunState: the record's round trip, where a phase starts, history.csv; --restart."""
 
+import dataclasses
+
 import pytest
 
 from sft_tf.lock import LOCK_FILE, WorkdirLock
@@ -59,3 +61,26 @@ def test_restart_moves_the_run_aside_and_keeps_the_lock(tmp_path):
         assert [p.name for p in workdir.iterdir()] == [LOCK_FILE] and lock.held
     finally:
         lock.release()
+
+
+def test_transitions_move_the_record_and_the_start_snapshot_stays():
+    state = RunState()
+    start = state.snapshot()
+    state.in_phase("phase1", epochs_done=1, step=3)
+    state.record_epoch({"loss": 0.5})
+    state.finish_phase("phase1", {"epochs": 2, "test": None}, epochs_done=2)
+    assert (state.phase, state.checkpoint_phase, state.epochs_done) == ("phase2", "phase1", 2)
+    assert state.mid_epoch_step == 0 and state.metrics["phase1"]["epochs"] == 2
+    assert not state.restores_optimizer()  # phase 2 compiles its own optimizer
+    state.at_checkpoint("ckpt-4")
+    assert state.warn("flat loss") and not state.warn("flat loss")
+    state.finish_phase("phase2", {"epochs": 1}, epochs_done=3)
+    assert (state.phase, state.checkpoint_phase, state.epochs_done) == ("trained", "trained", 3)
+    state.mark_complete(state.metrics)
+    assert state.complete and state.metrics["warnings"] == ["flat loss"]
+    # Where this process began is unchanged, and cannot be changed.
+    assert (start.phase, start.epochs_done, start.checkpoint) == ("phase1", 0, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        start.phase = "phase2"
+    assert start.position("phase1", first_epoch=0) == (0, 0)
+    assert RunState.from_dict(state.to_dict()) == state  # state.json holds the same fields
