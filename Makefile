@@ -8,7 +8,7 @@ FMNIST_DEB   := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 FMNIST_KERAS := $(HOME)/.keras/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install data demo test test-all lint format clean
+.PHONY: install data demo test test-all lint format docs clean
 
 $(STAMP): pyproject.toml setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -52,5 +52,17 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The docs site (mkdocs-material) into site/: the docs extra installed into the venv, then a strict
+# build, so a broken link or anchor fails. The CLI and config reference pages are generated from
+# the code by docs/hooks/reference.py. Offline: no fonts or plugins fetch anything.
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[docs]'
+	touch $@
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) runs site .pytest_cache .ruff_cache *.egg-info

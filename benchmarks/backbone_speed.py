@@ -2,7 +2,7 @@
 
 The model is sft_tf's classifier (uint8 images in, the whole base trainable, BatchNorm
 training), fed random images from memory, so the number is the model's own cost and not the
-input pipeline's. It is what bounds how many epochs fit a time budget (README, table 2).
+input pipeline's. It is what bounds how many epochs fit a time budget (docs/benchmarks.md).
 
   .venv/bin/python benchmarks/backbone_speed.py
   .venv/bin/python benchmarks/backbone_speed.py --models=MobileNet:0.25:56 \

@@ -337,7 +337,7 @@ def main() -> None:
 
 def print_summary(results: dict) -> None:
     r1, r2, r3 = (results[k] for k in sorted(results)[:3])
-    print("\nInput pipeline benchmark (2-core CPU numbers in README.md):")
+    print("\nInput pipeline benchmark (2-core CPU numbers in docs/benchmarks.md):")
     print(
         f"1. pipeline / in-memory tensors, steady-state img/s: {r1['ratio']:.3f} "
         f"({r1['pipeline_img_s']:.0f} vs {r1['in_memory_img_s']:.0f} img/s, best of 5 each; "

@@ -112,7 +112,7 @@ def table_two(workdir: Path, args: argparse.Namespace) -> tuple[float, float]:
 
     The `--full_*` flags give the backbone, width, size, epochs, optimizer, learning rate,
     weight decay, dropout and augmentation. Their defaults are the fastest of the best
-    recipes tried within the 20-minute budget on 2 CPU cores (README, table 2): MobileNetV2
+    recipes tried within the 20-minute budget on 2 CPU cores (docs/benchmarks.md): MobileNetV2
     alpha 0.35 at 56 px, 8 epochs, 0.905 in 12 min. At 32 px MobileNetV2's last feature map
     is 1x1 (0.806); 48 px, and MobileNet alpha 0.5 for 16 epochs (with translation, or with
     weight decay and more dropout) all end at 0.903-0.906.

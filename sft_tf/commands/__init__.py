@@ -9,7 +9,8 @@ Commands:
              sft-tf pretrain --config=configs/NAME.py --workdir=DIR
   evaluate   test-set metrics of a workdir's model, or of an export
              sft-tf evaluate --workdir=DIR | --model=saved_models/NAME --config=configs/NAME.py
-  export     (re)export a finished workdir's model as a new version
+  export     (re)export a workdir's model as a new version (an interrupted run: its newest
+             checkpoint)
              sft-tf export --workdir=DIR [--config.export.FIELD=VALUE ...]
   predict    top-k class names and scores for image files, from an export or a run's
              newest one

@@ -94,7 +94,7 @@ VERBS: dict[str, Verb] = {
         "sft-tf evaluate --workdir=runs/pets",
     ),
     "export": Verb(
-        "(re)export a finished workdir's model as a new version",
+        "(re)export a workdir's model as a new version (an interrupted run: its newest checkpoint)",
         "sft-tf export --workdir=DIR [--config.export.FIELD=VALUE ...]",
         ("workdir",),
         (

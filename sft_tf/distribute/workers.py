@@ -172,7 +172,7 @@ def allow_multi_worker_fit(model: keras.Model, strategy: tf.distribute.Strategy)
     """Works around two Keras 3.15 bugs that stop `fit` under MultiWorkerMirroredStrategy.
 
     Both are in Keras's TF trainer and only bite with several workers (measured with the real
-    2-process cluster in tests/test_multi_worker.py); other strategies are left alone.
+    2-process cluster in tests/scenarios/test_multi_worker.py); other strategies are left alone.
 
     1. Before the first epoch Keras takes one batch to build the model symbolically and, when
        every part is per-replica, averages it with `strategy.reduce`; CollectiveAllReduce

@@ -98,8 +98,8 @@ def test_int8_tflite_is_integer_and_agrees_with_the_saved_model(variants_export,
         interpreter.invoke()
         got.append(interpreter.get_tensor(out["index"])[0])
     got = np.asarray(got)
-    # An untrained network quantizes worse than a trained one (README: the demo model loses
-    # nothing); still, int8 keeps the decisions and stays close on average.
+    # An untrained network quantizes worse than a trained one (docs/benchmarks.md: the demo
+    # model loses nothing); still, int8 keeps the decisions and stays close on average.
     assert (got.argmax(-1) == expected.argmax(-1)).mean() >= 6 / 7
     assert np.abs(got - expected).mean() < 0.1
 
