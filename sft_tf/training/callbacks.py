@@ -115,7 +115,10 @@ class ProgressSaver(keras.callbacks.Callback):
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
-    """Raises TrainingDiverged on the first NaN or infinite loss, before anything is saved."""
+    """Raises TrainingDiverged on the first NaN or infinite loss, before that step is saved.
+
+    hint: what to do, the end of the message (`phases.diverged_hint`).
+    """
 
     def __init__(self, phase: str, hint: str, first_step: int = 0):
         super().__init__()
@@ -132,8 +135,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             raise TrainingDiverged(
                 f"{self.phase}: the loss became {float(loss)} at epoch {self.epoch + 1}, step "
-                f"{self.first_step + batch + 1}; {self.hint}. The last good checkpoint is kept "
-                "and nothing was exported; rerun the same command to resume from it"
+                f"{self.first_step + batch + 1} and nothing was exported; {self.hint}"
             )
 
 

@@ -13,6 +13,7 @@ import sys
 import time
 
 import keras
+import ml_collections
 
 from sft_tf import timing
 from sft_tf.data import augment as augment_lib
@@ -27,14 +28,34 @@ from sft_tf.training.finish import evaluate_test
 from sft_tf.training.inputs import make_dataset, sample_weights, training_class_weights
 from sft_tf.training.run import Run
 
-DIVERGED_HINT = "lower the learning rate, or use runtime.precision=float32 if mixed precision is on"
+
+def diverged_hint(config: ml_collections.ConfigDict, phase: str) -> str:
+    """What to do after a non-finite loss in `phase`: a command that can work.
+
+    The same command diverges again, and so does a resume at a lower rate
+    (--allow_config_change) whenever the last checkpoint was saved at the step before the
+    NaN: it holds the weights whose loss was the NaN (a step's loss is computed before its
+    update). Measured on the tiny run: resumed from that checkpoint, even at 1e-4, the loss
+    is NaN at the same step again. Starting over at a tenth of the rate is what works.
+    """
+    rate = config[phase].learning_rate
+    hint = (
+        f"{phase}.learning_rate={rate:g} is likely too high: rerun the same command with "
+        f"--config.{phase}.learning_rate={rate / 10:g} --restart to train again from the start "
+        "at a tenth of the rate (this run is moved aside; resuming it would start from weights "
+        "the high rate may already have spoilt)"
+    )
+    policy = keras.mixed_precision.global_policy().name
+    if policy.startswith("mixed"):
+        hint += f"; under {policy}, --config.runtime.precision=float32 --restart may be the fix"
+    return hint
 
 
 def _callbacks(run: Run, phase: str, first_step: int) -> list[keras.callbacks.Callback]:
     # The callbacks save the whole model even when fit trains a part of it (`cached_phase2`).
     # The non-finite guard comes first: it must stop the step before anything is saved.
     return [
-        callbacks_lib.StopOnNonFinite(phase, DIVERGED_HINT, first_step),
+        callbacks_lib.StopOnNonFinite(phase, diverged_hint(run.config, phase), first_step),
         callbacks_lib.StopOnInterrupt(),
         callbacks_lib.TensorBoard(log_dir=str(run.workdir / "logs")),
         callbacks_lib.ProgressSaver(
@@ -147,7 +168,7 @@ def train_phase1(run: Run) -> None:
         # Seconds of work: an interrupted cached phase 1 simply runs again.
         callbacks_lib.note_position("phase1 (the head on cached features)")
         guard = [
-            callbacks_lib.StopOnNonFinite("phase 1", DIVERGED_HINT),
+            callbacks_lib.StopOnNonFinite("phase 1", diverged_hint(run.config, "phase1")),
             callbacks_lib.TensorBoard(log_dir=str(run.workdir / "logs")),
         ]
         history = fit_head_on_features(
