@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sft_tf.config import files, schema, values
 from sft_tf.data import specs
+from sft_tf.distribute import tf_config
 from sft_tf.errors import UserError
 from sft_tf.lock import WorkdirLock
 from sft_tf.serving import layout
@@ -181,6 +182,9 @@ def preflight(
         if not flag(name):
             raise UserError(f"`sft-tf {command}` needs --{name}")
     _check_what_is_read(command, flag, args)
+    strategy = flag("strategy") or (config.runtime.strategy if config is not None else "")
+    if strategy == "multi_worker":
+        tf_config.check_tf_config()
     if command == "export" and config is not None:  # the run's config with export overrides
         values.check_values(config, command)
     if config is None or command not in ("train", "audit", "pretrain", "demo"):

@@ -15,6 +15,7 @@ import os
 import keras
 import tensorflow as tf
 
+from sft_tf.distribute import tf_config
 from sft_tf.errors import UserError
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
@@ -91,8 +92,7 @@ def build_strategy(
     elif name == "tpu":
         strategy = _tpu_strategy(tpu)
     elif name == "multi_worker":
-        if not os.environ.get("TF_CONFIG"):
-            raise UserError("--strategy=multi_worker needs TF_CONFIG describing the cluster")
+        tf_config.check_tf_config()  # also before TF loads (usage.preflight); here for callers
         # Created before anything lists logical devices: that initialises the runtime, and
         # collective ops can only be configured before it is.
         strategy = tf.distribute.MultiWorkerMirroredStrategy()

@@ -147,7 +147,9 @@ def test_two_replica_mirrored_matches_one_device(
     np.testing.assert_allclose(loss_2, loss_1, rtol=1e-4)
     assert weights_1.keys() == weights_2.keys()
     for path, value in weights_1.items():
-        np.testing.assert_allclose(weights_2[path], value, atol=1e-5, err_msg=path)
+        # Two replicas sum the gradients in another order: on an AMD EPYC host one of
+        # 143,360 weights differed by 3.7e-5 (1e-5 held on the Xeon hosts before).
+        np.testing.assert_allclose(weights_2[path], value, atol=1e-4, err_msg=path)
     # The comparison has teeth: training moved the loss and the weights far beyond those
     # tolerances.
     assert loss_1[0] - loss_1[1] > 1e-2
