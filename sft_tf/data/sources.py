@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from sft_tf.data import tfds_prepare
 from sft_tf.data.csv_source import CsvColumns, load_csv
 from sft_tf.data.examples import (
     TFRECORD_LABEL,
@@ -148,7 +149,7 @@ def _load_tfds(name: str, split: str, data_dir: str, spec: str, field: str) -> E
     if not hasattr(label_feature, "names"):
         raise UserError(f"{field}={spec!r}: {name}'s label {label_key!r} is not a class label")
     try:
-        builder.download_and_prepare()
+        tfds_prepare.prepare(builder, spec, field)  # refuses at once when it cannot download
         ds = tfds_split(name, split, data_dir, image_key)
         labels = np.concatenate(
             [b.numpy() for b in ds.map(lambda ex: ex[label_key]).batch(8192)] or [np.zeros(0)]
@@ -156,6 +157,8 @@ def _load_tfds(name: str, split: str, data_dir: str, spec: str, field: str) -> E
     except ImportError as e:
         # TFDS imports some modules only when it first prepares a dataset.
         raise _missing_module(e, name, spec, field) from e
+    except UserError:
+        raise
     except Exception as e:
         raise UserError(
             f"{field}={spec!r}: could not read TFDS {name} split {split!r} "

@@ -64,7 +64,7 @@ def flowers_data_dir(tmp_path):
     return data_dir
 
 
-def test_tf_flowers_prepares_lists_and_decodes(flowers_data_dir):
+def test_tf_flowers_prepares_lists_and_decodes(flowers_data_dir, no_network):
     examples = sources_lib.load_examples(
         "tfds:tf_flowers:train", "config.data.train", tfds_data_dir=str(flowers_data_dir)
     )
@@ -193,9 +193,10 @@ def test_multi_label_records_hold_several_ids_and_folders_refuse_multi_label(tmp
 
 
 def test_joined_labels_of_a_single_label_csv_point_to_multi_label(tmp_path, capsys):
-    (tmp_path / "a.png").write_bytes(colour_png((200, 0, 0)))
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.png").write_bytes(colour_png((200, 0, 0)))
     (tmp_path / "labels.csv").write_text(
-        "image,label,split\na.png,cat|dog,train\na.png,cat,train\na.png,cat|dog,test\n"
+        "image,label,split\na.png,cat|dog,train\nb.png,cat,train\nc.png,cat|dog,test\n"
     )
     spec = f"csv:{tmp_path / 'labels.csv'}"
     single = sources_lib.load_examples(f"{spec}:train", field="config.data.train")
