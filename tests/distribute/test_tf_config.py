@@ -11,7 +11,7 @@ from sft_tf.distribute.tf_config import check_tf_config
 from sft_tf.errors import UserError
 
 GOOD = {
-    "cluster": {"worker": ["localhost:1", "localhost:2"]},
+    "cluster": {"chief": ["[::1]:3"], "worker": ["localhost:1", "localhost:2"]},
     "task": {"type": "worker", "index": 1},
 }
 
@@ -31,6 +31,27 @@ GOOD = {
         (
             '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}',
             'task index 1 is out of range: cluster "worker" has 1 address(es), so 0 to 0',
+        ),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": "0"}}',
+            "task index '0' is not a whole number",
+        ),
+        (  # TensorFlow waits for the ps task forever
+            '{"cluster": {"ps": ["a:1"], "worker": ["a:2"]}, '
+            '"task": {"type": "worker", "index": 0}}',
+            'cluster job "ps" is not one --strategy=multi_worker runs (chief, worker)',
+        ),
+        (
+            '{"cluster": {"chief": ["a:1", "a:2"]}, "task": {"type": "chief", "index": 0}}',
+            'cluster "chief" has 2 addresses; give one',
+        ),
+        (  # TensorFlow: a 50-line InvalidArgumentError
+            '{"cluster": {"worker": ["nocolon"]}, "task": {"type": "worker", "index": 0}}',
+            "address 'nocolon' is not host:port with a port from 1 to 65535",
+        ),
+        (  # TensorFlow: accepted without a word
+            '{"cluster": {"worker": ["a:99999"]}, "task": {"type": "worker", "index": 0}}',
+            "address 'a:99999' is not host:port",
         ),
     ],
 )
