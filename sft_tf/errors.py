@@ -49,6 +49,10 @@ def file_system_failure(error: Exception) -> tuple[str, str] | None:
         return None
     # "{{function_node ...}} PATH; REASON [Op:SaveV2]" from ops, "PATH; REASON" from gfile.
     match = re.fullmatch(r"(?:\{\{.*?\}\}\s*)?(.+); ([^;]+?)(?:\s*\[Op:\w+\])?", error.message)
-    if match is None or match.group(2) not in _WRITE_FAILURES:
-        return None
-    return match.group(1), match.group(2)
+    if match is not None and match.group(2) in _WRITE_FAILURES:
+        return match.group(1), match.group(2)
+    # Creating a folder under a file: "PATH is not a directory", with no "; REASON".
+    match = re.fullmatch(r"(?:\{\{.*?\}\}\s*)?(.+) is not a directory", error.message)
+    if match is not None:
+        return match.group(1), os.strerror(errno.ENOTDIR)
+    return None

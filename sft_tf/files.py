@@ -7,6 +7,7 @@ leaves a truncated state.json, history or weights file for the next run to trip 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -19,8 +20,9 @@ if TYPE_CHECKING:  # TensorFlow-free at import: the CLI reads run records before
 def write_text_atomic(path: Path, text: str) -> None:
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
+    with _removed_on_failure(partial):
+        partial.write_text(text)
+        os.replace(partial, path)
 
 
 def write_json_atomic(path: Path, value) -> None:
@@ -32,5 +34,16 @@ def save_weights_atomic(model: keras.Model, path: Path) -> None:
     path = Path(path)
     # Keras insists on the .weights.h5 suffix; the leading dot keeps the temp file hidden.
     partial = path.with_name(f".partial-{path.name}")
-    model.save_weights(partial)
-    os.replace(partial, path)
+    with _removed_on_failure(partial):
+        model.save_weights(partial)
+        os.replace(partial, path)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(partial: Path):
+    """A write that fails (disk full, file too large, Ctrl-C) leaves no half-written temp file."""
+    try:
+        yield
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

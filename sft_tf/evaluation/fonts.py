@@ -30,12 +30,17 @@ def _charmap(path: str) -> frozenset[int]:
 
 @functools.cache
 def _covering_family(missing: frozenset[int]) -> str | None:
-    """The first installed font family (by name) that has every character in `missing`."""
-    for entry in sorted(font_manager.fontManager.ttflist, key=lambda f: f.name):
-        if entry.name.startswith(_PLACEHOLDER_FONTS):
+    """The first installed font family (by name) that has every character in `missing`.
+
+    Checked on the file matplotlib draws a family name with (`findfont`), not on each file
+    of the family: two copies of one family (matplotlib's bundled DejaVu Sans and a newer
+    one in /usr/share/fonts) can differ in coverage, and only the name reaches matplotlib.
+    """
+    for name in sorted({entry.name for entry in font_manager.fontManager.ttflist}):
+        if name.startswith(_PLACEHOLDER_FONTS):
             continue
-        if missing <= _charmap(entry.fname):
-            return entry.name
+        if missing <= _charmap(font_manager.findfont(name, fallback_to_default=False)):
+            return name
     return None
 
 

@@ -50,6 +50,7 @@ from sft_tf.serving.layout import (
     SIGNATURES,
     STAGING_PREFIX,
     TFLITE_DIR,
+    version_folder,
 )
 
 # Defined beside the export contract, where the CLI reads them before TensorFlow loads; still
@@ -103,7 +104,7 @@ def check_class_change(
     found = versions(root)
     if allow or not found:
         return
-    labels = root / str(found[-1]) / LABELS_FILE
+    labels = version_folder(root, found[-1]) / LABELS_FILE
     if not labels.is_file():  # not written by sft-tf: no label set to compare with
         return
     served, new = labels.read_text().splitlines(), list(class_names)
@@ -132,7 +133,7 @@ def prune_versions(model_root: str | Path, keep: int) -> list[int]:
     found = versions(model_root)
     doomed = found[:-keep] if keep > 0 else []
     for version in doomed:
-        shutil.rmtree(Path(model_root) / str(version))
+        shutil.rmtree(version_folder(model_root, version))
     if doomed:
         removed = ", ".join(map(str, doomed))
         say(f"Removed version(s) {removed} of {model_root} (export.keep={keep})")

@@ -26,10 +26,25 @@ IMAGE_KEY = "image/encoded"
 
 def versions(model_root: str | Path) -> list[int]:
     """The integer version folders under a model root, ascending."""
+    return sorted(_version_folders(model_root))
+
+
+def version_folder(model_root: str | Path, version: int) -> Path:
+    """The folder TF Serving serves as `version`: "7", or "007" where a tool wrote that (TF
+    Serving reads the folder name as a number)."""
+    return _version_folders(model_root).get(version, Path(model_root) / str(version))
+
+
+def _version_folders(model_root: str | Path) -> dict[int, Path]:
     root = Path(model_root)
     if not root.is_dir():
-        return []
-    return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+        return {}
+    found = {}
+    # Sorted by name so that of "7" and "007" (both version 7 to TF Serving) "7" wins.
+    for path in sorted(root.iterdir()):
+        if path.is_dir() and path.name.isdigit():
+            found[int(path.name)] = path
+    return found
 
 
 def resolve_export(model_root: str | Path, version: int | None = None) -> Path:
@@ -47,10 +62,10 @@ def resolve_export(model_root: str | Path, version: int | None = None) -> Path:
     if not found:
         raise UserError(f"--model={root}: no integer version folders with a SavedModel inside")
     if version is None:
-        return root / str(found[-1])
+        return version_folder(root, found[-1])
     if version not in found:
         raise UserError(f"--version={version} not in {root} (versions: {found})")
-    return root / str(version)
+    return version_folder(root, version)
 
 
 def run_export(workdir: str | Path) -> str:
