@@ -16,6 +16,7 @@ def test_help_lists_every_command(tmp_path):
         assert f"\n  {command} " in out
 
 
+@pytest.mark.slow
 def test_home_in_paths_and_a_packaged_config_from_another_folder(tmp_path, image_folders):
     """`--workdir=~/runs/t` and `export.dir=~/models` land in $HOME, not in a folder named `~`
     of the current one; `--config=tiny` is the packaged configs/tiny.py, from any folder."""

@@ -180,6 +180,7 @@ def test_imbalance_warning_names_both_classes_and_the_ratio():
     assert audit_lib.imbalance_warning(multi, 10.0) == ""  # labels are scored one by one
 
 
+@pytest.mark.slow
 def test_audit_command_skips_relabelling_links_and_fails_on_a_file_under_two_classes(tmp_path):
     """The real CLI: the link to the root is skipped with a warning (the counts stay right),
     the file link across classes is a PROBLEM, and the exit status is 1. The link would have

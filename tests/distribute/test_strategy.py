@@ -117,6 +117,7 @@ def backbone_file(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_two_replica_mirrored_matches_one_device(
     tmp_path, image_folders, fashion_dir, backbone_file
 ):
@@ -163,7 +164,9 @@ def test_two_replica_mirrored_matches_one_device(
     assert len(moved) > 100 and max(moved.values()) > 1e-3
 
 
-@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+@pytest.mark.parametrize(
+    "policy", [pytest.param("mixed_bfloat16", marks=pytest.mark.slow), "mixed_float16"]
+)
 def test_mixed_precision_builds_and_trains_with_a_float32_head(policy, image_folders):
     config = _tiny_config(image_folders, "one_device")
     config.runtime.precision = policy

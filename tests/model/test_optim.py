@@ -27,6 +27,7 @@ def _opened(model, k=2):
     return base, [b for b in blocks if b[0] in names]
 
 
+@pytest.mark.slow
 def test_block_rates_scale_each_blocks_step_by_decay():
     model = tiny_classifier(3, seed=0)
     base, blocks = _opened(model)
@@ -48,6 +49,7 @@ def test_block_rates_scale_each_blocks_step_by_decay():
     assert np.abs(plain[lower]).max() > 0
 
 
+@pytest.mark.slow
 def test_l2sp_large_strength_holds_weights_and_zero_is_plain_finetuning():
     runs = {}
     for strength in (0.0, 500.0, None):

@@ -56,6 +56,7 @@ def test_defaults_validate(tmp_path):
     validation.validate(config, "train")
 
 
+@pytest.mark.slow
 def test_run_on_a_messy_folder_skips_and_reports_exactly_the_bad_files(tmp_path, capsys):
     planted = helpers.write_messy_folder(tmp_path / "train", per_class=12)
     config = tiny_config(tmp_path, f"folder:{tmp_path / 'train'}")
@@ -103,6 +104,7 @@ def test_run_stops_on_train_test_leakage(tmp_path):
         train.run(config, tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_feature_cache_head_matches_running_the_frozen_base(fashion_dir):
     """Phase 1 on cached features reaches the weights phase 1 on images reaches."""
     examples = examples_lib.select_classes(
@@ -147,8 +149,10 @@ def test_feature_cache_head_matches_running_the_frozen_base(fashion_dir):
 
     trained = on_images.get_layer("probabilities").kernel.numpy()
     assert np.abs(trained - initial).max() > 1e-2  # the head really moved
+    # atol: float rounding only (features computed in other batches; on an AMD EPYC host one
+    # of 3,840 weights differed by 2e-5), far below the 1e-2 the head moved.
     np.testing.assert_allclose(
-        on_features.get_layer("probabilities").kernel.numpy(), trained, atol=1e-5
+        on_features.get_layer("probabilities").kernel.numpy(), trained, atol=1e-4
     )
     np.testing.assert_allclose(
         on_features.get_layer("probabilities").bias.numpy(),

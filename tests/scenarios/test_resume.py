@@ -129,6 +129,7 @@ def test_resume_checks_config_then_finishes_and_reruns_are_no_ops(tmp_path, imag
     assert run_state(tmp_path)["epochs_done"] == 1
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_the_advised_command_finishes(tmp_path, image_folders):
     """A phase 2 rate so high that the loss is NaN at its third step (the warm-up's second
     update, just after a checkpoint); measured on this tiny run: 2e31 diverges, 1e31 trains
@@ -157,10 +158,11 @@ def test_non_finite_loss_stops_and_the_advised_command_finishes(tmp_path, image_
     advised = re.search(r"rerun the same command with (.+?) to train again", line).group(1)
     # Why not a resume: the checkpoint of step 2 holds the weights step 3's NaN came from, so
     # resuming from it diverges again at the same step even at the default rate.
-    resumed = sft_tf(
-        *args, "--config.phase2.learning_rate=1e-4", "--allow_config_change", cwd=tmp_path
-    ) if False else None
-    assert resumed is None
+    resume = ("--config.phase2.learning_rate=1e-4", "--allow_config_change")
+    resumed = sft_tf(*args, *resume, cwd=tmp_path, check=False)
+    assert "Resuming phase2 after 1 finished epoch(s) from ckpt-" in resumed.stdout
+    assert resumed.returncode == 2, resumed.stderr
+    assert "phase2: the loss became nan at epoch 2, step 3 " in resumed.stderr
     done = sft_tf(*args, *advised.split(), cwd=tmp_path)
     assert "--restart: moved the earlier run" in done.stdout
     assert (tmp_path / "saved_models" / "tiny" / "1" / "saved_model.pb").is_file()

@@ -24,6 +24,7 @@ from tests.helpers import exif_jpeg, pil_bytes
 CLASSES = ["cat", "dog", "fox"]
 
 
+@pytest.mark.slow
 def test_versions_are_published_atomically_and_increase(tmp_path, tiny_model, images, capsys):
     root = tmp_path / "saved_models" / "tiny"
     (root / "7").mkdir(parents=True)  # an existing version from an earlier run is kept
@@ -41,6 +42,7 @@ def test_versions_are_published_atomically_and_increase(tmp_path, tiny_model, im
     assert f"Removed version(s) 3, 7 of {root} (export.keep=2)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_failed_export_publishes_nothing(tmp_path, tiny_model):
     root = tmp_path / "tiny"
     with pytest.raises(tf.errors.InvalidArgumentError):
@@ -338,6 +340,7 @@ def test_cli_exports_an_interrupted_run(tmp_path, image_folders):
     assert manifest["class_names"] == ["cat", "dog", "fox"] and manifest["test_metrics"] == {}
 
 
+@pytest.mark.slow
 def test_export_refuses_another_label_set_before_writing(tmp_path, tiny_model, published):
     root = tmp_path / "tiny"
     shutil.copytree(published, root / "1")  # a published version with CLASSES

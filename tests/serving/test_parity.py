@@ -31,6 +31,7 @@ def test_large_jpegs_serve_as_the_model_sees_them(published, tiny_model):
     assert worst <= parity.PARITY_TOLERANCE
 
 
+@pytest.mark.slow
 def test_verify_export_catches_an_export_that_does_not_refuse_over_the_limit(
     published, tiny_model, images, pixel_limit
 ):

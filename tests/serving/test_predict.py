@@ -54,6 +54,7 @@ def test_many_files_are_predicted_in_batches_as_one_at_a_time(tmp_path, publishe
         np.testing.assert_allclose(result["scores"], alone["scores"].numpy()[0], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_cli_predict_names_each_bad_file_and_predicts_the_rest(tmp_path, published, images):
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("not an image")
@@ -126,6 +127,7 @@ def _measured_cli(cwd, *args) -> tuple[int, str, str, float]:
     return proc.returncode, stdout, stderr, waited[2].ru_maxrss / 1024
 
 
+@pytest.mark.slow
 def test_cli_predict_names_an_oversized_file_without_decoding_it(
     tmp_path, published, images, huge_png, pixel_limit
 ):

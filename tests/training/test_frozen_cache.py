@@ -96,6 +96,7 @@ def test_cached_phase2_ends_at_the_weights_of_phase2_on_images(
     assert moved > 1e-3  # the opened blocks and head really trained
 
 
+@pytest.mark.slow
 def test_the_flip_probe_picks_the_image_pipelines_mirrored_images(fashion):
     """Each cached batch holds, image by image, the variant the image pipeline flipped to."""
     model, opened = _opened_model()

@@ -1,11 +1,14 @@
 """outcome: the final report scores the predictions of the run's last test evaluation."""
 
+import pytest
+
 from sft_tf.commands import train
 from sft_tf.config import validation
 from sft_tf.training import outcome
 from tests.helpers import REPO, load_config
 
 
+@pytest.mark.slow
 def test_the_final_report_reuses_the_last_test_evaluation(tmp_path, image_folders, monkeypatch):
     config = load_config(REPO / "configs" / "tiny.py")
     config.data.train = f"folder:{image_folders['train']}"
