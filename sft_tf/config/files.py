@@ -15,6 +15,7 @@ import ml_collections
 
 from sft_tf.config.schema import base_config
 from sft_tf.errors import UserError
+from sft_tf.log import say
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -30,12 +31,14 @@ def save(config: ml_collections.ConfigDict, path: str | Path) -> None:
     tmp.replace(path)
 
 
-def _merge(target: ml_collections.ConfigDict, values: Mapping[str, Any], prefix: str) -> None:
+def _merge(
+    target: ml_collections.ConfigDict, values: Mapping[str, Any], prefix: str, unknown: list
+) -> None:
     for key, value in values.items():
         if key not in target:
-            raise UserError(f"{prefix}{key} is not a config field of this sft_tf version")
-        if isinstance(value, Mapping):
-            _merge(target[key], value, f"{prefix}{key}.")
+            unknown.append(f"{prefix}{key}")
+        elif isinstance(value, Mapping):
+            _merge(target[key], value, f"{prefix}{key}.", unknown)
         else:
             target[key] = value
 
@@ -45,8 +48,15 @@ def load(path: str | Path) -> ml_collections.ConfigDict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} not found; is this a workdir written by `sft-tf train`?")
-    config = base_config()
-    _merge(config, json.loads(path.read_text()), prefix="config.")
+    config, unknown = base_config(), []
+    _merge(config, json.loads(path.read_text()), "config.", unknown)
+    if unknown:
+        # Versions before 2026-12-07 did not check config files, so a typo such as
+        # c.phase2.epoch reached config.json while the run trained with the default.
+        say(
+            f"{path}: ignoring {', '.join(unknown)}: not fields of this sft_tf version (earlier "
+            "versions accepted typos in config files and trained with the defaults)"
+        )
     config.lock()
     return config
 

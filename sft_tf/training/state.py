@@ -290,6 +290,8 @@ def config_differences(
     # as unchanged while it keeps its default.
     defaults = _flatten(config_files.to_dict(schema.base_config()))
     saved = {**{k: defaults[k] for k in current.keys() - saved.keys() if k in defaults}, **saved}
+    # A key no schema field has (a typo an earlier version let through): it had no effect.
+    saved = {k: v for k, v in saved.items() if k in defaults}
     return [
         (key, saved.get(key), current.get(key))
         for key in sorted(set(saved) | set(current))

@@ -1,9 +1,12 @@
 """Config files: config.json save/load round trips, and check_config_file's messages."""
 
+import json
+
 import pytest
 
 from sft_tf.config import files as config_files
 from sft_tf.errors import UserError
+from sft_tf.training import state
 from tests.helpers import REPO, tiny_config
 
 
@@ -14,6 +17,23 @@ def test_save_and_load_round_trip(tmp_path):
     assert config_files.to_dict(loaded) == config_files.to_dict(config)
     with pytest.raises(UserError, match="not found"):
         config_files.load(tmp_path / "missing.json")
+
+
+def test_a_key_an_earlier_version_let_through_is_named_and_ignored(tmp_path, capsys):
+    """Before config files were checked, c.phase2.epoch = 7 reached config.json while the run
+    trained with the default; such a run still loads, resumes and exports."""
+    config = tiny_config()
+    config_files.save(config, tmp_path / "config.json")
+    saved = json.loads((tmp_path / "config.json").read_text())
+    saved["phase2"]["epoch"] = 7
+    saved["data"]["augmnet"] = "flip"
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = config_files.load(tmp_path / "config.json")
+    assert config_files.to_dict(loaded) == config_files.to_dict(config)
+    assert (
+        "ignoring config.data.augmnet, config.phase2.epoch: not fields" in capsys.readouterr().out
+    )
+    assert state.config_differences(tmp_path, config) == []
 
 
 CONFIG_FILE_MISTAKES = {
