@@ -89,11 +89,25 @@ def test_cached_phase2_ends_at_the_weights_of_phase2_on_images(
     moved = 0.0
     for before, a, b in zip(start, on_images.weights, on_cache.weights):
         moved = max(moved, float(np.abs(a.numpy() - before).max()))
+        if batchnorm == "train" and a.path.endswith("_project_BN/beta"):
+            # In training its shift reaches a training-mode BatchNorm through linear layers
+            # only, which subtracts the batch mean: the gradient is zero but for float noise,
+            # and Adam's normalised steps follow the noise (both runs moved these ~lr a step,
+            # each its own way, on an AMD EPYC host). In inference the shift passes (moving
+            # statistics): the outputs are compared below instead.
+            continue
         # Float rounding only: the cached activations were computed in other batches, and on
-        # some CPUs (an AMD EPYC host: one of 18,816 weights off by 4.6e-5) oneDNN's kernels
-        # for another batch size round differently; still 10x below how far training moved.
-        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-4, err_msg=a.path)
+        # some CPUs (an AMD EPYC host: one of 18,816 weights off by 4.6e-5, 1.1e-4 with
+        # batchnorm=train) oneDNN's kernels for another batch size round differently; still
+        # 5x below how far training moved (50x with batchnorm=train).
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=2e-4, err_msg=a.path)
     assert moved > 1e-3  # the opened blocks and head really trained
+    if batchnorm == "train":
+        # Measured 4.7e-3 apart at most in probability (the noise-driven betas above).
+        evaluation = pipeline.build_dataset(fashion, SIZE, BATCH, training=False, seed=SEED)
+        got, expected = (m.predict(evaluation, verbose=0) for m in (on_cache, on_images))
+        np.testing.assert_allclose(got, expected, atol=1e-2)
+        np.testing.assert_array_equal(got.argmax(-1), expected.argmax(-1))
 
 
 @pytest.mark.slow
