@@ -10,6 +10,7 @@ import numpy as np
 
 from sft_tf.data import examples as examples_lib
 from sft_tf.errors import UserError
+from sft_tf.evaluation import inference
 from sft_tf.evaluation import metrics as metrics_lib
 from sft_tf.evaluation import multilabel as multilabel_lib
 from sft_tf.files import write_json_atomic
@@ -65,7 +66,7 @@ def evaluate_export(export_dir: str | Path, config: ml_collections.ConfigDict) -
     examples_lib.check_same_classes(
         export.read_class_names(export_dir), test, "config.data.test", f"the export {export_dir}"
     )
-    probabilities, labels = metrics_lib.collect_predictions(
+    probabilities, labels = inference.collect_predictions(
         lambda images: serve(images=images)["probabilities"].numpy(),
         make_dataset(config, test, training=False, one_hot=False),
     )

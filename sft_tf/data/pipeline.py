@@ -29,6 +29,15 @@ def epoch_seed(seed: int, epoch: tf.Tensor) -> tf.Tensor:
     return seed * 1_000_003 + tf.cast(epoch, tf.int64)
 
 
+def epoch_shuffled(
+    ds: tf.data.Dataset, buffer: int, seed: int
+) -> Callable[[tf.Tensor], tf.data.Dataset]:
+    """epoch -> `ds` shuffled for that epoch. The one shuffle of every training stream (the
+    image pipeline, phase 1's cached features, phase 2's cached activations): over the same
+    examples with the same buffer they visit them in the same order."""
+    return lambda epoch: ds.shuffle(buffer, seed=epoch_seed(seed, epoch))
+
+
 def balanced_epochs(
     per_class: Sequence[Callable[[tf.Tensor], tf.data.Dataset]], seed: int
 ) -> Callable[[tf.Tensor], tf.data.Dataset]:
@@ -97,9 +106,10 @@ def _shuffled_files(
     def read(path, label):
         return tf.io.read_file(path), label
 
+    shuffled_names = epoch_shuffled(names, len(examples), seed)
+
     def shuffled_files(epoch):
-        ds = names.shuffle(len(examples), seed=epoch_seed(seed, epoch))
-        ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = shuffled_names(epoch).map(read, num_parallel_calls=tf.data.AUTOTUNE)
         return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
 
     return shuffled_files
@@ -166,7 +176,7 @@ def _epoch_examples(
         return lambda epoch: ds
     # Shuffle before batching so every batch mixes classes.
     buffer = training_shuffle_buffer(examples, image_size, cache, memory_budget_mb, batch_size)
-    return lambda epoch: ds.shuffle(buffer, seed=epoch_seed(seed, epoch))
+    return epoch_shuffled(ds, buffer, seed)
 
 
 def _cached(ds: tf.data.Dataset, cache: str) -> tf.data.Dataset:

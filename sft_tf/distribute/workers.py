@@ -68,6 +68,14 @@ def input_pipelines(strategy: tf.distribute.Strategy) -> int:
     return 1
 
 
+def local_inference(strategy: tf.distribute.Strategy) -> bool:
+    """True where this process computes a model's outputs for all of its images itself, with a
+    plain call: on one replica, and on each of several workers (where Keras's predict would
+    return only this worker's share of the examples). False where Keras's predict spreads the
+    batches over this process's replicas (Mirrored on several GPUs, TPU)."""
+    return input_pipelines(strategy) > 1 or single_replica(strategy)
+
+
 def single_replica(strategy: tf.distribute.Strategy) -> bool:
     """One device, not a TPU: a plain call of the model runs where its variables are."""
     return strategy.num_replicas_in_sync == 1 and not isinstance(

@@ -40,8 +40,6 @@ class Cut:
     lower: keras.Model
     trainee: keras.Model
     boundary: str
-    # Run `lower` batch by batch on this process alone (several workers), not through predict.
-    local: bool = False
 
     @property
     def inputs(self) -> int:

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from sft_tf.errors import UserError
-from sft_tf.evaluation import metrics as metrics_lib
+from sft_tf.evaluation import inference
 
 ONNX_PACKAGES = {"onnxruntime": "onnxruntime", "tf2onnx": "tf2onnx", "onnx": "onnx"}
 
@@ -58,7 +58,7 @@ def check_onnx(session, model: keras.Model, pixels: np.ndarray, class_names) -> 
     Raises:
       RuntimeError: a top-1 class differs (nothing is published).
     """
-    expected = metrics_lib.predict_pixels(model, pixels)
+    expected = inference.outputs(model, pixels)[0]
     got = onnx_predict(session, pixels)
     for want, have in zip(expected.argmax(-1), got.argmax(-1)):
         if want != have:

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from sft_tf.data import decode
-from sft_tf.evaluation import metrics as metrics_lib
+from sft_tf.evaluation import inference
 from sft_tf.serving.layout import IMAGE_KEY, SIGNATURES
 
 # Max abs difference of probabilities between the reloaded export and the in-memory model.
@@ -86,7 +86,7 @@ def verify_export(
     if missing:
         raise RuntimeError(f"export {path} lacks signatures {missing}")
     pixels = decode.decode_images(encoded, image_size, resize_method)
-    expected = metrics_lib.predict_pixels(model, pixels)
+    expected = inference.outputs(model, pixels)[0]
     sig = loaded.signatures
     # Pixels go in one image at a time at their own size, so the in-graph resize is checked
     # (decoded for the model's size: a large JPEG as serving_default decodes it, scaled down).

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from sft_tf.data import decode
-from sft_tf.evaluation import metrics as metrics_lib
+from sft_tf.evaluation import inference
 
 TFLITE_QUANTIZATIONS = ("float16", "dynamic_range", "int8")
 
@@ -105,7 +105,7 @@ def write_tflite(
     if quantization == "int8":
         return path
     pixels = decode.decode_images(encoded, image_size, resize_method)
-    expected = metrics_lib.predict_pixels(model, pixels).argmax(-1)
+    expected = inference.outputs(model, pixels)[0].argmax(-1)
     got = tflite_predict(interpreter(path), pixels).argmax(-1)
     for want, have in zip(expected, got):
         if have != want:

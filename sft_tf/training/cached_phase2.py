@@ -17,7 +17,7 @@ from sft_tf.distribute import workers
 from sft_tf.log import say
 from sft_tf.model import cut as cut_lib
 from sft_tf.model.classifier import get_base
-from sft_tf.training import frozen_cache
+from sft_tf.training import cache_choice, frozen_cache
 from sft_tf.training.inputs import sample_weights
 
 
@@ -36,13 +36,11 @@ def plan(
     base = get_base(model)
     index = cut_lib.boundary_index(base, config.model.backbone, opened)
     below = [] if index is None else cut_lib.training_mode_below(base, index, p2.batchnorm)
-    reason = frozen_cache.why_not(
-        p2.cache_frozen, augment_lib.parse_augment(config.data.augment), index, below
-    )
-    if not frozen_cache.decide(p2.cache_frozen, reason):
+    reason = frozen_cache.why_not(augment_lib.parse_augment(config.data.augment), index, below)
+    without = "Phase 2 runs the whole base every step"
+    if not cache_choice.decide("phase2.cache_frozen", p2.cache_frozen, reason, without):
         return None
     cut = cut_lib.cut_classifier(model, index, p2.batchnorm)
-    cut.local = workers.input_pipelines(strategy) > 1
     workers.allow_multi_worker_fit(cut.trainee, strategy)  # as the whole model is
     return cut
 

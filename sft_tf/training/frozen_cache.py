@@ -32,9 +32,7 @@ import tensorflow as tf
 from sft_tf.data import augment as augment_lib
 from sft_tf.data import caches, pipeline
 from sft_tf.data.examples import Examples
-from sft_tf.distribute import workers
-from sft_tf.errors import UserError
-from sft_tf.evaluation import metrics
+from sft_tf.evaluation import inference
 from sft_tf.log import Progress, say
 from sft_tf.model.cut import Cut
 
@@ -50,12 +48,9 @@ DISK_DTYPE = None
 CHUNK_MB = 128
 
 
-def why_not(
-    mode: str, augment: list[str], index: int | None, training_below: list[str]
-) -> str | None:
-    """Why phase 2 cannot train on cached activations (None: it can)."""
-    if mode == "off":
-        return "phase2.cache_frozen=off"
+def why_not(augment: list[str], index: int | None, training_below: list[str]) -> str | None:
+    """Why phase 2 on cached activations would not train as phase 2 on images (None: it
+    would); `cache_choice.decide` makes the choice."""
     if index is None:
         return "the whole base is open (phase2.unfreeze_blocks=-1): nothing below is frozen"
     other = [a for a in augment if a not in CACHEABLE_AUGMENT]
@@ -70,19 +65,6 @@ def why_not(
             "training mode, so its output changes from step to step"
         )
     return None
-
-
-def decide(mode: str, reason: str | None) -> bool:
-    """Whether to cache: `on` with a reason is refused, `auto` with one says why not."""
-    if reason is None:
-        return mode != "off"
-    if mode == "on":
-        raise UserError(
-            f"config.phase2.cache_frozen='on' cannot be used: {reason}; set it to 'auto' or 'off'"
-        )
-    if mode == "auto":
-        say(f"Phase 2 runs the whole base every step (phase2.cache_frozen=auto): {reason}")
-    return False
 
 
 @dataclasses.dataclass
@@ -137,25 +119,14 @@ def _mirrored(images):
 def _compute(cut: Cut, pixels: tf.data.Dataset, variants: int) -> list:
     """[variant][tensor] arrays of the lower part's outputs for batches of `pixels`.
 
-    On one replica (and on each of several workers, which computes its own shard) a plain
-    call per batch through the model's shared call: one trace for both variants and every batch
-    size, where Keras's predict would trace per variant's short last batch. Keras's predict
-    where the batches are spread over replicas.
+    Through `inference.outputs`: where it runs the model's shared call, one trace serves
+    both variants and every batch size (Keras's predict would trace again per variant's short
+    last batch); each of several workers computes its own shard.
     """
-    local = cut.local or workers.single_replica(cut.lower.distribute_strategy)
-    lower = metrics.inference_function(cut.lower) if local else None
-    out = []
-    for variant in range(variants):
-        ds = pixels.map(_mirrored) if variant else pixels
-        if lower is not None:
-            batches = [tf.nest.flatten(lower(x)) for x in ds]
-            predicted = [
-                np.concatenate([np.asarray(b[i]) for b in batches]) for i in range(cut.inputs)
-            ]
-        else:
-            predicted = cut.lower.predict(ds, verbose=0)
-        out.append(list(predicted) if isinstance(predicted, list) else [predicted])
-    return out
+    return [
+        inference.outputs(cut.lower, pixels.map(_mirrored) if variant else pixels)
+        for variant in range(variants)
+    ]
 
 
 def _size(mb: float) -> str:
@@ -302,18 +273,15 @@ def training_stream(
     epoch_batches = epoch_batches or len(examples) // batch_size
     source = store.dataset
 
-    def shuffled(ds: tf.data.Dataset, n_buffer: int):
-        return lambda epoch: ds.shuffle(n_buffer, seed=pipeline.epoch_seed(seed, epoch))
-
     if resample == "balanced":
         per_class = []
         for c in np.flatnonzero(examples.counts()):
             members = examples.take(np.flatnonzero(examples.labels == c))
             one = source.filter(lambda *e, c=int(c): tf.equal(tf.cast(e[-1], tf.int64), c))
-            per_class.append(shuffled(one, buffer(members)))
+            per_class.append(pipeline.epoch_shuffled(one, buffer(members), seed))
         epoch_examples = pipeline.balanced_epochs(per_class, seed)
     else:
-        epoch_examples = shuffled(source, buffer(examples))
+        epoch_examples = pipeline.epoch_shuffled(source, buffer(examples), seed)
     seeds = augment_lib.BatchSeeds(seed)
     flip = _Flip(seeds, augment_lib.build_augmenter(["flip"], seeds))
 

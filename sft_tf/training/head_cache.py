@@ -16,8 +16,7 @@ import tensorflow as tf
 
 from sft_tf.data import augment as augment_lib
 from sft_tf.data import pipeline
-from sft_tf.distribute import workers
-from sft_tf.evaluation import metrics
+from sft_tf.evaluation import inference
 from sft_tf.log import Progress
 from sft_tf.model.classifier import DROPOUT_LAYER, HEAD_LAYER, POOL_LAYER
 
@@ -40,19 +39,10 @@ def extract(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
     pooled = pooled_model(model)  # outputs: the features, the probabilities
     batches = max(int(dataset.cardinality()), 0)  # 0: unknown (no progress shown)
     with Progress("Pooled features from the frozen base", batches, "batches") as progress:
-        if not workers.single_replica(model.distribute_strategy):
-            # Keras's predict loop spreads the batches over the replicas.
-            shown = _ShowProgress(progress)
-            features = pooled.predict(dataset, verbose=0, callbacks=[shown])[0]
-            return np.asarray(features, np.float32)
-        # One replica: the model's shared call, traced once for every batch size and every
-        # split (predict traces a new function per model, and again for a short last batch).
-        # The frozen base is in inference mode there, as in phase 1's fit; the dataset's
-        # prefetch reads the next batch while this one runs.
-        call = metrics.inference_function(pooled)
-        shown = progress if progress.total else None  # as _ShowProgress does
-        features = metrics.collect_predictions(lambda x: call(x)[0], dataset, shown)[0]
-        return features.astype(np.float32, copy=False)
+        # The frozen base in inference mode, as in phase 1's fit; on one replica through the
+        # call shared with the test evaluations, traced once for every batch size and split.
+        features = inference.outputs(pooled, dataset, progress)[0]
+    return features.astype(np.float32, copy=False)
 
 
 _POOLED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -61,27 +51,15 @@ _POOLED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def pooled_model(model: keras.Model) -> keras.Model:
     """`model` from its input to [the pooled features, its probabilities]: one per classifier,
     so every split's feature pass shares its traced call, and so do `model`'s own later
-    evaluations (`metrics.share_inference`). The head adds a few thousand multiply-adds per
+    evaluations (`inference.share_inference`). The head adds a few thousand multiply-adds per
     image to the pass; a second trace of the whole network cost ~1 s."""
     pooled = _POOLED.get(model)
     if pooled is None:
         outputs = [model.get_layer(POOL_LAYER).output, *model.outputs]
         pooled = keras.Model(model.inputs, outputs)
         _POOLED[model] = pooled
-        metrics.share_inference(model, pooled, 1)
+        inference.share_inference(model, pooled, 1)
     return pooled
-
-
-class _ShowProgress(keras.callbacks.Callback):
-    """Feeds Keras's predict loop's batch count to a `Progress`."""
-
-    def __init__(self, progress: Progress):
-        super().__init__()
-        self.progress = progress
-
-    def on_predict_batch_end(self, batch, logs=None):
-        if self.progress.total:
-            self.progress.update(batch + 1)
 
 
 def head_of(model: keras.Model) -> keras.Model:
@@ -121,8 +99,8 @@ def feature_dataset(
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if not training:
             return lambda epoch: ds
-        # Same seeds and buffer as the image pipeline's shuffle: the same order of examples.
-        return lambda epoch: ds.shuffle(len(y), seed=pipeline.epoch_seed(seed, epoch))
+        # The image pipeline's shuffle with a full buffer: the same order of examples.
+        return pipeline.epoch_shuffled(ds, len(y), seed)
 
     if training and resample == "balanced":
         per_class = [
@@ -148,12 +126,19 @@ def feature_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def should_cache(mode: str, augment: list[str] | tuple[str, ...], multi_worker: bool) -> bool:
-    """Whether phase 1 trains on cached features (`phase1.cache_features`).
+def why_not(mode: str, augment: list[str] | tuple[str, ...], multi_worker: bool) -> str | None:
+    """Why phase 1 should not train on cached features (None: it can); `cache_choice.decide`
+    makes the choice.
 
-    "auto" caches when nothing is augmented (augmented images differ every epoch, so their
-    features cannot be reused) and on a single worker (each worker would need its own shard).
+    Augmented images differ every epoch, so their features cannot be reused. Several workers
+    could each cache their own shard's features, but `auto` leaves that to `on`: each worker
+    would run the frozen base over its shard before its first step.
     """
-    if mode == "on":
-        return True
-    return mode == "auto" and not augment and not multi_worker
+    if augment:
+        return (
+            f"data.augment has {', '.join(augment)}: augmented images differ every epoch, so "
+            "their features cannot be reused"
+        )
+    if multi_worker and mode == "auto":
+        return "several workers (set phase1.cache_features=on to cache each worker's shard)"
+    return None

@@ -15,7 +15,7 @@ import numpy as np
 
 from sft_tf.config.files import digest
 from sft_tf.data import examples as examples_lib
-from sft_tf.distribute import workers
+from sft_tf.evaluation import inference
 from sft_tf.evaluation import metrics as metrics_lib
 from sft_tf.evaluation import multilabel as multilabel_lib
 from sft_tf.log import say
@@ -31,14 +31,7 @@ def predict(model, config, examples: examples_lib.Examples, dataset=None) -> np.
     survives from one call to the next); built here otherwise.
     """
     ds = dataset or make_dataset(config, examples, training=False, one_hot=False)
-    strategy = model.distribute_strategy
-    # Several workers: model.predict would return only this worker's share of the examples,
-    # so each worker runs the model itself on all of them. One replica: the same, which
-    # traces the model once per run instead of once per phase.
-    if workers.input_pipelines(strategy) > 1 or workers.single_replica(strategy):
-        inference = metrics_lib.inference_function(model)
-        return metrics_lib.collect_predictions(inference, ds)[0]
-    return model.predict(ds, verbose=0)
+    return inference.outputs(model, ds)[0]
 
 
 def tune_thresholds(model, config, validation) -> np.ndarray | None:

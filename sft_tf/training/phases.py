@@ -22,7 +22,7 @@ from sft_tf.distribute import workers
 from sft_tf.evaluation import learning
 from sft_tf.log import say
 from sft_tf.model import classifier, unfreeze
-from sft_tf.training import cached_phase2, feature_store, head_cache, recipe
+from sft_tf.training import cache_choice, cached_phase2, feature_store, head_cache, recipe
 from sft_tf.training import callbacks as callbacks_lib
 from sft_tf.training.finish import evaluate_test
 from sft_tf.training.inputs import make_dataset, sample_weights, training_class_weights
@@ -130,7 +130,10 @@ def _task(run: Run) -> dict:
 def _uses_head_cache(run: Run) -> bool:
     multi_worker = workers.input_pipelines(run.strategy) > 1
     augment = augment_lib.parse_augment(run.config.data.augment)
-    return head_cache.should_cache(run.config.phase1.cache_features, augment, multi_worker)
+    mode = run.config.phase1.cache_features
+    reason = head_cache.why_not(mode, augment, multi_worker)
+    without = "Phase 1 runs the frozen base every step"
+    return cache_choice.decide("phase1.cache_features", mode, reason, without)
 
 
 def train_phase1(run: Run) -> None:

@@ -165,14 +165,6 @@ def test_feature_cache_head_matches_running_the_frozen_base(fashion_dir):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_should_cache_follows_augmentation_and_workers():
-    assert head_cache.should_cache("auto", [], multi_worker=False)
-    assert not head_cache.should_cache("auto", ["flip"], multi_worker=False)
-    assert not head_cache.should_cache("auto", [], multi_worker=True)
-    assert head_cache.should_cache("on", [], multi_worker=True)
-    assert not head_cache.should_cache("off", [], multi_worker=False)
-
-
 @pytest.mark.slow  # two whole runs; tests/data/test_sources.py reads both sources by default
 def test_tfds_and_tfrecord_sources_train(tmp_path):
     import tensorflow_datasets as tfds

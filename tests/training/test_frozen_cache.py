@@ -7,7 +7,6 @@ import pytest
 from sft_tf.data import caches, pipeline
 from sft_tf.data import examples as examples_lib
 from sft_tf.data import sources as sources_lib
-from sft_tf.errors import UserError
 from sft_tf.model import cut as cut_lib
 from sft_tf.model import unfreeze
 from sft_tf.model.classifier import get_base
@@ -151,17 +150,11 @@ def test_disk_store_gives_the_memory_stores_batches_and_is_reused(fashion, tmp_p
     assert [p.name for p in (tmp_path / "phase2").iterdir()] == [on_disk.where.split("/")[-1]]
 
 
-def test_why_not_names_each_reason_and_on_is_refused():
-    assert frozen_cache.why_not("auto", ["flip"], 10, []) is None
-    assert "off" in frozen_cache.why_not("off", [], 10, [])
-    assert "whole base" in frozen_cache.why_not("auto", [], None, [])
-    assert "rotate" in frozen_cache.why_not("auto", ["flip", "rotate"], 10, [])
-    assert "block_2_drop" in frozen_cache.why_not("auto", [], 10, ["block_2_drop"])
-    assert frozen_cache.decide("auto", None)
-    assert not frozen_cache.decide("off", "phase2.cache_frozen=off")
-    assert not frozen_cache.decide("auto", "because")
-    with pytest.raises(UserError, match="cache_frozen='on' cannot be used: because"):
-        frozen_cache.decide("on", "because")
+def test_why_not_names_each_reason():
+    assert frozen_cache.why_not(["flip"], 10, []) is None
+    assert "whole base" in frozen_cache.why_not([], None, [])
+    assert "rotate" in frozen_cache.why_not(["flip", "rotate"], 10, [])
+    assert "block_2_drop" in frozen_cache.why_not([], 10, ["block_2_drop"])
 
 
 def test_storage_follows_the_pixel_cache_policy():

@@ -1,7 +1,7 @@
 """sft_tf/training/head_cache.py: phase 1 on cached pooled features. The features are the
 model's own pooled features (one device and two replicas alike), the head trained on them is
 the classifier's head, the feature batches come in the image pipeline's order, and
-should_cache decides when features can be cached at all."""
+why_not says when features cannot be cached."""
 
 import keras
 import numpy as np
@@ -10,8 +10,9 @@ import tensorflow as tf
 
 from sft_tf.data import balance, pipeline
 from sft_tf.data.examples import Examples
+from sft_tf.errors import UserError
 from sft_tf.model import classifier
-from sft_tf.training import head_cache
+from sft_tf.training import cache_choice, head_cache
 from tests.helpers import tiny_classifier, tiny_model
 
 N, BATCH = 20, 8  # a short last batch of 4 in evaluation
@@ -143,13 +144,21 @@ def test_training_batches_have_a_static_shape_and_evaluation_keeps_every_example
     [
         ("auto", [], False, True),
         ("auto", ["flip"], False, False),  # augmented images differ every epoch
-        ("auto", [], True, False),  # each worker would need its own shard's features
+        ("auto", [], True, False),  # each worker would run the base over its shard first
         ("auto", ["flip"], True, False),
         ("on", [], False, True),
-        ("on", ["flip"], True, True),  # validation refuses on + augment before this
+        ("on", [], True, True),  # on: each worker caches its shard
         ("off", [], False, False),
         ("off", ["flip"], True, False),
     ],
 )
-def test_should_cache_decision_table(mode, augment, multi_worker, cache):
-    assert head_cache.should_cache(mode, augment, multi_worker) is cache
+def test_phase1_cache_decision_table(mode, augment, multi_worker, cache):
+    reason = head_cache.why_not(mode, augment, multi_worker)
+    assert cache_choice.decide("phase1.cache_features", mode, reason, "Uncached") is cache
+
+
+def test_phase1_cache_on_with_augmentation_names_the_reason():
+    """(Validation refuses this config before training; the rule itself refuses it too.)"""
+    reason = head_cache.why_not("on", ["flip"], False)
+    with pytest.raises(UserError, match=r"^config.phase1.cache_features='on' cannot be used: "):
+        cache_choice.decide("phase1.cache_features", "on", reason, "Uncached")
