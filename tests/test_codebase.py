@@ -162,11 +162,6 @@ EXEMPT_FROM_TEST_FILES = {
     "sft_tf/__main__.py": "`python -m sft_tf` calls cli.run; tests/test_cli.py runs it",
     "sft_tf/config_lib.py": "a re-export of config.schema for config files",
     "sft_tf/configs/*.py": "config files, checked by tests/config",
-    # Open (#36): tested through the runs in tests/scenarios and tests/test_cli.py so far.
-    "sft_tf/training/phases.py": "TODO: a test file of its own",
-    "sft_tf/serving/signatures.py": "TODO: tested by tests/serving/test_export.py so far",
-    "sft_tf/training/finish.py": "TODO: tested by tests/training/test_outcome.py so far",
-    "sft_tf/training/run.py": "TODO: a dataclass; tested through train runs so far",
 }
 
 

@@ -106,6 +106,7 @@ def base_config() -> ml_collections.ConfigDict:
     # Labels come from csv: specs (split on label_delimiter) or tfrecord: specs (several
     # image/class/label ids per record); class folders cannot express it.
     c.data.multi_label = False
+    # What separates the labels of one image in a multi-label csv: label column ("cat|dog").
     c.data.label_delimiter = "|"
     # The columns of csv: specs: image path, label (class name; multi-label: names joined by
     # label_delimiter) and split (only read for csv:PATH:SPLIT).
@@ -145,6 +146,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     # Phase 1: the base is frozen, only the new head trains.
     c.phase1 = ml_collections.ConfigDict()
+    # Epochs of head training (0 skips phase 1: phase 2 then starts from the random head).
     c.phase1.epochs = 5
     # Peak learning rate (Adam); cosine decay to zero over the phase.
     c.phase1.learning_rate = 1e-3
@@ -160,7 +162,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.phase2 = ml_collections.ConfigDict()
     # 0 skips phase 2.
     c.phase2.epochs = 5
+    # Peak learning rate, ten times below phase 1's: the opened blocks start from pretrained
+    # weights that large steps would undo. Cosine decay to zero over the phase.
     c.phase2.learning_rate = 1e-4
+    # Linear warm-up over this many epochs: the opened blocks' first steps, from a head
+    # trained on frozen features, stay small while the optimizer's moments settle.
     c.phase2.warmup_epochs = 1.0
     # How many of the base's top blocks to unfreeze (whole blocks); -1 unfreezes the whole base.
     c.phase2.unfreeze_blocks = 2
@@ -187,11 +193,16 @@ def base_config() -> ml_collections.ConfigDict:
     # Source pretraining (`sft-tf pretrain`): train the backbone from random init on a source
     # task, then save it for `train` as model.weights=<workdir>/backbone.weights.h5.
     c.pretrain = ml_collections.ConfigDict()
+    # The source task's training data: a spec as data.train takes ("" is refused by pretrain).
     c.pretrain.train = ""
+    # The source task's test data, for the backbone's reported accuracy ("" for none).
     c.pretrain.test = ""
     # Optional comma-separated source classes (names or ids), as data.classes.
     c.pretrain.classes = config_dict.placeholder(str)
+    # Epochs from random init; the whole network and BatchNorm train.
     c.pretrain.epochs = 5
+    # Peak learning rate (warm-up, then cosine decay to zero); also the rate of
+    # scratch_baseline, the from-scratch run fine-tuning is compared against.
     c.pretrain.learning_rate = 2e-3
     _add_optimizer(c.pretrain)
     # Batches used to re-estimate BatchNorm statistics before saving the backbone.
