@@ -15,6 +15,7 @@ import ml_collections
 
 from sft_tf.config.schema import base_config
 from sft_tf.errors import UserError
+from sft_tf.files import write_text_atomic
 from sft_tf.log import say
 
 
@@ -25,10 +26,7 @@ def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def save(config: ml_collections.ConfigDict, path: str | Path) -> None:
     """Writes the resolved config as JSON (temp file + rename, so it is never half-written)."""
-    path = Path(path)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
 
 
 def _merge(

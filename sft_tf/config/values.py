@@ -23,6 +23,7 @@ from sft_tf.config.schema import DEFAULT_MAX_IMAGE_PIXELS, MAX_EPOCHS, MAX_IMAGE
 from sft_tf.data import specs
 from sft_tf.errors import UserError
 from sft_tf.model import catalog
+from sft_tf.training.cache_choice import MODES as CACHE_MODES
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -113,8 +114,8 @@ def _check_phase2_cache(config: ml_collections.ConfigDict) -> None:
     """phase2.cache_frozen: a mode, and for "on" what can be known before the model exists
     (the rest, e.g. dropout below the opened blocks, stops the run before phase 2)."""
     mode, d = config.phase2.cache_frozen, config.data
-    if mode not in ("auto", "on", "off"):
-        _fail(f"config.phase2.cache_frozen={mode!r} must be one of auto, on, off")
+    if mode not in CACHE_MODES:
+        _fail(f"config.phase2.cache_frozen={mode!r} must be one of {', '.join(CACHE_MODES)}")
     if mode != "on":
         return
     other = [a.strip() for a in d.augment.split(",") if a.strip() not in ("", "flip")]
@@ -134,8 +135,11 @@ def _check_phases(config: ml_collections.ConfigDict, command: str) -> None:
     """config.phase1 and config.phase2 (and the optimizer fields of pretrain)."""
     d, m = config.data, config.model
     cache_features = config.phase1.cache_features
-    if cache_features not in ("auto", "on", "off"):
-        _fail(f"config.phase1.cache_features={cache_features!r} must be one of auto, on, off")
+    if cache_features not in CACHE_MODES:
+        _fail(
+            f"config.phase1.cache_features={cache_features!r} must be one of "
+            f"{', '.join(CACHE_MODES)}"
+        )
     if cache_features == "on" and d.augment:
         _fail(
             f"config.phase1.cache_features='on' needs config.data.augment='' (it is "

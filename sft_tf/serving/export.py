@@ -50,7 +50,7 @@ from sft_tf.serving.layout import (
     SIGNATURES,
     STAGING_PREFIX,
     TFLITE_DIR,
-    version_folder,
+    version_folders,
 )
 
 # Defined beside the export contract, where the CLI reads them before TensorFlow loads; still
@@ -101,10 +101,11 @@ def check_class_change(
       UserError: the newest version has different class names and `allow` is False.
     """
     root = Path(model_root)
-    found = versions(root)
+    folders = version_folders(root)
+    found = sorted(folders)
     if allow or not found:
         return
-    labels = version_folder(root, found[-1]) / LABELS_FILE
+    labels = folders[found[-1]] / LABELS_FILE
     if not labels.is_file():  # not written by sft-tf: no label set to compare with
         return
     served, new = labels.read_text().splitlines(), list(class_names)
@@ -130,10 +131,10 @@ def check_class_change(
 def prune_versions(model_root: str | Path, keep: int) -> list[int]:
     """Deletes all but the newest `keep` versions (keep <= 0 keeps all), says which; returns
     the deleted."""
-    found = versions(model_root)
-    doomed = found[:-keep] if keep > 0 else []
+    folders = version_folders(model_root)
+    doomed = sorted(folders)[:-keep] if keep > 0 else []
     for version in doomed:
-        shutil.rmtree(version_folder(model_root, version))
+        shutil.rmtree(folders[version])
     if doomed:
         removed = ", ".join(map(str, doomed))
         say(f"Removed version(s) {removed} of {model_root} (export.keep={keep})")

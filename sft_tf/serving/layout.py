@@ -26,16 +26,12 @@ IMAGE_KEY = "image/encoded"
 
 def versions(model_root: str | Path) -> list[int]:
     """The integer version folders under a model root, ascending."""
-    return sorted(_version_folders(model_root))
+    return sorted(version_folders(model_root))
 
 
-def version_folder(model_root: str | Path, version: int) -> Path:
-    """The folder TF Serving serves as `version`: "7", or "007" where a tool wrote that (TF
-    Serving reads the folder name as a number)."""
-    return _version_folders(model_root).get(version, Path(model_root) / str(version))
-
-
-def _version_folders(model_root: str | Path) -> dict[int, Path]:
+def version_folders(model_root: str | Path) -> dict[int, Path]:
+    """version -> the folder TF Serving serves as it: "7", or "007" where a tool wrote that
+    (TF Serving reads the folder name as a number)."""
     root = Path(model_root)
     if not root.is_dir():
         return {}
@@ -58,14 +54,15 @@ def resolve_export(model_root: str | Path, version: int | None = None) -> Path:
     root = Path(model_root)
     if (root / "saved_model.pb").is_file():
         return root
-    found = versions(root)
+    folders = version_folders(root)
+    found = sorted(folders)
     if not found:
         raise UserError(f"--model={root}: no integer version folders with a SavedModel inside")
     if version is None:
-        return version_folder(root, found[-1])
+        return folders[found[-1]]
     if version not in found:
         raise UserError(f"--version={version} not in {root} (versions: {found})")
-    return version_folder(root, version)
+    return folders[version]
 
 
 def run_export(workdir: str | Path) -> str:
