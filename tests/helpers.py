@@ -233,6 +233,18 @@ def tiny_train_args(train, test, *extra) -> list[str]:
     ]
 
 
+def fresh_python(code: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Runs `code` in a fresh Python process started in the repo (what is imported there, or a
+    process-wide setting, cannot leak into this one); its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+    )
+
+
 def sft_tf(*args, cwd, check=True):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(

@@ -1,10 +1,7 @@
 """The CLI's start-up: TensorFlow and Keras imported quietly, without the libraries they would
 load for pieces sft_tf never uses."""
 
-import subprocess
-import sys
-
-from tests.helpers import REPO
+from tests.helpers import fresh_python
 
 PROBE = (
     "import sys\n"
@@ -24,9 +21,7 @@ PROBE = (
 
 
 def test_tensorflow_loads_without_unused_libraries_which_still_import_afterwards():
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=REPO, timeout=120
-    )
+    result = fresh_python(PROBE)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "[]"  # none of them loaded with TensorFlow and Keras

@@ -2,14 +2,12 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from sft_tf.commands import usage
 from sft_tf.config import schema
-from tests.helpers import REPO, snapshot
+from tests.helpers import REPO, fresh_python, snapshot
 
 # Runs the real entry point with argv, then reports whether TensorFlow was ever imported.
 TINY = "--config=configs/tiny.py"
@@ -26,9 +24,7 @@ except SystemExit as e:
 
 
 def _run(*args):
-    return subprocess.run(
-        [sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, cwd=REPO, timeout=60
-    )
+    return fresh_python(_PROBE, *args, timeout=60)
 
 
 @pytest.mark.parametrize("command", list(usage.VERBS))

@@ -1,13 +1,10 @@
 """The checks on plain values: out-of-range numbers refused before TensorFlow is needed."""
 
-import subprocess
-import sys
-
 import pytest
 
 from sft_tf.config import values
 from sft_tf.errors import UserError
-from tests.helpers import REPO, load_config
+from tests.helpers import REPO, fresh_python, load_config
 
 
 @pytest.mark.parametrize(
@@ -34,9 +31,7 @@ def test_values_that_would_crash_later_are_refused(field, value, message):
 def test_values_import_nothing_heavy():
     """The CLI runs these checks before TensorFlow's import: they must not trigger it."""
     probe = "import sys; from sft_tf.config import values; print('tensorflow' in sys.modules)"
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60
-    )
+    result = fresh_python(probe, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
 
 

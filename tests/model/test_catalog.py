@@ -1,13 +1,10 @@
 """The backbone table: names with suggestions, minimum sizes and options, without TensorFlow."""
 
-import subprocess
-import sys
-
 import pytest
 
 from sft_tf.errors import UserError
 from sft_tf.model import catalog
-from tests.helpers import REPO
+from tests.helpers import fresh_python
 
 
 def test_unknown_backbone_suggests_the_closest_name():
@@ -38,8 +35,6 @@ def test_every_entry_names_a_keras_application_and_the_table_loads_without_tenso
         "'preprocess_input')]\n"
         "print(missing)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120
-    )
+    result = fresh_python(probe)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["False", "[]"]

@@ -3,8 +3,6 @@
 logical CPUs (tests/conftest.py); what cannot run here is refused before anything is built."""
 
 import inspect
-import subprocess
-import sys
 
 import keras
 import pytest
@@ -12,7 +10,7 @@ import tensorflow as tf
 
 from sft_tf.errors import UserError
 from sft_tf.training import runtime
-from tests.helpers import REPO, tiny_config
+from tests.helpers import fresh_python, tiny_config
 
 
 @pytest.fixture(autouse=True)
@@ -125,9 +123,7 @@ def test_deterministic_turns_op_determinism_on():
         "print(before)\n"
         "print(_unseeded_random_op())\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
-    )
+    result = fresh_python(code)
     assert result.returncode == 0, result.stderr
     *_, announced, before, after = result.stdout.splitlines()
     assert announced.endswith("learning-rate scaling none; deterministic ops")
