@@ -105,6 +105,7 @@ def test_train_writes_workdir_and_export(trained):
     )
 
 
+@pytest.mark.slow
 def test_predict_from_export_and_workdir(trained, image_folders):
     cwd, _ = trained
     cat = sorted((image_folders["test"] / "cat").glob("*.*"))[0]
@@ -118,6 +119,7 @@ def test_predict_from_export_and_workdir(trained, image_folders):
     assert len(table.strip().splitlines()) == 6  # one line per image in the folder
 
 
+@pytest.mark.slow
 def test_output_piped_into_a_reader_that_stops_is_not_an_error(trained, image_folders):
     """`sft-tf predict ... | head -1`: the reader closes the pipe; sft-tf stops without a word,
     with the status of a writer ended by SIGPIPE."""

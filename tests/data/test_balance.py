@@ -57,6 +57,7 @@ def _minority_recall(train_ds, test: examples_lib.Examples, steps: int) -> float
     return float(np.mean(predicted[test.labels == rare] == rare))
 
 
+@pytest.mark.slow
 def test_balanced_weighting_and_resampling_raise_minority_recall(imbalanced):
     train_ex = sources_lib.load_examples(f"folder:{imbalanced['train']}")
     test_ex = sources_lib.load_examples(f"folder:{imbalanced['test']}")

@@ -89,6 +89,7 @@ def test_every_optimizer_trains_a_step(name):
     assert not np.allclose(np.array(head), start)
 
 
+@pytest.mark.slow
 def test_train_runs_the_whole_recipe(tmp_path, image_folders, capsys):
     from sft_tf.commands import train
     from tests.helpers import REPO, load_config
